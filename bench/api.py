@@ -1,0 +1,237 @@
+"""The contracts between the parts of aigi-bench.
+
+Everything that crosses a folder boundary is defined here: a detector, an image record and
+image set, a suite, a post-processing transform. The core (`bench/`) only knows these types;
+`detectors/`, `suites/` and `dear/` implement them and come in through entry points.
+
+Conventions shared by the whole field and kept here:
+- a detector returns one float *logit* per image, positive = fake, logit 0 = probability 0.5
+  (the convention of the Corvi, Rajan and DEAR official code);
+- label 0 = real, 1 = fake.
+"""
+from __future__ import annotations
+
+import abc
+import hashlib
+import random
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Literal, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+REAL, FAKE = 0, 1
+
+Family = Literal["CNN", "CLIP", "ViT", "training-free"]
+FAMILIES: tuple[str, ...] = ("CNN", "CLIP", "ViT", "training-free")
+
+
+class BenchError(Exception):
+    """An error a user can act on; the CLI prints its message without a traceback."""
+
+
+class MissingWeightsError(BenchError):
+    """Weights for a tag are not on this machine and cannot be downloaded."""
+
+
+class MissingDataError(BenchError):
+    """A suite's data is not at the expected place."""
+
+
+class BadImageError(BenchError):
+    """One image cannot be used; the run records it and goes on."""
+
+    def __init__(self, path: str, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = path, reason
+
+
+# --------------------------------------------------------------------------- detectors
+
+
+@dataclass(frozen=True)
+class InputPolicy:
+    """How a detector wants its pixels, so the runner can batch without changing them.
+
+    `size=None` means native resolution: the runner batches only images of identical size and
+    never resizes. A fixed `size` (H, W) means the detector's own preprocessing resizes or crops
+    to it (as its official test code does), so any images can share a batch.
+    """
+
+    size: tuple[int, int] | None = None
+
+    @property
+    def native(self) -> bool:
+        return self.size is None
+
+    def describe(self) -> str:
+        return "native resolution" if self.native else f"fixed {self.size[0]}x{self.size[1]}"
+
+
+@dataclass(frozen=True)
+class DetectorInfo:
+    """What tables and the runner need to know about a detector, without running it."""
+
+    name: str  # registry name, lowercase ASCII: "corvi", "dear-c"
+    display_name: str  # as printed in the papers' tables: "Corvi+", "DEAR-c"
+    family: str  # one of FAMILIES: the row groups of DEAR's Table 1
+    calibrated: bool = True  # False: no meaningful threshold at 0, accuracies print as "-"
+    input: InputPolicy = field(default_factory=InputPolicy)
+    description: str = ""
+
+
+class Detector(abc.ABC):
+    """A detector: preprocessing it owns plus a batched forward that returns logits.
+
+    Subclasses set `info`, `weights` (the tag they were built with, e.g. "corvi.mini") and
+    `fingerprint` (a digest of the weights: scores are cached under it), and implement
+    `preprocess` and `forward`.
+    """
+
+    info: DetectorInfo
+    weights: str = ""
+    fingerprint: str = ""
+    device: str = "cpu"
+
+    @abc.abstractmethod
+    def preprocess(self) -> Callable[[Any], Any]:
+        """A small picklable callable: PIL RGB image -> CHW float tensor.
+
+        It runs in DataLoader workers, so it must not hold the model.
+        """
+
+    @abc.abstractmethod
+    def forward(self, batch: Any) -> Any:
+        """(B, C, H, W) tensor on `self.device` -> (B,) tensor of logits."""
+
+    def to(self, device: str) -> "Detector":
+        self.device = str(device)
+        return self
+
+    def score(self, images: Iterable[Any], batch_size: int = 16) -> np.ndarray:
+        """Logits for PIL images, in input order; images of equal tensor shape share a batch."""
+        import torch
+
+        prep = self.preprocess()
+        tensors = [prep(im) for im in images]
+        out = np.empty(len(tensors), dtype=np.float64)
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        for i, t in enumerate(tensors):
+            by_shape.setdefault(tuple(t.shape), []).append(i)
+        with torch.inference_mode():
+            for idx in by_shape.values():
+                for s in range(0, len(idx), batch_size):
+                    chunk = idx[s : s + batch_size]
+                    batch = torch.stack([tensors[i] for i in chunk]).to(self.device)
+                    out[chunk] = self.forward(batch).float().cpu().numpy().reshape(-1)
+        return out
+
+
+@dataclass(frozen=True)
+class WeightSpec:
+    """Where one weight tag lives. Resolution order: explicit file, local weights folder,
+    files bundled with the package, Hugging Face Hub; see `bench.weights.resolve`."""
+
+    tag: str  # "official", "mini"
+    filename: str  # the file name looked for locally
+    hf_repo: str | None = None  # Hugging Face repo id holding the file
+    hf_filename: str | None = None  # path inside that repo (defaults to filename)
+    bundled: str | None = None  # "package:relative/path" of a file shipped with aigi-bench
+    where: str = ""  # a sentence telling a user where the official file is published
+    sha256: str | None = None
+
+
+# --------------------------------------------------------------------------- images and suites
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One image of a suite: a file and its ground truth."""
+
+    path: str
+    label: int  # REAL or FAKE
+    set: str  # the image set it belongs to
+
+    def read_bytes(self) -> bytes:
+        with open(self.path, "rb") as fh:
+            return fh.read()
+
+
+SetKind = Literal["real", "generator", "wild"]
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """A named group of images. A fake set is scored against its `real_set`.
+
+    `kind` separates generator sets (averaged into Avg) from in-the-wild sets (kept apart, as
+    DEAR does). A wild set may hold both labels (e.g. Chameleon); then `real_set` is None.
+    """
+
+    name: str
+    display_name: str
+    kind: SetKind
+    records: tuple[ImageRecord, ...]
+    real_set: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A loaded suite: its image sets and where they came from."""
+
+    name: str
+    sets: tuple[ImageSet, ...]
+    description: str = ""
+    source: str = ""  # root folder or dataset id the data came from
+
+    def set(self, name: str) -> ImageSet:
+        for s in self.sets:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    @property
+    def records(self) -> list[ImageRecord]:
+        return [r for s in self.sets for r in s.records]
+
+
+@runtime_checkable
+class SuiteSource(Protocol):
+    """A suite described as data: it can say whether it is available and load itself."""
+
+    name: str
+    description: str
+
+    def availability(self, data_root: str | None = None) -> str | None:
+        """None if the data is here, else a sentence saying what is missing and how to get it."""
+
+    def load(self, data_root: str | None = None, max_per_set: int | None = None) -> Suite:
+        """Load the suite or raise MissingDataError naming the expected path."""
+
+
+# --------------------------------------------------------------------------- post-processing
+
+
+@runtime_checkable
+class Transform(Protocol):
+    """A seeded image operation. It draws what it needs from `rng` and reports the values
+    it actually used, so they can be stored beside each score."""
+
+    name: str
+
+    def __call__(self, image: Any, rng: random.Random) -> tuple[Any, dict[str, Any]]: ...
+
+
+def derive_seed(*parts: object) -> int:
+    """A 64-bit seed from (run seed, chain name, image identity, ...).
+
+    Seeding each image from its own identity makes processed bytes independent of file order,
+    subsets and worker counts (the official script seeds once per folder instead)."""
+    digest = hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
+def sort_records(records: Sequence[ImageRecord]) -> list[ImageRecord]:
+    return sorted(records, key=lambda r: (r.set, r.path))

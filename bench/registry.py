@@ -1,0 +1,205 @@
+"""One registry for detectors, suites and post-processing chains, fed by entry points.
+
+Built-ins and third-party plugins come in through the same door: the entry-point groups
+`bench.detectors`, `bench.suites` and `bench.chains`. The core never imports `detectors/`,
+`suites/` or `dear/` by name.
+
+A detector entry point names either a `DetectorSpec` (what `register` below returns: metadata
+plus a factory, so `bench list` needs no model) or any callable `make(weights=None) -> Detector`.
+A plugin that fails to import or raises is reported by name; the others still work.
+
+Detector names take a weight tag, timm style: `create_detector("corvi.mini")`.
+"""
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, Callable
+
+from bench.api import BenchError, Detector, DetectorInfo, InputPolicy, SuiteSource, Transform, WeightSpec
+
+GROUPS = {"detectors": "bench.detectors", "suites": "bench.suites", "chains": "bench.chains"}
+
+
+class UnknownNameError(BenchError):
+    pass
+
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    """A registered detector: its metadata, weight tags and factory `make(weights_tag, **kw)`."""
+
+    info: DetectorInfo
+    make: Callable[..., Detector]
+    weights: tuple[WeightSpec, ...] = ()
+    default_weights: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    def weight(self, tag: str) -> WeightSpec:
+        for w in self.weights:
+            if w.tag == tag:
+                return w
+        raise UnknownNameError(
+            f"detector {self.name!r} has no weights {tag!r}; known: {', '.join(w.tag for w in self.weights) or 'none'}"
+        )
+
+    def __call__(self, weights: str | None = None, **kwargs: Any) -> Detector:
+        return self.make(weights or self.default_weights, **kwargs)
+
+
+def register(
+    name: str,
+    display_name: str,
+    family: str,
+    *,
+    weights: tuple[WeightSpec, ...] = (),
+    default_weights: str | None = None,
+    calibrated: bool = True,
+    input: InputPolicy = InputPolicy(),
+    description: str = "",
+) -> Callable[[Callable[..., Detector]], DetectorSpec]:
+    """Decorator turning a factory `make(weights_tag, **kw) -> Detector` into a DetectorSpec."""
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_\-]*", name):
+        raise ValueError(f"detector names are lowercase ASCII: {name!r}")
+    info = DetectorInfo(name, display_name, family, calibrated, input, description)
+
+    def wrap(make: Callable[..., Detector]) -> DetectorSpec:
+        return DetectorSpec(info, make, tuple(weights), default_weights or (weights[0].tag if weights else None))
+
+    return wrap
+
+
+@dataclass
+class LoadReport:
+    """What a registry scan found, including what failed to load and why."""
+
+    loaded: dict[str, Any] = field(default_factory=dict)
+    origin: dict[str, str] = field(default_factory=dict)  # name -> distribution providing it
+    errors: dict[str, str] = field(default_factory=dict)  # name -> "ExcType: message"
+
+
+_cache: dict[str, LoadReport] = {}
+
+
+def scan(kind: str, refresh: bool = False) -> LoadReport:
+    """Load every entry point of one group; a broken plugin lands in `errors`, not an exception."""
+    if kind in _cache and not refresh:
+        return _cache[kind]
+    report = LoadReport()
+    for ep in sorted(entry_points(group=GROUPS[kind]), key=lambda e: e.name):
+        if ep.name in report.loaded:
+            continue  # the first distribution to claim a name wins; duplicates are ignored
+        try:
+            report.loaded[ep.name] = ep.load()
+            report.origin[ep.name] = ep.dist.name if ep.dist else "?"
+        except Exception as exc:  # a plugin may fail in any way; report it, keep the others
+            report.errors[ep.name] = f"{type(exc).__name__}: {exc}"
+    _cache[kind] = report
+    return report
+
+
+def names(kind: str) -> list[str]:
+    return sorted(scan(kind).loaded)
+
+
+def _lookup(kind: str, name: str) -> Any:
+    report = scan(kind)
+    if name in report.loaded:
+        return report.loaded[name]
+    if name in report.errors:
+        raise BenchError(f"{kind[:-1]} {name!r} is installed but failed to load: {report.errors[name]}")
+    close = difflib.get_close_matches(name, list(report.loaded) + list(report.errors), n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    known = ", ".join(sorted(report.loaded)) or "none"
+    raise UnknownNameError(f"unknown {kind[:-1]} {name!r}{hint} (known: {known})")
+
+
+def split_tag(name: str) -> tuple[str, str | None]:
+    """'corvi.mini' -> ('corvi', 'mini'); 'corvi' -> ('corvi', None)."""
+    base, _, tag = name.partition(".")
+    return base, (tag or None)
+
+
+def detector_spec(name: str) -> DetectorSpec | Callable[..., Detector]:
+    return _lookup("detectors", split_tag(name)[0])
+
+
+def detector_info(name: str) -> DetectorInfo:
+    """Metadata without building a model (a plain-callable plugin is built once to ask it)."""
+    spec = detector_spec(name)
+    if isinstance(spec, DetectorSpec):
+        return spec.info
+    return create_detector(name).info
+
+
+def create_detector(name: str, **kwargs: Any) -> Detector:
+    """Build a registered detector, e.g. `create_detector("corvi.mini")`."""
+    base, tag = split_tag(name)
+    spec = detector_spec(base)
+    try:
+        det = spec(tag, **kwargs) if tag is not None or isinstance(spec, DetectorSpec) else spec(**kwargs)
+    except BenchError:
+        raise
+    except Exception as exc:
+        raise BenchError(f"detector {name!r} failed to build: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(det, Detector):
+        raise BenchError(f"detector {name!r}: its factory returned {type(det).__name__}, not a bench.api.Detector")
+    return det
+
+
+def get_suite(name: str) -> SuiteSource:
+    return _lookup("suites", name)
+
+
+def create_chain(spec: str) -> Transform:
+    """Parse 'rajan', 'jpeg:quality=75' or 'webp:quality=50+blur:sigma=1' into one transform."""
+    parts = [p for p in spec.split("+") if p.strip()]
+    if not parts:
+        raise BenchError("empty post-processing spec")
+    transforms = []
+    for part in parts:
+        name, _, args = part.strip().partition(":")
+        kwargs = {}
+        for kv in filter(None, args.split(",")):
+            key, eq, value = kv.partition("=")
+            if not eq:
+                raise BenchError(f"post-processing {part!r}: expected key=value, got {kv!r}")
+            kwargs[key.strip()] = _parse_value(value.strip())
+        factory = _lookup("chains", name)
+        try:
+            transforms.append(factory(**kwargs))
+        except TypeError as exc:
+            raise BenchError(f"post-processing {part!r}: {exc}") from exc
+    return transforms[0] if len(transforms) == 1 else Compose(tuple(transforms))
+
+
+def _parse_value(text: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+@dataclass(frozen=True)
+class Compose:
+    """Transforms applied in order; their drawn parameters are kept apart by step."""
+
+    steps: tuple[Transform, ...]
+
+    @property
+    def name(self) -> str:
+        return "+".join(t.name for t in self.steps)
+
+    def __call__(self, image: Any, rng: Any) -> tuple[Any, dict[str, Any]]:
+        params: dict[str, Any] = {}
+        for i, t in enumerate(self.steps):
+            image, p = t(image, rng)
+            params.update({f"{i}.{t.name.split(':')[0]}.{k}": v for k, v in p.items()})
+        return image, params

@@ -1,0 +1,104 @@
+"""Resolve a weight tag to a local file, and load checkpoints safely.
+
+Resolution order for `corvi.official`:
+1. `$AIGI_BENCH_WEIGHTS/corvi/<filename>` (default `~/.cache/aigi-bench/weights/corvi/<filename>`);
+2. a file bundled with the package (the `.mini` weights trained on AIGI-mini);
+3. the Hugging Face Hub, when the tag names a repo and the network allows it.
+Offline with nothing found: one MissingWeightsError naming the exact path to put the file at.
+
+Checkpoints are read with `torch.load(weights_only=True)` or safetensors; nothing is unpickled.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from bench.api import MissingWeightsError, WeightSpec
+
+
+def home() -> Path:
+    """Root of caches: built worlds, downloaded weights. `$AIGI_BENCH_HOME` overrides it."""
+    return Path(os.environ.get("AIGI_BENCH_HOME", Path.home() / ".cache" / "aigi-bench")).expanduser()
+
+
+def weights_dir() -> Path:
+    return Path(os.environ.get("AIGI_BENCH_WEIGHTS", home() / "weights")).expanduser()
+
+
+def local_path(detector: str, spec: WeightSpec) -> Path:
+    return weights_dir() / detector / spec.filename
+
+
+def bundled_path(spec: WeightSpec) -> Path | None:
+    if not spec.bundled:
+        return None
+    package, _, rel = spec.bundled.partition(":")
+    path = Path(str(resources.files(package).joinpath(rel)))
+    return path if path.is_file() else None
+
+
+def resolve(detector: str, spec: WeightSpec, path: str | os.PathLike | None = None) -> Path:
+    """Local file for `detector.spec.tag`, downloading from the Hub only as a last resort."""
+    if path is not None:
+        p = Path(path).expanduser()
+        if not p.is_file():
+            raise MissingWeightsError(f"{detector}.{spec.tag}: no file at {p}")
+        return p
+    candidate = local_path(detector, spec)
+    if candidate.is_file():
+        return candidate
+    shipped = bundled_path(spec)
+    if shipped is not None:
+        return shipped
+    errors = []
+    if spec.hf_repo:
+        try:
+            from huggingface_hub import hf_hub_download
+
+            return Path(hf_hub_download(spec.hf_repo, spec.hf_filename or spec.filename))
+        except Exception as exc:  # offline, gated, or missing: explain below
+            errors.append(f"Hugging Face {spec.hf_repo}/{spec.hf_filename or spec.filename}: {type(exc).__name__}")
+    tried = "; ".join(errors) or "no download source"
+    raise MissingWeightsError(
+        f"weights {detector}.{spec.tag} not found. Put the file at {candidate} "
+        f"(or set AIGI_BENCH_WEIGHTS). {spec.where} [{tried}]".strip()
+    )
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_state(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a checkpoint without unpickling code: safetensors or `torch.load(weights_only=True)`."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    import torch
+
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise MissingWeightsError(f"{path}: not a readable weights-only checkpoint ({type(exc).__name__}: {exc})") from exc
+
+
+def save_state(state: dict[str, Any], path: str | os.PathLike) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    else:
+        import torch
+
+        torch.save(state, str(path))
