@@ -1,0 +1,309 @@
+"""The `bench` command line: list, run, table, plot, sweep.
+
+Each subcommand is a `Command` (name, help, add_arguments, handler) in `COMMANDS`; a new one
+(`bench world`, `bench train`, ...) is a function pair appended there. Everything goes through
+`bench.registry`, so built-ins and plugins are listed and run the same way.
+
+Any `BenchError` prints `bench: error: <message>` on stderr and exits with status 2, without a
+traceback. A run where some detector failed still exports what finished, then exits with 1.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from bench import registry
+from bench.api import BenchError
+
+EXIT_FAILED_DETECTOR = 1
+EXIT_ERROR = 2
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    handler: Callable[[argparse.Namespace], int]
+
+
+def _csv_list(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _out(msg: str = "") -> None:
+    print(msg, flush=True)
+
+
+# --------------------------------------------------------------------------- list
+
+
+def _weight_status(detector: str, spec: Any) -> str:
+    from bench.weights import bundled_path, local_path
+
+    if local_path(detector, spec).is_file():
+        return "local"
+    if bundled_path(spec) is not None:
+        return "bundled"
+    if spec.hf_repo:
+        return "download"
+    return "missing"
+
+
+def _add_list(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-root", help="data folder used to check whether suites are available")
+    p.add_argument("-v", "--verbose", action="store_true", help="print the full reason a suite is unavailable")
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    """Detectors with their weight tags, suites with availability, chains, and broken plugins."""
+    from tabulate import tabulate
+
+    det_rows, problems = [], []
+    report = registry.scan("detectors")
+    for name, spec in sorted(report.loaded.items()):
+        if isinstance(spec, registry.DetectorSpec):
+            info = spec.info
+            tags = ", ".join(
+                f"{w.tag}{'*' if w.tag == spec.default_weights else ''} ({_weight_status(name, w)})" for w in spec.weights
+            ) or "-"
+        else:
+            try:
+                info = registry.detector_info(name)
+            except BenchError as exc:
+                problems.append(("detector", name, str(exc)))
+                continue
+            tags = "plugin (no tags)"
+        det_rows.append([name, info.display_name, info.family, info.input.describe(), tags, report.origin.get(name, "")])
+    _out("Detectors (* = default weights; local/bundled = on this machine, download = fetched on first use):")
+    _out(tabulate(det_rows, headers=["name", "display", "family", "input", "weights", "from"]) if det_rows else "  none")
+
+    suite_rows = []
+    for name, source in sorted(registry.scan("suites").loaded.items()):
+        try:
+            missing = source.availability(args.data_root)
+        except Exception as exc:  # a plugin's availability check must not hide the others
+            missing = f"availability check failed: {type(exc).__name__}: {exc}"
+        if missing and not args.verbose:
+            missing = missing.strip().split("\n")[0].split(". ")[0].rstrip(".") + " (-v: details)"
+        suite_rows.append([name, getattr(source, "weights_tag", None) or "-", "available" if not missing else missing,
+                           getattr(source, "description", "")])  # fmt: skip
+    _out("\nSuites:")
+    _out(tabulate(suite_rows, headers=["name", "weights", "status", "description"], maxcolwidths=[None, None, 50, 50]) if suite_rows else "  none")
+
+    chain_rows = []
+    for name, factory in sorted(registry.scan("chains").loaded.items()):
+        doc = (getattr(factory, "__doc__", None) or "").strip().split("\n\n")[0]
+        chain_rows.append([name, " ".join(doc.split())])
+    _out("\nPost-processing chains (combine with '+', set values with ':key=value,...'):")
+    _out(tabulate(chain_rows, headers=["name", "description"], maxcolwidths=[None, 90]) if chain_rows else "  none")
+
+    for kind in registry.GROUPS:
+        problems += [(kind[:-1], name, why) for name, why in sorted(registry.scan(kind).errors.items())]
+    if problems:
+        _out("\nPlugins that failed to load:")
+        _out(tabulate(problems, headers=["kind", "name", "error"]))
+    return 0
+
+
+# --------------------------------------------------------------------------- run / sweep
+
+
+def _add_run_options(p: argparse.ArgumentParser, post: bool = True) -> None:
+    p.add_argument("--suite", required=True, help="suite name (see `bench list`)")
+    p.add_argument("--detectors", type=_csv_list, default=[], help="comma-separated names, optionally with a weight tag: corvi,rajan.official "
+                   "(default: every detector with the suite's weights)")  # fmt: skip
+    if post:
+        p.add_argument("--post-process", action="store_true", help="also score the post-processed images")
+    p.add_argument("--chain", default="rajan", help="post-processing chain spec (default: rajan)")
+    p.add_argument("--fakes-only", action="store_true", help="post-process fakes only (Stay-Positive protocol); reals keep their original score")
+    p.add_argument("--seed", type=int, default=0, help="seed of the per-image post-processing draws (default: 0)")
+    p.add_argument("--out", type=Path, default=Path("results"), help="output folder holding cache.sqlite and run folders (default: results)")
+    p.add_argument("--run-name", help="run folder name (default: the suite name)")
+    p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes (default: 2)")
+    p.add_argument("--amp", action="store_true", help="bf16 autocast on CUDA (ignored on CPU)")
+    p.add_argument("--max-per-set", type=int, help="score at most this many images per set")
+    p.add_argument("--data-root", help="where the suite's data lives (suite-specific)")
+
+
+def _config(args: argparse.Namespace) -> Any:
+    from bench.runner import RunConfig
+
+    return RunConfig(
+        suite=args.suite, detectors=args.detectors, post_process=getattr(args, "post_process", False), chain=args.chain,
+        fakes_only=args.fakes_only, seed=args.seed, out=args.out, run_name=args.run_name, device=args.device,
+        batch_size=args.batch_size, workers=args.workers, amp=args.amp, max_per_set=args.max_per_set, data_root=args.data_root,
+    )  # fmt: skip
+
+
+def _print_table(scores: Any, fmt: str = "markdown", metrics: Sequence[str] | None = None, sets: Sequence[str] | None = None,
+                 bootstrap: int = 0) -> str:  # fmt: skip
+    from bench.metrics import evaluate
+    from bench.tables import render
+
+    kwargs: dict[str, Any] = {"format": fmt, "sets": sets}
+    if metrics:
+        kwargs["metrics"] = metrics
+    return render(evaluate(scores, bootstrap=bootstrap), **kwargs)
+
+
+def _finish(result: Any) -> int:
+    """Table to stdout, run folder, and a failure summary (exit 1) when a detector did not finish."""
+    table_error = None
+    if not result.scores.empty:
+        try:
+            _out(_print_table(result.scores))
+        except BenchError as exc:  # the scores are saved; only the summary table failed
+            table_error = exc
+    _out(f"\nrun: {result.run_dir}")
+    if len(result.failures):
+        print(f"bench: {len(result.failures)} image(s) could not be scored; see {result.run_dir / 'failures.csv'}", file=sys.stderr)
+    if result.errors:
+        print("bench: these detectors did not finish (their finished scores are saved; rerun to resume):", file=sys.stderr)
+        for name, why in result.errors.items():
+            print(f"  {name}: {why}", file=sys.stderr)
+        return EXIT_FAILED_DETECTOR
+    if table_error is not None:
+        print(f"bench: error: no table for this run: {table_error}", file=sys.stderr)
+        return EXIT_ERROR
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from bench.runner import run
+
+    return _finish(run(_config(args)))
+
+
+def _add_sweep(p: argparse.ArgumentParser) -> None:
+    _add_run_options(p, post=False)
+    p.add_argument("--param", required=True, help="the chain parameter to vary, e.g. quality")
+    p.add_argument("--values", type=_csv_list, required=True, help="comma-separated values, e.g. 100,90,80,70")
+    p.add_argument("--metric", default="ap", choices=["ap", "auc"], help="metric plotted against the parameter (default: ap)")
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from bench import plots
+    from bench.runner import sweep
+
+    result = sweep(_config(args), args.chain, args.param, args.values)
+    status = _finish(result)
+    if not result.scores.empty:
+        from bench.metrics import evaluate
+
+        base = result.manifest["sweep"]["chain"].split(":")[0]
+        out = result.run_dir / f"sweep_{base}_{args.param}_{args.metric}.png"
+        _out(f"figure: {plots.sweep_figure(evaluate(result.scores), args.param, args.metric, out_path=out)}")
+    return status
+
+
+# --------------------------------------------------------------------------- table / plot
+
+
+def _add_source(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--suite", help="read the run folder <results>/<suite>")
+    g.add_argument("--run", type=Path, help="read this run folder")
+    p.add_argument("--results", type=Path, default=Path("results"), help="folder of run folders, used with --suite (default: results)")
+
+
+def _run_dir(args: argparse.Namespace) -> Path:
+    return args.run if args.run is not None else args.results / args.suite
+
+
+def _add_table(p: argparse.ArgumentParser) -> None:
+    from bench.tables import FORMATS
+
+    _add_source(p)
+    p.add_argument("--format", default="markdown", choices=list(FORMATS))
+    p.add_argument("--metrics", type=_csv_list, help="metric columns per set, e.g. auc,racc,facc (default: auc,racc,facc)")
+    p.add_argument("--sets", type=_csv_list, help="only these sets, e.g. gan,diffusion")
+    p.add_argument("--output", type=Path, help="write the table to this file instead of stdout")
+    p.add_argument("--bootstrap", type=int, default=0, help="bootstrap resamples for AUC confidence intervals (default: 0 = none)")
+
+
+def _cmd_table(args: argparse.Namespace) -> int:
+    """A table from stored scores only: nothing is recomputed."""
+    from bench.runner import load_run
+
+    _, scores = load_run(_run_dir(args))
+    text = _print_table(scores, args.format, args.metrics, args.sets, args.bootstrap)
+    if args.output is not None:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(text if text.endswith("\n") else text + "\n")
+        _out(f"table: {args.output}")
+    else:
+        _out(text)
+    return 0
+
+
+def _add_plot(p: argparse.ArgumentParser) -> None:
+    _add_source(p)
+    p.add_argument("--out", type=Path, help="folder for the PNG figures (default: the run folder)")
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    """Score distributions per set (threshold at logit 0) and R.Acc/F.Acc bars before/after
+    post-processing, from stored scores only."""
+    from bench import plots
+    from bench.metrics import evaluate
+    from bench.runner import load_run
+
+    run_dir = _run_dir(args)
+    _, scores = load_run(run_dir)
+    out = args.out or run_dir
+    paths = plots.score_distributions(scores, out)
+    if scores["calibrated"].astype(bool).any():
+        paths.append(plots.accuracy_bars(evaluate(scores), out / "accuracy_bars.png"))
+    else:
+        print("bench: no calibrated detector in this run, so no accuracy bars (accuracies at logit 0 are not meaningful)", file=sys.stderr)
+    for path in paths:
+        _out(f"figure: {path}")
+    return 0
+
+
+COMMANDS: list[Command] = [
+    Command("list", "list detectors, suites, post-processing chains and broken plugins", _add_list, _cmd_list),
+    Command("run", "score a suite and print its table", _add_run_options, _cmd_run),
+    Command("table", "print a results table from stored scores", _add_table, _cmd_table),
+    Command("plot", "write score-distribution and accuracy figures of a run", _add_plot, _cmd_plot),
+    Command("sweep", "score a suite under one chain parameter at several values and plot AP/AUC", _add_sweep, _cmd_sweep),
+]
+
+
+def build_parser(commands: Sequence[Command] | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bench", description="Benchmark AI-generated-image detectors.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    if commands is None:
+        from bench.cli_methods import COMMANDS as METHOD_COMMANDS  # the methods' faces (world, train, dear, ...)
+
+        commands = COMMANDS + METHOD_COMMANDS
+    for cmd in commands:
+        p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
+        cmd.add_arguments(p)
+        p.set_defaults(_handler=cmd.handler)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="bench: %(message)s", stream=sys.stderr)
+    args = build_parser().parse_args(argv)
+    try:
+        return args._handler(args)
+    except BenchError as exc:
+        print(f"bench: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("bench: interrupted; finished batches are saved and a rerun resumes from them", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `bench table | head`: the reader left; say nothing more
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

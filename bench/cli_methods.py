@@ -1,0 +1,307 @@
+"""`bench world`, `bench train`, `bench dear`, `bench analyze`, `bench reproduce`: the methods'
+faces. Each handler is a thin call into `suites/`, `detectors/` or `dear/`; the work lives there.
+(The core's `bench/cli.py` holds the benchmark commands; this module is the wiring of the parts
+the core must not know, kept apart so the core stays importable on its own.)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.api import BenchError
+from bench.cli import Command, _csv_list, _out
+
+# --------------------------------------------------------------------------- world
+
+
+def _add_world(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="world_command", metavar="ACTION", required=True)
+    b = sub.add_parser("build", help="build (or verify) the AIGI-mini world; also happens on first use")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--root", type=Path, help="where to build (default: $AIGI_BENCH_HOME/worlds/mini-v1-seed<seed>)")
+    b.add_argument("--reduced", action="store_true", help="the small configuration used by tests")
+    b.add_argument("--generators-dir", type=Path, help="generator weights to use (default: the bundled ones)")
+    b.add_argument("--force", action="store_true", help="rebuild even if a current world exists")
+    g = sub.add_parser("train-generators", help="retrain the AIGI-mini generators from scratch (fixed seeds)")
+    g.add_argument("--out", type=Path, help="output folder (default: the bundled weights folder)")
+    g.add_argument("--steps", type=int, help="Adam steps per generator (default: each config's full count)")
+    g.add_argument("--names", type=_csv_list, help="only these generators")
+    g.add_argument("--workers", type=int, help="parallel training processes")
+    g.add_argument("--seed", type=int, default=0)
+
+
+def _cmd_world(args: argparse.Namespace) -> int:
+    from suites.mini import generators, world
+
+    if args.world_command == "train-generators":
+        generators.train_generators(args.out, steps=args.steps, names=args.names, seed=args.seed, workers=args.workers)
+        return 0
+    config = world.WorldConfig.reduced() if args.reduced else None
+    t = time.perf_counter()
+    if args.force:
+        root = args.root or world.default_root(args.seed)
+        path = world.build_world(root, seed=args.seed, config=config, generators_dir=args.generators_dir)
+    else:
+        path = world.ensure_world(seed=args.seed, root=args.root, config=config, generators_dir=args.generators_dir)
+    problems = world.verify_world(path)
+    if problems:
+        raise BenchError(f"world at {path} does not match its manifest: {'; '.join(problems[:5])}")
+    size = sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+    _out(f"world: {path} ({size / 2**20:.1f} MiB, verified, {time.perf_counter() - t:.1f} s)")
+    return 0
+
+
+# --------------------------------------------------------------------------- train
+
+
+def _add_train(p: argparse.ArgumentParser) -> None:
+    p.add_argument("detector", choices=["corvi", "rajan", "npr", "corvi-plus", "rajan-plus"],
+                   help="what to train: a base detector, or a Stay-Positive head refit (-plus) of the base in --out")
+    p.add_argument("--data", type=Path, help="a folder laid out like AIGI-mini (train/real, train/fake, train/recon, "
+                   "val/...); default: the AIGI-mini world")  # fmt: skip
+    p.add_argument("--out", type=Path, default=Path("results/weights"), help="folder for <detector>.mini.safetensors")
+    p.add_argument("--max-epochs", type=int, help="cap on epochs (CPU budget)")
+    p.add_argument("--steps-per-epoch", type=int, help="cap on steps per epoch")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from detectors.training import mini_config, train_mini
+    from suites.mini.world import ensure_world
+
+    overrides: dict[str, Any] = {"device": args.device, "seed": args.seed}
+    if args.max_epochs is not None:
+        overrides["max_epochs"] = args.max_epochs
+    if args.steps_per_epoch is not None:
+        overrides["steps_per_epoch"] = args.steps_per_epoch
+    data = args.data or ensure_world()
+    args.out.mkdir(parents=True, exist_ok=True)
+    t = time.perf_counter()
+    path = train_mini(args.detector, data, args.out, mini_config(args.detector, **overrides),
+                      summary_path=args.out / f"{args.detector}.train.json")
+    _out(f"weights: {path} ({time.perf_counter() - t:.0f} s); history: {args.out / (args.detector + '.train.json')}")
+    return 0
+
+
+# --------------------------------------------------------------------------- dear
+
+
+def _add_dear(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="dear_command", metavar="STAGE", required=True)
+
+    def common(q: argparse.ArgumentParser, base: bool = True) -> None:
+        if base:
+            q.add_argument("--base", default="corvi.mini", help="base detector (corvi.*, rajan.*) or checkpoint file")
+            q.add_argument("--kind", choices=["corvi", "rajan"], help="how a checkpoint-file base was trained")
+        q.add_argument("--world", type=Path, help="AIGI-mini world (default: the seed-0 world)")
+        q.add_argument("--out", type=Path, default=Path("results/dear"), help="output folder")
+        q.add_argument("--alpha", type=float, help="fraction pruned at each end (default: 0.2 Corvi, 0.3 Rajan)")
+        q.add_argument("--mode", choices=["count", "percentile"], default="count",
+                       help="count: official code (int(C*alpha) per end); percentile: the paper's Algorithm 1")
+        q.add_argument("--max-batches", type=int, default=100, help="RAD batches of 64 (default 100)")
+        q.add_argument("--max-epochs", type=int, default=1000)
+        q.add_argument("--bn-drift", action="store_true", help="let BN statistics drift during the refit, as the official code does")
+        q.add_argument("--device", default="cpu")
+        q.add_argument("--seed", type=int, default=0)
+
+    run = sub.add_parser("run", help="all stages: dissect -> prune -> refine -> checkpoint (timed)")
+    common(run)
+    run.add_argument("--inpainter", choices=["mini", "sd"], help="rebuild the diagnostic set with this inpainter "
+                     "(default: use the world's diag/ set)")  # fmt: skip
+    run.add_argument("--diag-limit", type=int, help="inpaint only the first N training reals")
+    d = sub.add_parser("diagnose", help="inpaint one rectangle per real image (images/ + masks/)")
+    d.add_argument("images", type=Path, help="folder of real images")
+    d.add_argument("--out", type=Path, default=Path("results/dear/diag"))
+    d.add_argument("--inpainter", choices=["mini", "sd"], default="mini")
+    d.add_argument("--limit", type=int)
+    d.add_argument("--seed", type=int, default=0)
+    for name, help_text in [("dissect", "RAD per channel of layer4 on a diagnostic set"),
+                            ("prune", "bilateral 0/1 gate from a RAD vector"),
+                            ("refine", "refit the head under a gate (backbone frozen)")]:
+        q = sub.add_parser(name, help=help_text)
+        common(q, base=name != "prune")
+        if name == "dissect":
+            q.add_argument("--diag", type=Path, help="diagnostic set (default: <world>/diag)")
+        if name in ("prune", "refine"):
+            q.add_argument(("--rad" if name == "prune" else "--gate"), type=Path, required=True)
+    a = sub.add_parser("analyze", help="the paper's analyses: robustness (Fig. 4), maps (Fig. 3), alpha (sensitivity), ablation (Fig. 8)")
+    a.add_argument("analysis", choices=["robustness", "maps", "alpha", "ablation"])
+    common(a)
+    a.add_argument("--rad", type=Path, help="a saved RAD vector (default: computed)")
+
+
+def _dear_config(args: argparse.Namespace, kind: str) -> Any:
+    from dear.pipeline import DearConfig
+
+    make = DearConfig.dear_r if kind == "rajan" else DearConfig.dear_c
+    kw: dict[str, Any] = {"mode": args.mode, "max_batches": args.max_batches, "max_epochs": args.max_epochs,
+                          "freeze_bn": not args.bn_drift, "device": args.device, "seed": args.seed}
+    if args.alpha is not None:
+        kw.update(alpha_low=args.alpha, alpha_high=args.alpha)
+    return make(**kw)
+
+
+def _cmd_dear(args: argparse.Namespace) -> int:
+    from dear import pipeline
+
+    cmd = args.dear_command
+    if cmd == "diagnose":
+        _out(f"diagnostic set: {pipeline.diagnose(args.images, args.out, args.inpainter, args.seed, limit=args.limit)}")
+        return 0
+    kind = getattr(args, "kind", None) or ("rajan" if str(getattr(args, "base", "")).startswith("rajan") else "corvi")
+    config = _dear_config(args, kind)
+    world = args.world or pipeline.default_world(0)
+    args.out.mkdir(parents=True, exist_ok=True)
+    if cmd == "run":
+        res = pipeline.run_dear(args.base, args.out, config, world=world, kind=args.kind, inpainter=args.inpainter,
+                                diag_limit=args.diag_limit)
+        _out(json.dumps({"checkpoint": str(res.checkpoint), "timings_s": {k: round(v, 1) for k, v in res.timings.items()},
+                         "gate": res.gate_summary}, indent=1))
+        return 0
+    if cmd == "dissect":
+        rad = pipeline.dissect(args.base, args.diag or world / "diag", config, args.out / "rad.npz", kind=args.kind)
+        _out(f"rad: {args.out / 'rad.npz'} ({rad.num_channels} channels, {rad.n_samples} samples)")
+        return 0
+    if cmd == "prune":
+        gate = pipeline.prune(args.rad, config, args.out / "gate.npz")
+        _out(f"gate: {args.out / 'gate.npz'} (keeps {int(gate.sum())} of {gate.numel()} channels)")
+        return 0
+    if cmd == "refine":
+        from dear.refine import RefineData
+
+        result = pipeline.refine_stage(args.base, args.gate, RefineData.from_world(world, kind), config,
+                                       checkpoint=args.out / "model_best.pth")
+        _out(f"checkpoint: {args.out / 'model_best.pth'} (best val balanced acc {getattr(result, 'best_score', '?')})")
+        return 0
+    return _dear_analysis(args, config, world, kind)
+
+
+def _dear_analysis(args: argparse.Namespace, config: Any, world: Path, kind: str) -> int:
+    from dear import analyses, pipeline
+    from dear.dissect import RADResult
+
+    out = args.out / f"analysis-{args.analysis}"
+    out.mkdir(parents=True, exist_ok=True)
+    if args.analysis == "alpha":
+        df = analyses.alpha_sensitivity(args.base, out, config=config, world=world, kind=args.kind, rad=args.rad)
+    elif args.analysis == "ablation":
+        df = analyses.inpaint_ablation(kind, out, world=world)
+    else:
+        model, _, label = pipeline.load_base_model(args.base, args.kind)
+        rad = RADResult.load(args.rad) if args.rad else pipeline.dissect(model, world / "diag", config, out / "rad.npz", label)
+        if args.analysis == "robustness":
+            from detectors.training import list_images
+
+            df = analyses.rad_vs_robustness(model, rad, list_images(world / "test" / "real"), out,
+                                            alpha=(config.alpha_low, config.alpha_high), device=args.device)
+        else:
+            analyses.activation_maps(model, rad, world / "diag", out, originals=world / "train" / "real", device=args.device)
+            df = None
+    if df is not None:
+        _out(df.to_string(index=False))
+    _out(f"outputs: {out}")
+    return 0
+
+
+# --------------------------------------------------------------------------- analyze (Stay-Positive eq. 1)
+
+
+def _add_analyze(p: argparse.ArgumentParser) -> None:
+    p.add_argument("analysis", choices=["decomposition"], help="decomposition: real-score / fake-score split of the logit (Stay-Positive eq. 1)")
+    p.add_argument("--suite", default="mini")
+    p.add_argument("--detectors", type=_csv_list, default=["corvi", "corvi-plus", "rajan", "rajan-plus"])
+    p.add_argument("--max-per-set", type=int, default=40)
+    p.add_argument("--data-root")
+    p.add_argument("--out", type=Path, default=Path("results/analysis"))
+    p.add_argument("--device", default="cpu")
+
+
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    from bench import registry
+    from detectors.decomposition import decompose, plot_decomposition
+
+    suite = registry.get_suite(args.suite).load(args.data_root, args.max_per_set)
+    for name in args.detectors:
+        det = registry.create_detector(name)
+        df = decompose(det, suite.records, device=args.device)
+        out = args.out / f"decomposition-{det.info.name}"
+        out.mkdir(parents=True, exist_ok=True)
+        df.to_csv(out / "decomposition.csv", index=False)
+        figs = plot_decomposition(df, out, title=f"{det.info.display_name} ({det.weights})")
+        summary = df.groupby(["set", "label"])[["fake_score", "real_score", "logit"]].mean().round(3)
+        _out(f"== {det.info.display_name}\n{summary.to_string()}\n" + "\n".join(f"figure: {f}" for f in figs))
+    return 0
+
+
+# --------------------------------------------------------------------------- reproduce
+
+
+BASES = ("corvi", "rajan", "npr")
+PLUS = ("corvi-plus", "rajan-plus")
+DEAR = {"dear-c": "corvi", "dear-r": "rajan"}
+
+
+def _add_reproduce(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, default=Path("results/reproduce"), help="where everything is written")
+    p.add_argument("--reduced", action="store_true", help="a minute-long smoke version (CI): few steps, reduced world")
+    p.add_argument("--install", action="store_true", help="copy the results over the bundled weights of this checkout")
+
+
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    """Every bundled weight from scratch: generators -> world -> detectors -> Stay-Positive -> DEAR."""
+    import shutil
+
+    from dear.pipeline import DearConfig, run_dear
+    from detectors.training import mini_config, train_mini
+    from suites.mini import generators, world
+
+    out = args.out
+    gens, dets = out / "generators", out / "detectors"
+    times: dict[str, float] = {}
+    t = time.perf_counter()
+    generators.train_generators(gens, steps=20 if args.reduced else None)
+    times["generators"] = time.perf_counter() - t
+    t = time.perf_counter()
+    root = world.build_world(out / "world", seed=0, config=world.WorldConfig.reduced() if args.reduced else None,
+                             generators_dir=gens)
+    times["world"] = time.perf_counter() - t
+    fast = {"max_epochs": 1, "steps_per_epoch": 2} if args.reduced else {}
+    for name in BASES + PLUS:
+        t = time.perf_counter()
+        train_mini(name, root, dets, mini_config(name, **fast), summary_path=dets / f"{name}.train.json")
+        times[name] = time.perf_counter() - t
+    for name, kind in DEAR.items():
+        t = time.perf_counter()
+        make = DearConfig.dear_r if kind == "rajan" else DearConfig.dear_c
+        config = make(max_batches=2, max_epochs=1, steps_per_epoch=2) if args.reduced else make()
+        run_dear(dets / f"{kind}.mini.safetensors", out / name, config, world=root, kind=kind)
+        shutil.copy(out / name / "model_best.pth", dets / f"{name}.mini.pth")
+        times[name] = time.perf_counter() - t
+    (out / "times.json").write_text(json.dumps({k: round(v, 1) for k, v in times.items()}, indent=1))
+    _out(json.dumps({k: round(v, 1) for k, v in times.items()}, indent=1))
+    if args.install:
+        from importlib import resources
+
+        targets = {"generators": Path(str(resources.files("suites") / "mini" / "weights")),
+                   "detectors": Path(str(resources.files("detectors") / "weights")),
+                   "dear": Path(str(resources.files("dear") / "weights"))}
+        for f in gens.glob("*.safetensors"):
+            shutil.copy(f, targets["generators"] / f.name)
+        for f in dets.glob("*.mini.*"):
+            shutil.copy(f, targets["dear" if f.suffix == ".pth" else "detectors"] / f.name)
+        _out(f"installed into {', '.join(str(v) for v in targets.values())}")
+    return 0
+
+
+COMMANDS = [
+    Command("world", "build the AIGI-mini world or retrain its generators", _add_world, _cmd_world),
+    Command("train", "train a detector with the Corvi/Rajan recipe, or refit a Stay-Positive head", _add_train, _cmd_train),
+    Command("dear", "DEAR: diagnose, dissect, prune, refine, run, analyze", _add_dear, _cmd_dear),
+    Command("analyze", "Stay-Positive analyses of trained detectors", _add_analyze, _cmd_analyze),
+    Command("reproduce", "retrain every bundled weight from scratch (generators, world, detectors, DEAR)",
+            _add_reproduce, _cmd_reproduce),
+]

@@ -1,0 +1,123 @@
+"""Decode image files safely into RGB PIL images, or say clearly why one cannot be used.
+
+Every image the runner scores goes through `decode_image`, so one bad file becomes a
+`BadImageError` (recorded, run goes on) instead of a crash or, worse, silently wrong pixels:
+
+- pixels are fully loaded here, so a truncated file fails at decode time, not later in a
+  worker (this relies on PIL's default `ImageFile.LOAD_TRUNCATED_IMAGES = False`; if some
+  other code sets it True, PIL pads truncated files and they cannot be detected);
+- EXIF orientation is applied (a lossless pixel permutation), so a photo is scored upright;
+- every mode becomes 8-bit RGB the way the official test loaders do it
+  (`Image.open(p).convert('RGB')` in dahyedahye/dear scripts/processed_data_gen/process_test_data.py
+  and the Corvi/AlignedForensics test code): an alpha channel is dropped, not composited,
+  so the stored colour samples -- and the generator's traces in them -- are what gets
+  scored. The exception is 16-bit data, which PIL's `convert` clips at 255; it is rescaled
+  to 8 bits here instead;
+- images with more than `MAX_IMAGE_PIXELS` pixels are refused before their pixels are
+  decoded (decompression-bomb guard).
+"""
+from __future__ import annotations
+
+import io
+import re
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from bench.api import BadImageError
+
+#: Largest image accepted, in pixels (16384 x 16384). Also installed as PIL's own limit so
+#: PIL's checks fire at the same size; a test may lower this module constant.
+MAX_IMAGE_PIXELS: int = 2**28
+Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+
+_SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def load_image(path: str) -> Image.Image:
+    """Read and decode one file; a missing or unreadable file is a BadImageError too."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        raise BadImageError(str(path), "file not found") from None
+    except IsADirectoryError:
+        raise BadImageError(str(path), "is a directory, not an image file") from None
+    except OSError as exc:
+        raise BadImageError(str(path), f"cannot read file ({exc.strerror or exc})") from None
+    return decode_image(data, str(path))
+
+
+def decode_image(data: bytes, path: str) -> Image.Image:
+    """Bytes of an image file -> fully loaded, upright, 8-bit RGB image.
+
+    `path` is only used in error messages. Raises BadImageError with a short reason.
+    """
+    if not data:
+        raise BadImageError(path, "empty file")
+    try:
+        with warnings.catch_warnings():
+            # PIL warns (not raises) between 1x and 2x its limit; both are refusals here.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            _check_size(image, path)
+            image.load()
+    except BadImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise BadImageError(path, _bomb_reason(str(exc))) from None
+    except UnidentifiedImageError:
+        raise BadImageError(path, "not an image (cannot identify)") from None
+    except Exception as exc:  # PIL decoders raise OSError, SyntaxError, ValueError, zlib.error...
+        raise BadImageError(path, _decode_reason(data, exc)) from None
+    try:
+        image = ImageOps.exif_transpose(image)
+    except Exception as exc:  # a malformed EXIF block must not lose an otherwise good image
+        warnings.warn(f"{path}: EXIF orientation ignored ({type(exc).__name__}: {exc})", stacklevel=2)
+    try:
+        return to_rgb(image)
+    except Exception as exc:
+        raise BadImageError(path, f"unsupported image mode {image.mode!r} ({exc})") from None
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any PIL mode -> 8-bit RGB (alpha dropped, 16-bit data rescaled instead of clipped)."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in _SIXTEEN_BIT:
+        # 16-bit gray (PNG/TIFF/PGM). Mode "I" is read as 16-bit data: that is what PIL
+        # produces for 16-bit files; values outside 0..65535 are clipped.
+        wide = np.clip(np.asarray(image, dtype=np.int64), 0, 65535)
+        gray = ((wide * 255 + 32767) // 65535).astype(np.uint8)
+        return Image.fromarray(gray, "L").convert("RGB")
+    try:
+        return image.convert("RGB")
+    except ValueError:  # premultiplied "La" only converts to "LA"
+        return image.convert("LA").convert("RGB")
+
+
+def _check_size(image: Image.Image, path: str) -> None:
+    pixels = image.width * image.height
+    if pixels > MAX_IMAGE_PIXELS:
+        raise BadImageError(path, f"decompression bomb: {pixels} pixels > limit {MAX_IMAGE_PIXELS}")
+
+
+def _bomb_reason(message: str) -> str:
+    found = re.search(r"\((\d+) pixels\)", message)
+    pixels = found.group(1) if found else "too many"
+    return f"decompression bomb: {pixels} pixels > limit {MAX_IMAGE_PIXELS}"
+
+
+def _decode_reason(data: bytes, exc: Exception) -> str:
+    message = str(exc)
+    if "truncated" in message.lower() or _riff_truncated(data):
+        return "truncated image data"
+    return f"corrupt image data ({type(exc).__name__}: {message})" if message else "corrupt image data"
+
+
+def _riff_truncated(data: bytes) -> bool:
+    """WebP (RIFF) declares its size up front; PIL only says 'could not create decoder'."""
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WEBP":
+        return False
+    return int.from_bytes(data[4:8], "little") + 8 > len(data)

@@ -1,0 +1,570 @@
+"""Score a suite with detectors under conditions, resumably, and export the scores table.
+
+A *condition* is how images are shown to a detector: "original", or a post-processing chain
+spec with its seed (e.g. "rajan@seed=0"). Every (detector fingerprint, image sha256, condition
+key) score lands in the shared `ScoreStore` as soon as its batch finishes, so a rerun after a
+crash, or a later run over overlapping images, computes only what is missing.
+
+Pixels are never resized by the runner: images are decoded, post-processed with a per-image
+seed (`derive_seed(seed, transform.name, image_sha)`, so processed bytes do not depend on file
+order, subsets or worker counts) and handed to the detector's own `preprocess`. Tensors are then
+batched only with tensors of the same shape, so a native-resolution detector sees each image at
+its own size and equal sizes share a batch.
+
+`fakes_only` (the Stay-Positive protocol applies post-processing to fakes only; DEAR's applies it
+to reals and fakes, the default here): reals keep their original score under the post-processed
+condition. That is the same computation, so the stored "original" score is reused rather than
+computed or stored twice.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import platform
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, NamedTuple, Sequence
+
+import pandas as pd
+
+from bench import registry
+from bench.api import FAKE, REAL, BadImageError, BenchError, Detector, ImageRecord, MissingDataError, Suite, Transform, derive_seed
+from bench.store import ScoreRow, ScoreStore, sha256_bytes
+
+log = logging.getLogger("bench")
+
+ORIGINAL = "original"
+
+SCORE_COLUMNS = [
+    "detector", "weights", "display_name", "family", "calibrated",
+    "suite", "set", "set_display", "set_kind", "real_set", "set_order",
+    "condition", "condition_key", "path", "image_sha", "label", "params", "logit",
+]  # fmt: skip
+FAILURE_COLUMNS = ["detector", "weights", "condition", "condition_key", "set", "path", "image_sha", "label", "reason"]
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a run; stored verbatim in its manifest."""
+
+    suite: str
+    detectors: list[str] = field(default_factory=list)  # "corvi", "corvi.mini"; empty = the suite's default set
+    post_process: bool = False
+    chain: str = "rajan"
+    fakes_only: bool = False
+    seed: int = 0
+    out: Path = Path("results")
+    run_name: str | None = None  # default: the suite name
+    device: str | None = None  # default: "cuda" when available, else "cpu"
+    batch_size: int = 32
+    workers: int = 2
+    amp: bool = False  # bf16 autocast on CUDA; ignored on CPU
+    max_per_set: int | None = None
+    data_root: str | None = None
+    conditions: list[str] | None = None  # extra chain specs, e.g. ["webp:quality=50"]
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out)
+        if self.batch_size < 1:
+            raise BenchError(f"batch size must be at least 1, got {self.batch_size}")
+        if self.workers < 0:
+            raise BenchError(f"workers must be 0 or more, got {self.workers}")
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One way of showing images to a detector: a store key and a table block name."""
+
+    key: str  # "original", "rajan@seed=0", "rajan@seed=0,fakes-only"
+    display: str  # "Original", "Post-processed", or the chain spec for sweep conditions
+    spec: str | None = None  # chain spec; None = unprocessed
+    fakes_only: bool = False
+
+
+def condition_key(spec: str | None, seed: int, fakes_only: bool = False) -> str:
+    """'original', or '<canonical chain name>@seed=<seed>[,fakes-only]'."""
+    if spec is None:
+        return ORIGINAL
+    return f"{spec}@seed={seed}" + (",fakes-only" if fakes_only else "")
+
+
+def conditions_for(config: RunConfig) -> list[tuple[Condition, Transform | None]]:
+    """'Original' always, then 'Post-processed' when asked, then each extra (sweep) spec.
+
+    Chains are built here (unknown names fail fast) and named by their canonical `name`
+    ('downscale:factor=0.50' -> 'downscale:factor=0.5'), so equal chains share cached scores.
+    """
+    out: list[tuple[Condition, Transform | None]] = [(Condition(ORIGINAL, "Original"), None)]
+    specs = ([(config.chain, "Post-processed")] if config.post_process else []) + [(c, None) for c in config.conditions or []]
+    for spec, display in specs:
+        transform = registry.create_chain(spec)
+        name = transform.name
+        out.append((Condition(condition_key(name, config.seed, config.fakes_only), display or name, name, config.fakes_only), transform))
+    seen: set[str] = set()
+    return [(c, t) for c, t in out if not (c.key in seen or seen.add(c.key))]
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    scores: pd.DataFrame
+    failures: pd.DataFrame
+    errors: dict[str, str] = field(default_factory=dict)  # detector -> why it did not finish
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+# --------------------------------------------------------------------------- selection
+
+
+def default_detector_names(weights_tag: str | None) -> list[str]:
+    """Every registered detector with weights `weights_tag` (at its default weights when None),
+    plus plain-callable plugins, which have no tags."""
+    names = []
+    for name, spec in sorted(registry.scan("detectors").loaded.items()):
+        if isinstance(spec, registry.DetectorSpec):
+            if weights_tag is None:
+                names.append(name)
+            elif any(w.tag == weights_tag for w in spec.weights):
+                names.append(f"{name}.{weights_tag}")
+        elif callable(spec):
+            names.append(name)
+    return names
+
+
+def check_detector_name(name: str) -> None:
+    """Raise UnknownNameError (with close matches) for an unknown detector or weight tag."""
+    spec = registry.detector_spec(name)
+    tag = registry.split_tag(name)[1]
+    if tag is not None and isinstance(spec, registry.DetectorSpec):
+        spec.weight(tag)
+
+
+def _with_default_tag(name: str) -> str:
+    """'heavy' -> 'heavy.official' for a registered detector, so reports name the weights."""
+    base, tag = registry.split_tag(name)
+    spec = registry.detector_spec(base)
+    if tag is None and isinstance(spec, registry.DetectorSpec) and spec.default_weights:
+        return f"{base}.{spec.default_weights}"
+    return name
+
+
+def _load_suite(config: RunConfig) -> tuple[Suite, Any]:
+    source = registry.get_suite(config.suite)
+    missing = source.availability(config.data_root)
+    if missing:
+        raise MissingDataError(f"suite {config.suite!r} is not available: {missing}")
+    return source.load(config.data_root, config.max_per_set), source
+
+
+def _fingerprint(det: Detector) -> str:
+    """The cache key of a detector's weights. Without one, cache under the class and tag:
+    reuse then assumes the code and weights behind that tag did not change."""
+    if det.fingerprint:
+        return det.fingerprint
+    cls = type(det)
+    return f"unversioned:{cls.__module__}.{cls.__qualname__}:{det.info.name}:{det.weights}"
+
+
+# --------------------------------------------------------------------------- data loading
+
+
+class _Item(NamedTuple):
+    index: int  # into the work list
+    tensor: Any  # CHW tensor, or None on failure
+    params: str  # JSON of the post-processing values drawn
+    error: str | None
+
+
+class _ScoringDataset:
+    """Work items (path, sha, condition index) -> preprocessed tensors, in DataLoader workers.
+
+    Per-image failures (undecodable file, a transform or preprocess that rejects the image)
+    come back as items with `error` set; they never stop the loader.
+    """
+
+    def __init__(self, work: list[tuple[str, str, int]], transforms: list[Transform | None], seed: int, preprocess: Any):
+        self.work, self.transforms, self.seed, self.preprocess = work, transforms, seed, preprocess
+
+    def __len__(self) -> int:
+        return len(self.work)
+
+    def __getitem__(self, i: int) -> _Item:
+        from bench.images import decode_image  # lazy: keeps the core importable on its own
+
+        path, sha, cond = self.work[i]
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read()
+            if sha256_bytes(data) != sha:
+                raise BadImageError(path, "the file changed during the run; run again")
+            image = decode_image(data, path)
+            params: dict[str, Any] = {}
+            transform = self.transforms[cond]
+            if transform is not None:
+                image, params = transform(image, random.Random(derive_seed(self.seed, transform.name, sha)))
+            tensor = self.preprocess(image)
+            return _Item(i, tensor, json.dumps(params, sort_keys=True, default=_json_default), None)
+        except BadImageError as exc:
+            return _Item(i, None, "{}", exc.reason)
+        except OSError as exc:
+            return _Item(i, None, "{}", f"cannot read the file ({exc.strerror or exc})")
+        except Exception as exc:  # a transform or preprocess rejecting one image: record it, go on
+            return _Item(i, None, "{}", f"{type(exc).__name__}: {exc}")
+
+
+def _json_default(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else str(value)
+
+
+def _identity(x: Any) -> Any:
+    return x
+
+
+class _DetectorFailed(Exception):
+    pass
+
+
+def _score_detector(
+    det: Detector, fp: str, work: list[tuple[str, str, int]], conds: list[Condition], transforms: list[Transform | None],
+    store: ScoreStore, config: RunConfig, device: str, progress: bool,
+) -> int:
+    """Compute and persist every work item; returns the number of scores computed."""
+    import torch
+    from torch.utils.data import DataLoader
+    from tqdm.auto import tqdm
+
+    dataset = _ScoringDataset(work, transforms, config.seed, det.preprocess())
+    on_cuda = device.startswith("cuda")
+    loader = DataLoader(
+        dataset, batch_size=None, shuffle=False, num_workers=config.workers, collate_fn=_identity,
+        pin_memory=on_cuda, persistent_workers=False,
+    )
+    amp = torch.autocast(device_type="cuda", dtype=torch.bfloat16) if (config.amp and on_cuda) else contextlib.nullcontext()
+    buckets: dict[tuple[Any, ...], list[_Item]] = {}
+    computed = 0
+    bar = tqdm(total=len(work), unit="img", desc=f"{det.info.name}", disable=not progress, dynamic_ncols=True)
+
+    def flush(key: tuple[Any, ...]) -> None:
+        nonlocal computed
+        items = buckets.pop(key)
+        shape = (len(items), *key)
+        try:
+            batch = torch.stack([it.tensor for it in items]).to(device, non_blocking=on_cuda)
+            with torch.inference_mode(), amp:
+                out = det.forward(batch)
+            logits = torch.as_tensor(out).detach().float().reshape(-1).cpu().tolist()
+        except Exception as exc:
+            raise _DetectorFailed(f"forward failed on a batch of shape {shape}: {type(exc).__name__}: {exc}") from exc
+        if len(logits) != len(items):
+            raise _DetectorFailed(f"forward returned {len(logits)} logits for a batch of {len(items)} images")
+        rows, bad = [], []
+        for it, logit in zip(items, logits):
+            path, sha, cond = work[it.index]
+            if math.isnan(logit):
+                bad.append((path, fp, conds[cond].key, "the detector returned NaN"))
+            else:
+                rows.append(ScoreRow(fp, sha, conds[cond].key, logit, it.params))
+        store.put_many(rows)  # one transaction per batch: a crash loses at most this batch
+        store.record_failures(bad)
+        computed += len(rows)
+        bar.update(len(items))
+
+    try:
+        pending = 0
+        for item in loader:
+            if item.error is not None:
+                path, _, cond = work[item.index]
+                store.record_failure(path, fp, conds[cond].key, item.error)
+                bar.update(1)
+                continue
+            # Bucket by exact tensor shape: no resizing, no padding. Conditions may share a batch
+            # (each item carries its own condition key).
+            key = tuple(item.tensor.shape)
+            buckets.setdefault(key, []).append(item)
+            pending += 1
+            if len(buckets[key]) >= config.batch_size:
+                pending -= len(buckets[key])
+                flush(key)
+            elif pending > 4 * config.batch_size:  # many distinct sizes: bound memory
+                largest = max(buckets, key=lambda k: len(buckets[k]))
+                pending -= len(buckets[largest])
+                flush(largest)
+        for key in list(buckets):
+            flush(key)
+    finally:
+        bar.close()
+    return computed
+
+
+# --------------------------------------------------------------------------- run
+
+
+def run(
+    config: RunConfig,
+    detectors: list[Detector] | None = None,
+    suite: Suite | None = None,
+    progress: bool = True,
+) -> RunResult:
+    """Score `suite` (or the registered `config.suite`) with `detectors` (or `config.detectors`).
+
+    A `Suite` given here is used as loaded (`max_per_set` and `data_root` apply only when the
+    runner loads the registered suite itself).
+
+    A detector that cannot be built or fails mid-run is reported in `RunResult.errors`; the others
+    still run and every finished score is stored and exported.
+    """
+    return _execute(config, detectors, suite, progress, {})
+
+
+def sweep(
+    config: RunConfig, chain: str, param: str, values: Sequence[Any],
+    detectors: list[Detector] | None = None, suite: Suite | None = None, progress: bool = True,
+) -> RunResult:
+    """Run the conditions `chain:param=v` for each value (plus the original images)."""
+    if not values:
+        raise BenchError("a sweep needs at least one value")
+    chain = "".join(chain.split())
+    sep = "," if ":" in chain else ":"
+    specs = [f"{chain}{sep}{param}={v}" for v in values]
+    base = chain.split(":")[0]
+    cfg = dataclasses.replace(config, conditions=specs, run_name=config.run_name or f"{config.suite}-sweep-{base}-{param}")
+    points = []
+    for spec, value in zip(specs, values):
+        name = registry.create_chain(spec).name
+        value = registry._parse_value(str(value))
+        points.append({"condition": name, "condition_key": condition_key(name, cfg.seed, cfg.fakes_only), "value": value})
+    info = {"chain": chain, "param": param, "values": [p["value"] for p in points], "conditions": points}
+    return _execute(cfg, detectors, suite, progress, {"sweep": info})
+
+
+def _execute(config: RunConfig, detectors: list[Detector] | None, suite: Suite | None, progress: bool, extra: dict[str, Any]) -> RunResult:
+    import torch
+
+    started = datetime.now(timezone.utc)
+    # Names are checked before any data is loaded: a typo fails in a second, not after a world build.
+    pairs = conditions_for(config)
+    conds: list[Condition] = [c for c, _ in pairs]
+    transforms: list[Transform | None] = [t for _, t in pairs]
+    names: list[str] | None = None
+    if detectors is None and config.detectors:
+        names = list(config.detectors)
+        for name in names:
+            check_detector_name(name)
+    source = None
+    if suite is None:
+        suite, source = _load_suite(config)
+    if not suite.records:
+        raise MissingDataError(f"suite {suite.name!r} has no images ({suite.source or 'no source'})")
+    device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    run_dir = config.out / (config.run_name or config.suite or suite.name)
+
+    errors: dict[str, str] = {}
+    built: list[Detector] = []
+    if detectors is not None:
+        built = list(detectors)
+    else:
+        if names is None:
+            if source is None:
+                source = registry.get_suite(config.suite)
+            tag = getattr(source, "weights_tag", None)
+            names = default_detector_names(tag)
+            if not names:
+                raise BenchError(f"no registered detector has {tag!r} weights for suite {config.suite!r}; name some with --detectors")
+            for name, why in registry.scan("detectors").errors.items():
+                log.warning("detector plugin %r did not load and is skipped: %s", name, why)
+        for name in map(_with_default_tag, names):
+            try:
+                built.append(registry.create_detector(name))
+            except BenchError as exc:  # missing weights, a factory that raises: report, go on
+                errors[name] = str(exc)
+                log.warning("detector %s could not be built and is skipped (reason in the run's errors)", name)
+
+    records = suite.records
+    unreadable: dict[str, str] = {}
+    config.out.mkdir(parents=True, exist_ok=True)
+    with ScoreStore.in_dir(config.out) as store:
+        shas = _hash_all(store, [r.path for r in records], unreadable, progress)
+        fake_shas = {s for r, s in zip(records, shas) if s is not None and r.label == FAKE}
+        all_shas = [s for s in dict.fromkeys(shas) if s is not None]
+        path_of = {s: r.path for r, s in zip(records, shas) if s is not None}
+        stats: list[dict[str, Any]] = []
+        for det in built:
+            label = _label(det)
+            fp = _fingerprint(det)
+            t0 = time.perf_counter()
+            computed = 0
+            todo = 0
+            try:
+                det.to(device)
+                work: list[tuple[str, str, int]] = []
+                for ci, cond in enumerate(conds):
+                    wanted = [s for s in all_shas if s in fake_shas] if cond.fakes_only else all_shas
+                    have = store.get_many(fp, cond.key, wanted)
+                    work += [(path_of[s], s, ci) for s in wanted if s not in have]
+                todo = len(work)
+                if work:
+                    computed = _score_detector(det, fp, work, conds, transforms, store, config, device, progress)
+            except _DetectorFailed as exc:
+                errors[label] = str(exc)
+            except Exception as exc:  # never lose the other detectors' work
+                errors[label] = f"{type(exc).__name__}: {exc}"
+            if label in errors:
+                log.warning("detector %s stopped; its finished batches are kept (reason in the run's errors)", label)
+            stats.append({"detector": label, "to_compute": todo, "computed": computed, "seconds": round(time.perf_counter() - t0, 3)})
+        scores, failures = _assemble(store, suite, built, conds, records, shas, path_of, unreadable)
+
+    manifest = _manifest(config, suite, source, built, conds, device, started, stats, scores, failures, errors, extra)
+    _export(run_dir, manifest, scores, failures)
+    return RunResult(run_dir, scores, failures, errors, manifest)
+
+
+def _hash_all(store: ScoreStore, paths: list[str], unreadable: dict[str, str], progress: bool, chunk: int = 2000) -> list[str | None]:
+    """Content hashes of every file (cached by size and mtime), with a bar on big first runs."""
+    from tqdm.auto import tqdm
+
+    out: list[str | None] = []
+    with tqdm(total=len(paths), unit="file", desc="hashing", disable=not progress or len(paths) <= chunk) as bar:
+        for i in range(0, len(paths), chunk):
+            out += store.file_shas(paths[i : i + chunk], errors=unreadable)
+            bar.update(min(chunk, len(paths) - i))
+    return out
+
+
+def _label(det: Detector) -> str:
+    return det.weights or det.info.name
+
+
+def _assemble(
+    store: ScoreStore, suite: Suite, dets: list[Detector], conds: list[Condition],
+    records: list[ImageRecord], shas: list[str | None], path_of: dict[str, str], unreadable: dict[str, str],
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The scores table (columns SCORE_COLUMNS, suite set order) and the per-image failures."""
+    set_meta = {s.name: (i, s) for i, s in enumerate(suite.sets)}
+    known = [s for s in shas if s is not None]
+    rows: list[dict[str, Any]] = []
+    fails: list[dict[str, Any]] = []
+    for det in dets:
+        fp, info = _fingerprint(det), det.info
+        original = store.get_many(fp, ORIGINAL, known)
+        original_fail = store.failures(fp, ORIGINAL)
+        for cond in conds:
+            stored = original if cond.key == ORIGINAL else store.get_many(fp, cond.key, known)
+            failed = original_fail if cond.key == ORIGINAL else store.failures(fp, cond.key)
+            for rec, sha in zip(records, shas):
+                order, iset = set_meta[rec.set]
+                reuse = cond.fakes_only and rec.label == REAL  # reals keep their original score
+                base = {"detector": info.name, "weights": _label(det), "condition": cond.display, "condition_key": cond.key,
+                        "set": rec.set, "path": rec.path, "image_sha": sha, "label": int(rec.label)}  # fmt: skip
+                hit = None if sha is None else (original if reuse else stored).get(sha)
+                if hit is None:
+                    # Failures are recorded under the path that was read for this sha.
+                    reason = unreadable.get(rec.path) or (original_fail if reuse else failed).get(path_of.get(sha, ""))
+                    if reason is not None:
+                        fails.append({**base, "reason": reason})
+                    continue
+                logit, params = hit
+                rows.append({
+                    **base, "display_name": info.display_name, "family": info.family, "calibrated": bool(info.calibrated),
+                    "suite": suite.name, "set_display": iset.display_name, "set_kind": iset.kind, "real_set": iset.real_set,
+                    "set_order": order, "params": "{}" if reuse else params, "logit": float(logit),
+                })  # fmt: skip
+    scores = pd.DataFrame(rows, columns=SCORE_COLUMNS)
+    if not scores.empty:
+        scores = scores.astype({"label": "int64", "set_order": "int64", "logit": "float64", "calibrated": "bool"})
+    failures = pd.DataFrame(fails, columns=FAILURE_COLUMNS)
+    return scores, failures
+
+
+def _versions() -> dict[str, str]:
+    import torch
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        own = version("aigi-bench")
+    except PackageNotFoundError:
+        own = "unknown"
+    return {"python": platform.python_version(), "torch": torch.__version__, "aigi-bench": own, "pandas": pd.__version__}
+
+
+def _manifest(
+    config: RunConfig, suite: Suite, source: Any, dets: list[Detector], conds: list[Condition], device: str,
+    started: datetime, stats: list[dict[str, Any]], scores: pd.DataFrame, failures: pd.DataFrame,
+    errors: dict[str, str], extra: dict[str, Any],
+) -> dict[str, Any]:
+    cfg = dataclasses.asdict(config)
+    cfg["out"] = str(config.out)
+    return {
+        "config": cfg,
+        "suite": {
+            "name": suite.name, "description": suite.description, "source": suite.source,
+            "weights_tag": getattr(source, "weights_tag", None),
+            "sets": [{"name": s.name, "display_name": s.display_name, "kind": s.kind, "real_set": s.real_set, "images": len(s)} for s in suite.sets],
+        },
+        "detectors": [
+            {"name": d.info.name, "weights": _label(d), "fingerprint": _fingerprint(d), "display_name": d.info.display_name,
+             "family": d.info.family, "calibrated": d.info.calibrated, "input": d.info.input.describe()}
+            for d in dets
+        ],
+        "conditions": [{"key": c.key, "display": c.display, "spec": c.spec, "fakes_only": c.fakes_only} for c in conds],
+        "seed": config.seed,
+        "chain": config.chain if config.post_process else None,
+        "device": device,
+        "versions": _versions(),
+        "started": started.isoformat(timespec="seconds"),
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "counts": {
+            "images": len(suite.records), "scores": len(scores), "failures": len(failures),
+            "computed": int(sum(s["computed"] for s in stats)),
+            "per_detector": stats,
+        },
+        "errors": errors,
+        **extra,
+    }  # fmt: skip
+
+
+def _export(run_dir: Path, manifest: dict[str, Any], scores: pd.DataFrame, failures: pd.DataFrame) -> None:
+    """Write the run folder; each file goes to a temporary name first, then replaces the old one."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    def atomic(name: str, write: Any) -> None:
+        tmp = run_dir / f".{name}.tmp"
+        write(tmp)
+        tmp.replace(run_dir / name)
+
+    atomic("scores.csv", lambda p: scores.to_csv(p, index=False))
+    atomic("scores.parquet", lambda p: scores.to_parquet(p, index=False))
+    atomic("failures.csv", lambda p: failures.to_csv(p, index=False))
+    atomic("manifest.json", lambda p: p.write_text(json.dumps(manifest, indent=2, default=str) + "\n"))
+
+
+def load_run(run_dir: str | Path) -> tuple[dict[str, Any], pd.DataFrame]:
+    """(manifest, scores table) of a finished run folder."""
+    run_dir = Path(run_dir)
+    manifest_path = run_dir / "manifest.json"
+    if not manifest_path.is_file():
+        raise MissingDataError(f"{run_dir}: no run here (no manifest.json); score it first with `bench run`")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise BenchError(f"{manifest_path}: unreadable manifest ({exc})") from exc
+    if (run_dir / "scores.parquet").is_file():
+        scores = pd.read_parquet(run_dir / "scores.parquet")
+    elif (run_dir / "scores.csv").is_file():
+        scores = pd.read_csv(run_dir / "scores.csv", dtype={"params": str, "real_set": object, "image_sha": str})
+        scores["real_set"] = scores["real_set"].where(scores["real_set"].notna(), None)
+    else:
+        raise MissingDataError(f"{run_dir}: no scores.parquet or scores.csv")
+    missing = [c for c in SCORE_COLUMNS if c not in scores.columns]
+    if missing:
+        raise BenchError(f"{run_dir}: the scores table lacks columns {missing}")
+    return manifest, scores

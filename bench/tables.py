@@ -1,0 +1,274 @@
+"""Render the long metrics table (bench.metrics.evaluate) in the layout of DEAR's Table 1.
+
+Columns: a group per generator set (suite order) holding the chosen metrics, then Avg (mean
+over generator sets, present when any generator set is shown), then the in-the-wild sets.
+Rows: one block per condition ("Original", "Post-processed", then any sweep label), and inside
+each block the detectors grouped by family in the order CNN, CLIP, ViT, training-free (other
+families after, as first seen); detectors keep their order of first appearance.
+
+Highlighting, per column within a block: the best printed value in bold, the second best
+distinct value underlined (ties share the mark). Higher is better for every metric but EER.
+The asymmetry R-F is not highlighted: it is a signed diagnostic, and the value closest to 0
+would crown a detector that is equally wrong on both classes. Values are compared as printed
+(after rounding to `digits`, half away from zero), so two equal-looking numbers never get different marks. A column
+with fewer than two numbers is not highlighted. NaN (a metric that does not apply, e.g.
+accuracies of an uncalibrated detector) prints as "-" (an empty cell in CSV).
+"""
+from __future__ import annotations
+
+import csv
+import html
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+
+import pandas as pd
+
+from bench.api import FAMILIES, BenchError
+from bench.metrics import condition_order
+
+HEADERS: dict[str, str] = {
+    "auc": "AUC", "ap": "AP", "racc": "R.Acc", "facc": "F.Acc", "acc": "Acc",
+    "eer": "EER", "tpr1": "TPR@1%", "tpr5": "TPR@5%", "asym": "R-F",
+}
+LOWER_IS_BETTER = frozenset({"eer"})
+NOT_HIGHLIGHTED = frozenset({"asym"})
+FORMATS: tuple[str, ...] = ("latex", "markdown", "csv", "html")
+_NEEDED = ("condition", "detector", "display_name", "family", "set", "set_display", "set_kind", "set_order")
+
+
+class TableError(BenchError, ValueError):
+    """A table cannot be rendered from the given metrics and options."""
+
+
+@dataclass(frozen=True)
+class _Group:
+    set: str
+    display: str
+    metrics: tuple[str, ...]
+
+
+@dataclass
+class _Row:
+    kind: str  # "block" | "family" | "detector"
+    label: str
+    block: str = ""
+    family: str = ""
+    detector: str = ""
+    weights: str = ""
+    values: list[float] = field(default_factory=list)  # rounded as printed; NaN = does not apply
+    marks: list[str] = field(default_factory=list)  # "best" | "second" | ""
+
+
+def _fmt(x: float, digits: int) -> str:
+    """Round half away from zero on the shortest decimal form (81.25 -> 81.3, as by hand),
+    never printing "-0.0"."""
+    if not math.isfinite(x):
+        return str(x)
+    q = Decimal(repr(float(x))).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP)
+    text = f"{q:f}"
+    return text[1:] if text.startswith("-") and q == 0 else text
+
+
+def _columns(df: pd.DataFrame, metrics: tuple[str, ...], sets: Sequence[str] | None) -> list[_Group]:
+    cat = df.loc[df["set_kind"] != "real", ["set", "set_display", "set_kind", "set_order"]].drop_duplicates()
+    cat = cat.sort_values("set_order", kind="mergesort")
+    if cat["set"].duplicated().any():
+        raise TableError(f"set name(s) {sorted(cat.loc[cat['set'].duplicated(), 'set'])} label more than one column")
+    if sets is not None:
+        unknown = sorted(set(sets) - set(cat["set"]))
+        if unknown:
+            raise TableError(f"unknown set(s) {unknown}; the metrics hold {list(cat['set'])}")
+        keep = cat["set"].isin(list(sets))
+        if (keep & (cat["set_kind"] == "generator")).any():
+            keep |= cat["set_kind"] == "avg"
+        cat = cat[keep]
+    if cat.empty:
+        raise TableError("no set to show")
+    return [_Group(r.set, r.set_display, metrics) for r in cat.itertuples()]
+
+
+def _detector_labels(df: pd.DataFrame) -> dict[tuple[str, str], str]:
+    """display_name, plus the weight tag where one name would label two rows."""
+    keys = list(dict.fromkeys(zip(df["detector"], df["weights"], df["display_name"])))
+    counts = pd.Series([d for _, _, d in keys]).value_counts()
+    return {(det, w): (f"{name} ({w})" if counts[name] > 1 else name) for det, w, name in keys}
+
+
+def _highlight(rows: list[_Row], groups: list[_Group]) -> None:
+    metrics = [m for g in groups for m in g.metrics]
+    for j, m in enumerate(metrics):
+        if m in NOT_HIGHLIGHTED:
+            continue
+        vals = [r.values[j] for r in rows if not math.isnan(r.values[j])]
+        if len(vals) < 2:
+            continue
+        ranked = sorted(set(vals), reverse=m not in LOWER_IS_BETTER)
+        for r in rows:
+            v = r.values[j]
+            if not math.isnan(v):
+                r.marks[j] = "best" if v == ranked[0] else ("second" if len(ranked) > 1 and v == ranked[1] else "")
+
+
+def _layout(df: pd.DataFrame, metrics: tuple[str, ...], sets, digits: int) -> tuple[list[_Group], list[_Row]]:
+    missing = [c for c in _NEEDED if c not in df.columns]
+    if missing:
+        raise TableError(f"metrics table lacks column(s) {missing}: pass the output of bench.metrics.evaluate")
+    bad = [m for m in metrics if m not in HEADERS]
+    if bad or not metrics:
+        raise TableError(f"unknown metric(s) {bad or '(none given)'}; choose from {list(HEADERS)}")
+    df = df.copy()
+    df["weights"] = df["weights"].fillna("").astype(str) if "weights" in df.columns else ""
+    groups = _columns(df, metrics, sets)
+    labels = _detector_labels(df)
+    fam_rank = {f: i for i, f in enumerate([*FAMILIES, *[f for f in dict.fromkeys(df["family"]) if f not in FAMILIES]])}
+    lookup = {(r.condition, r.detector, r.weights, r.set): r for r in df.itertuples(index=False)}
+    rows: list[_Row] = []
+    for cond in condition_order(df["condition"].tolist()):
+        here = df[df["condition"] == cond]
+        dets = list(dict.fromkeys(zip(here["detector"], here["weights"], here["family"])))
+        dets.sort(key=lambda d: fam_rank[d[2]])  # stable: appearance order within a family
+        rows.append(_Row("block", cond, block=cond))
+        block_rows: list[_Row] = []
+        family = None
+        for det, wt, fam in dets:
+            if fam != family:
+                rows.append(_Row("family", fam, block=cond, family=fam))
+                family = fam
+            values = []
+            for g in groups:
+                rec = lookup.get((cond, det, wt, g.set))
+                for m in g.metrics:
+                    v = float(getattr(rec, m)) if rec is not None else math.nan
+                    values.append(math.nan if math.isnan(v) else float(_fmt(v, digits)))
+            row = _Row("detector", labels[(det, wt)], cond, fam, det, wt, values, [""] * len(values))
+            rows.append(row)
+            block_rows.append(row)
+        _highlight(block_rows, groups)
+    return groups, rows
+
+
+# --------------------------------------------------------------------------- formats
+
+_LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text))
+
+
+def _cell(v: float, mark: str, digits: int, fmt: str) -> str:
+    if math.isnan(v):
+        return "-"
+    text = _fmt(v, digits)
+    if fmt == "latex":
+        text = text.replace("-", "$-$", 1)
+        return {"best": rf"\textbf{{{text}}}", "second": rf"\underline{{{text}}}"}.get(mark, text)
+    if fmt == "markdown":
+        return {"best": f"**{text}**", "second": f"<u>{text}</u>"}.get(mark, text)
+    return {"best": f"<b>{text}</b>", "second": f"<u>{text}</u>"}.get(mark, text)  # html
+
+
+def _latex(groups: list[_Group], rows: list[_Row], digits: int) -> str:
+    n = 1 + sum(len(g.metrics) for g in groups)
+    spec = "l " + " ".join("c" * len(g.metrics) for g in groups)
+    top, rules, col = [""], [], 2
+    for g in groups:
+        k = len(g.metrics)
+        top.append(rf"\multicolumn{{{k}}}{{c}}{{{latex_escape(g.display)}}}")
+        rules.append(rf"\cmidrule(lr){{{col}-{col + k - 1}}}")
+        col += k
+    sub = ["Detector"] + [latex_escape(HEADERS[m]) for g in groups for m in g.metrics]
+    out = [rf"\begin{{tabular}}{{{spec}}}", r"\toprule", " & ".join(top) + r" \\", " ".join(rules), " & ".join(sub) + r" \\"]
+    prev = ""
+    for r in rows:
+        if r.kind == "block":
+            out += [r"\midrule", rf"\multicolumn{{{n}}}{{c}}{{\textit{{{latex_escape(r.label)}}}}} \\", r"\midrule"]
+        elif r.kind == "family":
+            if prev == "detector":
+                out.append(r"\addlinespace")  # space between families, not under a block header
+            out.append(rf"\multicolumn{{{n}}}{{l}}{{\textit{{{latex_escape(r.label)}}}}} \\")
+        else:
+            cells = [latex_escape(r.label)] + [_cell(v, m, digits, "latex") for v, m in zip(r.values, r.marks)]
+            out.append(" & ".join(cells) + r" \\")
+        prev = r.kind
+    out += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(out) + "\n"
+
+
+def _markdown(groups: list[_Group], rows: list[_Row], digits: int) -> str:
+    def esc(text: str) -> str:
+        return str(text).replace("|", r"\|")
+
+    head = ["Detector"] + [f"{esc(g.display)} {HEADERS[m]}" for g in groups for m in g.metrics]
+    n = len(head)
+    out = ["| " + " | ".join(head) + " |", "|" + "|".join([":---"] + ["---:"] * (n - 1)) + "|"]
+    for r in rows:
+        if r.kind == "detector":
+            cells = [esc(r.label)] + [_cell(v, m, digits, "markdown") for v, m in zip(r.values, r.marks)]
+        else:
+            cells = [f"**{esc(r.label)}**" if r.kind == "block" else f"*{esc(r.label)}*"] + [""] * (n - 1)
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"
+
+
+def _html(groups: list[_Group], rows: list[_Row], digits: int) -> str:
+    e = html.escape
+    n = 1 + sum(len(g.metrics) for g in groups)
+    top = ['<th rowspan="2">Detector</th>'] + [f'<th colspan="{len(g.metrics)}">{e(g.display)}</th>' for g in groups]
+    sub = [f"<th>{e(HEADERS[m])}</th>" for g in groups for m in g.metrics]
+    out = ["<table>", "<thead>", f"<tr>{''.join(top)}</tr>", f"<tr>{''.join(sub)}</tr>", "</thead>", "<tbody>"]
+    for r in rows:
+        if r.kind == "detector":
+            cells = [f"<td>{e(r.label)}</td>"] + [f"<td>{_cell(v, m, digits, 'html')}</td>" for v, m in zip(r.values, r.marks)]
+            out.append(f"<tr>{''.join(cells)}</tr>")
+        else:
+            text = f"<i>{e(r.label)}</i>" if r.kind == "family" else e(r.label)
+            out.append(f'<tr class="{r.kind}"><th colspan="{n}">{text}</th></tr>')
+    out += ["</tbody>", "</table>"]
+    return "\n".join(out) + "\n"
+
+
+def _csv(groups: list[_Group], rows: list[_Row], digits: int) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["block", "family", "detector", "weights", "display_name"] + [f"{g.set}_{m}" for g in groups for m in g.metrics])
+    for r in rows:
+        if r.kind == "detector":
+            w.writerow([r.block, r.family, r.detector, r.weights, r.label] + ["" if math.isnan(v) else _fmt(v, digits) for v in r.values])
+    return buf.getvalue()
+
+
+_WRITERS = {"latex": _latex, "markdown": _markdown, "csv": _csv, "html": _html}
+
+
+def render(
+    df: pd.DataFrame,
+    format: str = "markdown",
+    metrics: Sequence[str] = ("auc", "racc", "facc"),
+    sets: Sequence[str] | None = None,
+    digits: int = 1,
+) -> str:
+    """The metrics table (output of `bench.metrics.evaluate`) as latex, markdown, csv or html.
+
+    `metrics` picks the columns of each set group (keys of HEADERS, i.e. evaluate's metric
+    columns); `sets` keeps only the named generator/wild sets (Avg, always the mean over all
+    generator sets of the suite, is shown whenever a generator set is). LaTeX is a booktabs
+    `tabular`; CSV has one plain-number column per `<set>_<metric>` and no highlighting.
+    """
+    if format not in _WRITERS:
+        raise TableError(f"unknown table format {format!r}; choose from {list(FORMATS)}")
+    if isinstance(metrics, str):
+        metrics = (metrics,)
+    if isinstance(sets, str):
+        sets = (sets,)
+    if not isinstance(digits, int) or digits < 0:
+        raise TableError(f"digits must be a non-negative integer, got {digits!r}")
+    groups, rows = _layout(df, tuple(metrics), sets, digits)
+    return _WRITERS[format](groups, rows, digits)
+

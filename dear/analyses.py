@@ -1,0 +1,349 @@
+"""The DEAR paper's analyses on AIGI-mini; each writes a PNG and the data behind it.
+
+- `rad_vs_robustness` (paper Fig. 4): per-channel change of activations under WEBP compression
+  against RAD: are the extreme-RAD channels the fragile ones?
+- `activation_maps` (Fig. 3): maps of a high-, middle- and low-RAD channel on inpainted images.
+- `alpha_sensitivity` (sensitivity study): gate + refit for several alphas, test metrics.
+- `inpaint_ablation` (Fig. 8): instead of DEAR, retrain the base from scratch with the inpainted
+  images as extra fakes (Corvi-inpaint, Rajan-inpaint), test metrics.
+Activations are read UNgated (gate forced to ones) at the RAD layer, as RAD itself.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from bench.api import BenchError, DetectorInfo
+from dear.dissect import RADResult, _GateOnes, diagnostic_pairs, layer_activations
+from dear.pipeline import DearConfig, default_world, dissect, load_base_model, prune, refine_stage
+from dear.prune import bilateral_gate
+from dear.refine import RefineData
+from detectors.preprocess import ImageNetNormalize
+from detectors.resnet import GatedResNet, ResNetDetector
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _activations(model: GatedResNet, image, layer: str, device: str) -> torch.Tensor:
+    """(C, h, w) ungated activations of `layer` for one PIL image at native resolution."""
+    x = ImageNetNormalize()(image)[None].to(device)
+    with torch.no_grad(), _GateOnes(model):
+        return layer_activations(model.eval().to(device), x, layer)[0].float().cpu()
+
+
+# --------------------------------------------------------------------------- (a) Fig. 4
+
+
+def rad_vs_robustness(
+    model: GatedResNet,
+    rad: RADResult,
+    images: Sequence[Path],
+    out_dir: Path,
+    *,
+    quality: int = 75,
+    reduce: str = "pooled",
+    alpha: tuple[float, float] = (0.2, 0.2),
+    device: str = "cpu",
+) -> pd.DataFrame:
+    """Per-channel MSE between activations of each image and of its WEBP(`quality`) copy.
+
+    `reduce="pooled"`: MSE of the spatial means (what the head sees); "spatial": mean over
+    positions of the squared map difference; `rel_mse` divides by the channel's mean squared
+    activation (|RAD| and MSE both scale with a channel's magnitude, so the raw correlation is
+    partly a size effect). Writes rad_vs_robustness.csv/.png/.json; the JSON holds Spearman
+    correlations of both with |RAD - median RAD| and their means over the channels the count
+    rule with `alpha` prunes at each end vs keeps."""
+    from scipy.stats import spearmanr
+
+    from bench.images import load_image
+    from bench.registry import create_chain
+
+    if reduce not in ("pooled", "spatial"):
+        raise BenchError(f"reduce must be 'pooled' or 'spatial', not {reduce!r}")
+    if not images:
+        raise BenchError("rad_vs_robustness: no images")
+    webp = create_chain(f"webp:quality={quality}")
+    sq = torch.zeros(rad.num_channels, dtype=torch.float64)
+    energy = torch.zeros(rad.num_channels, dtype=torch.float64)
+    for path in images:
+        im = load_image(str(path))
+        a = _activations(model, im, rad.layer, device)
+        b = _activations(model, webp(im, random.Random(0))[0], rad.layer, device)
+        if a.shape[0] != rad.num_channels:
+            raise BenchError(f"layer {rad.layer} has {a.shape[0]} channels but the RAD vector {rad.num_channels}")
+        if reduce == "pooled":
+            sq += (a.mean((1, 2)) - b.mean((1, 2))).double() ** 2
+            energy += a.mean((1, 2)).double() ** 2
+        else:
+            sq += ((a - b).double() ** 2).mean((1, 2))
+            energy += (a.double() ** 2).mean((1, 2))
+    mse = (sq / len(images)).numpy()
+    rel = (sq / energy.clamp_min(1e-12)).numpy()  # scale-free: |RAD| and MSE both grow with a channel's magnitude
+    gate = bilateral_gate(rad.scores, alpha[0], alpha[1]).numpy()
+    order = np.argsort(-rad.scores, kind="stable")
+    band = np.full(rad.num_channels, "kept", dtype=object)
+    band[order[: int(rad.num_channels * alpha[1])]] = "pruned-high"
+    band[order[rad.num_channels - int(rad.num_channels * alpha[0]) :]] = "pruned-low"
+    df = pd.DataFrame({"channel": np.arange(rad.num_channels), "rad": rad.scores, "mse": mse, "rel_mse": rel,
+                       "kept": gate > 0, "band": band})
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out_dir / "rad_vs_robustness.csv", index=False)
+    centered = np.abs(rad.scores - np.median(rad.scores))
+    rho, rho_rel = spearmanr(centered, mse), spearmanr(centered, rel)
+    summary = {
+        "quality": quality, "reduce": reduce, "n_images": len(images), "layer": rad.layer, "alpha": list(alpha),
+        "spearman_abs_centered_rad_vs_mse": float(rho.statistic), "spearman_p": float(rho.pvalue),
+        "spearman_abs_centered_rad_vs_rel_mse": float(rho_rel.statistic), "spearman_rel_p": float(rho_rel.pvalue),
+        "mean_mse": {k: float(v) for k, v in df.groupby("band")["mse"].mean().items()},
+        "mean_rel_mse": {k: float(v) for k, v in df.groupby("band")["rel_mse"].mean().items()},
+    }
+    (out_dir / "rad_vs_robustness.json").write_text(json.dumps(summary, indent=1))
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    colors = {"kept": "tab:green", "pruned-high": "tab:red", "pruned-low": "tab:blue"}
+    for name, g in df.groupby("band"):
+        ax.scatter(g["rad"], g["mse"], s=8, alpha=0.7, color=colors[name], label=f"{name} ({len(g)})")
+    ax.set_yscale("log")
+    ax.set_xlabel("RAD (inside - outside inpainted region)")
+    ax.set_ylabel(f"activation MSE under WEBP q={quality} ({reduce})")
+    ax.set_title(f"RAD vs robustness, Spearman(|RAD-med|, MSE) = {summary['spearman_abs_centered_rad_vs_mse']:.2f}")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out_dir / "rad_vs_robustness.png", dpi=150)
+    plt.close(fig)
+    return df
+
+
+# --------------------------------------------------------------------------- (b) Fig. 3
+
+
+def activation_maps(
+    model: GatedResNet,
+    rad: RADResult,
+    diag: Path,
+    out_dir: Path,
+    *,
+    n_images: int = 3,
+    originals: Path | None = None,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Maps of the highest-, median- and lowest-RAD channel on the first `n_images` diagnostic
+    images, beside the original (if `originals`/<name> exists), mask and composite.
+    Writes activation_maps.png and activation_maps.npz (maps, channels, RAD values)."""
+    from bench.images import load_image
+    from dear.dissect import read_mask
+
+    pairs = diagnostic_pairs(diag)[:n_images]
+    order = np.argsort(-rad.scores, kind="stable")
+    picks = {"high": int(order[0]), "middle": int(order[len(order) // 2]), "low": int(order[-1])}
+    plt = _plt()
+    has_orig = originals is not None
+    cols = 5 + has_orig
+    fig, axes = plt.subplots(len(pairs), cols, figsize=(2.2 * cols, 2.2 * len(pairs)), squeeze=False)
+    saved: dict[str, np.ndarray] = {}
+    for r, (img_path, mask_path) in enumerate(pairs):
+        composite = load_image(str(img_path))
+        feats = _activations(model, composite, rad.layer, device)
+        panels = []
+        if has_orig:
+            orig = Path(originals) / img_path.name
+            panels.append(("original", np.asarray(load_image(str(orig))) if orig.is_file() else np.zeros((8, 8, 3), np.uint8)))
+        panels += [("mask", read_mask(mask_path)), ("composite", np.asarray(composite))]
+        for name, ch in picks.items():
+            m = feats[ch].numpy()
+            saved[f"{img_path.stem}_{name}"] = m
+            panels.append((f"{name} RAD ch{ch} ({rad.scores[ch]:+.3f})", m))
+        for c, (title, arr) in enumerate(panels):
+            ax = axes[r][c]
+            ax.imshow(arr, cmap="gray" if arr.ndim == 2 and title == "mask" else ("viridis" if arr.ndim == 2 else None))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(title, fontsize=7)
+    fig.tight_layout()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_dir / "activation_maps.png", dpi=150)
+    plt.close(fig)
+    np.savez(out_dir / "activation_maps.npz", channels=np.array(list(picks.values())),
+             rad=rad.scores[list(picks.values())], **saved)
+    return {"channels": picks, "images": [str(p) for p, _ in pairs]}
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def evaluate(model: GatedResNet, world: Path, label: str, suites: Sequence[str] = ("mini",), device: str = "cpu") -> pd.DataFrame:
+    """Per-set metrics (bench.metrics, percent) of `model` on AIGI-mini test splits, plus 'avg'
+    (mean over generator sets), one row per set; column `model` = `label`."""
+    from bench.images import load_image
+    from bench.metrics import compute_all
+    from bench.registry import get_suite
+
+    det = ResNetDetector(model.eval(), DetectorInfo(label, label, "CNN"), label).to(device)
+    rows = []
+    for suite_name in suites:
+        suite = get_suite(suite_name).load(data_root=world)
+        cache: dict[str, np.ndarray] = {}
+
+        def logits(set_name: str) -> np.ndarray:
+            if set_name not in cache:
+                cache[set_name] = det.score([load_image(r.path) for r in suite.set(set_name).records])
+            return cache[set_name]
+
+        gen_rows = []
+        for s in suite.sets:
+            if s.real_set is None:
+                continue
+            real, fake = logits(s.real_set), logits(s.name)
+            m = compute_all(np.r_[np.zeros(len(real), int), np.ones(len(fake), int)], np.r_[real, fake])
+            rows.append({"model": label, "suite": suite_name, "set": s.name, "kind": s.kind, **m})
+            gen_rows.append(rows[-1])
+        if gen_rows:
+            avg = {k: float(np.mean([r[k] for r in gen_rows])) for k in ("auc", "ap", "racc", "facc", "acc", "eer", "tpr1", "tpr5", "asym")}
+            rows.append({"model": label, "suite": suite_name, "set": "avg", "kind": "avg", **avg})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- (c) alpha
+
+
+def alpha_sensitivity(
+    base: str | Path,
+    out_dir: Path,
+    alphas: Sequence[float] = (0.05, 0.1, 0.2, 0.3),
+    config: DearConfig | None = None,
+    *,
+    world: Path | None = None,
+    kind: str | None = None,
+    rad: Path | None = None,
+    suites: Sequence[str] = ("mini",),
+) -> pd.DataFrame:
+    """Gate + refit for each symmetric alpha (RAD computed once, or read from `rad`), each model
+    evaluated on the test splits; the base detector is evaluated too (alpha = NaN).
+    Writes alpha_sensitivity.csv/.png and each checkpoint under <out_dir>/alpha_<a>/."""
+    config = config or DearConfig()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    world = Path(world) if world is not None else default_world()
+    model, kind, label = load_base_model(base, kind)
+    data = RefineData.from_world(world, kind)
+    frames = [evaluate(model, world, f"{label} (base)", suites, config.device).assign(alpha=np.nan)]
+    r = RADResult.load(rad) if rad is not None else dissect(model, data.diag, config, out_dir / "rad.npz", label)
+    for a in alphas:
+        cfg = dataclasses.replace(config, alpha_low=a, alpha_high=a)
+        m, _, _ = load_base_model(base, kind)
+        sub = out_dir / f"alpha_{a:g}"
+        gate = prune(r, cfg, sub / "gate.npz")
+        refine_stage(m, gate, data, cfg, sub / "model_best.pth")
+        frames.append(evaluate(m, world, f"DEAR alpha={a:g}", suites, config.device).assign(alpha=a))
+    df = pd.concat(frames, ignore_index=True)
+    df.to_csv(out_dir / "alpha_sensitivity.csv", index=False)
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    avg = df[(df["set"] == "avg") & (df["suite"] == suites[0])]
+    for metric, color in (("acc", "tab:blue"), ("auc", "tab:orange")):
+        pts = avg.dropna(subset=["alpha"])
+        ax.plot(pts["alpha"], pts[metric], "o-", color=color, label=f"DEAR {metric.upper()}")
+        base_v = avg[avg["alpha"].isna()][metric]
+        if len(base_v):
+            ax.axhline(float(base_v.iloc[0]), color=color, ls="--", lw=1, label=f"base {metric.upper()}")
+    ax.set_xlabel("alpha (fraction pruned at each end)")
+    ax.set_ylabel(f"{suites[0]} avg (%)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out_dir / "alpha_sensitivity.png", dpi=150)
+    plt.close(fig)
+    return df
+
+
+# --------------------------------------------------------------------------- (d) Fig. 8
+
+
+def inpaint_ablation(
+    kind: str,
+    out_dir: Path,
+    *,
+    world: Path | None = None,
+    train_config: Any = None,
+    compare: dict[str, str | Path] | None = None,
+    suites: Sequence[str] = ("mini",),
+) -> pd.DataFrame:
+    """Train a mini res50nodown from scratch the `kind` way with the diagnostic composites as
+    extra fakes (Corvi: added unpaired; Rajan: each paired with the training real it came from,
+    same file name), via `detectors.training.train_detector`; evaluate it next to `compare`
+    ({label: detector name or DEAR checkpoint}, e.g. the base and DEAR models).
+    Writes <kind>-inpaint.mini.pth (DEAR layout, gate ones), inpaint_ablation.csv/.png."""
+    from torch.utils.data import DataLoader
+
+    from bench.registry import create_detector
+    from dear.checkpoint import load_dear, save_dear
+    from detectors.training import (
+        LabeledImages, PairedImages, af_augmentation, collate_pairs, labeled_items, mini_config, paired_items,
+        train_detector, validation_loader,
+    )
+    from detectors.resnet import build_res50nodown
+
+    if kind not in ("corvi", "rajan"):
+        raise BenchError(f"inpaint ablation is for 'corvi' or 'rajan', not {kind!r}")
+    world = Path(world) if world is not None else default_world()
+    cfg = train_config or mini_config(kind)
+    data = RefineData.from_world(world, kind)
+    diag = [p for p, _ in diagnostic_pairs(data.diag)]
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    tf = af_augmentation(crop=cfg.crop)
+    if kind == "rajan":
+        pairs = paired_items(data.train_real, data.train_fake)
+        pairs += [(data.train_real / p.name, p) for p in diag]
+        ds = PairedImages(pairs, tf)
+        train = DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, generator=gen, collate_fn=collate_pairs,
+                           num_workers=cfg.num_workers, drop_last=len(ds) > cfg.batch_size)
+        val_fake = world / "val" / "recon"
+    else:
+        ds = LabeledImages(labeled_items(data.train_real, data.train_fake) + [(p, 1) for p in diag], tf)
+        train = DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, generator=gen, num_workers=cfg.num_workers,
+                           drop_last=len(ds) > cfg.batch_size)
+        val_fake = data.val_fake
+    val = validation_loader(labeled_items(data.val_real, val_fake), ImageNetNormalize(), cfg.val_batch_size, cfg.num_workers)
+    model = build_res50nodown("mini", drop_rate=cfg.drop_rate)
+    result = train_detector(model, train, val, cfg)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    name = f"{kind}-inpaint"
+    save_dear(model, out_dir / f"{name}.mini.pth")
+    (out_dir / f"{name}.json").write_text(json.dumps(dataclasses.asdict(result), indent=1, default=str))
+    frames = [evaluate(model, world, f"{kind.capitalize()}-inpaint", suites)]
+    for label, ref in (compare or {}).items():
+        ref_model = load_dear(ref) if Path(str(ref)).is_file() else create_detector(str(ref)).model
+        frames.append(evaluate(ref_model, world, label, suites))
+    df = pd.concat(frames, ignore_index=True)
+    df.to_csv(out_dir / "inpaint_ablation.csv", index=False)
+    plt = _plt()
+    avg = df[(df["set"] == "avg") & (df["suite"] == suites[0])]
+    fig, ax = plt.subplots(figsize=(1.6 + 1.2 * len(avg), 3.5))
+    xs = np.arange(len(avg))
+    ax.bar(xs - 0.2, avg["acc"], 0.4, label="Acc")
+    ax.bar(xs + 0.2, avg["auc"], 0.4, label="AUC")
+    ax.set_xticks(xs, avg["model"], rotation=20, fontsize=7)
+    ax.set_ylabel(f"{suites[0]} avg (%)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out_dir / "inpaint_ablation.png", dpi=150)
+    plt.close(fig)
+    return df

@@ -1,0 +1,305 @@
+"""DISSECT: score every channel of one layer by its Regional Activation Discrepancy (RAD).
+
+RAD_k = mean of channel k inside the inpainted region - mean of channel k in the background,
+on partially inpainted images whose mask is known. Facts followed (dahyedahye/dear,
+`dear/detector/corvi_mask_gated_detector.py`, `compute_rad_scores`; `dear/dataset/inpaint_dataset.py`):
+
+- scored in eval mode on UNgated features (gate forced to ones), by default the layer4 output;
+- the mask is binarised (> 0.5) and bilinearly resized (align_corners=False, not re-binarised) to
+  the feature map; masked and background means each divide by (area + 1e-6);
+- only samples whose mask survived the random crop are used; a batch contributes the mean over
+  its usable samples; the result is the mean over batches (batches with none are skipped, but
+  still count toward `max_batches`, as in the official loop);
+- the data is the shuffled training inpaint loader WITH training augmentations applied jointly to
+  image and mask (crop 96 etc.), 100 batches of 64.
+"""
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from bench.api import BenchError, MissingDataError
+
+EPS = 1e-6
+
+
+class DissectError(BenchError):
+    pass
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class RADResult:
+    """Per-channel RAD of one layer of one detector on one diagnostic set."""
+
+    scores: np.ndarray  # float64 [C]
+    n_samples: int  # samples whose mask survived the crop and were scored
+    n_batches: int  # batches that contributed
+    layer: str
+    detector: str = ""  # e.g. "corvi.mini" or a checkpoint path
+    data: str = ""  # what the diagnostic set was, e.g. its folder and augmentation
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_channels(self) -> int:
+        return int(self.scores.size)
+
+    def metadata(self) -> dict[str, Any]:
+        return {"n_samples": self.n_samples, "n_batches": self.n_batches, "layer": self.layer,
+                "detector": self.detector, "data": self.data, "extra": self.extra}
+
+    def save(self, path: str | Path) -> Path:
+        """`.npz` (scores array + JSON metadata) or `.json` (scores as a list)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix == ".npz":
+            np.savez(path, scores=self.scores.astype(np.float64), metadata=np.array(json.dumps(self.metadata())))
+        elif path.suffix == ".json":
+            path.write_text(json.dumps({"scores": self.scores.tolist(), **self.metadata()}, indent=1))
+        else:
+            raise DissectError(f"{path}: RAD files are .npz or .json")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RADResult":
+        path = Path(path)
+        if not path.is_file():
+            raise MissingDataError(f"{path}: no RAD file here")
+        try:
+            if path.suffix == ".npz":
+                with np.load(path, allow_pickle=False) as z:
+                    scores, meta = z["scores"], json.loads(str(z["metadata"]))
+            elif path.suffix == ".json":
+                meta = json.loads(path.read_text())
+                scores = np.asarray(meta.pop("scores"), dtype=np.float64)
+            else:
+                raise DissectError(f"{path}: RAD files are .npz or .json")
+        except (KeyError, ValueError, OSError) as exc:
+            raise DissectError(f"{path}: not a RAD file ({type(exc).__name__}: {exc})") from exc
+        return cls(np.asarray(scores, dtype=np.float64), int(meta["n_samples"]), int(meta["n_batches"]),
+                   str(meta["layer"]), str(meta.get("detector", "")), str(meta.get("data", "")), dict(meta.get("extra", {})))
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+def find_module(model: torch.nn.Module, name: str) -> torch.nn.Module:
+    """`model.get_submodule` with an error that lists the closest module names."""
+    modules = dict(model.named_modules())
+    if name in modules:
+        return modules[name]
+    close = difflib.get_close_matches(name, list(modules), n=5, cutoff=0.4)
+    top = [n for n in modules if n and "." not in n.removeprefix("backbone.")]
+    raise DissectError(
+        f"{type(model).__name__} has no module {name!r}; closest: {', '.join(close) or 'none'} "
+        f"(top-level: {', '.join(top[:20])})"
+    )
+
+
+class _Captured(Exception):
+    """Raised by the hook to skip the rest of the forward once the layer output is in hand."""
+
+
+def layer_activations(model: torch.nn.Module, x: torch.Tensor, layer: str) -> torch.Tensor:
+    """Output of module `layer` for input `x` (the forward stops right after it)."""
+    module = find_module(model, layer)
+    out: list[torch.Tensor] = []
+
+    def hook(_m, _inp, output):
+        out.append(output[0] if isinstance(output, (tuple, list)) else output)
+        raise _Captured
+
+    handle = module.register_forward_hook(hook)
+    try:
+        model(x)
+    except _Captured:
+        pass
+    finally:
+        handle.remove()
+    if not out:
+        raise DissectError(f"module {layer!r} was not called by {type(model).__name__}.forward")
+    return out[0]
+
+
+class _GateOnes:
+    """Context: the model's channel gate (if any) reads all ones, restored afterwards."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.buf = getattr(getattr(model, "gate", None), "gate", None)
+
+    def __enter__(self):
+        if isinstance(self.buf, torch.Tensor):
+            self.saved = self.buf.detach().clone()
+            self.buf.fill_(1.0)
+
+    def __exit__(self, *exc):
+        if isinstance(self.buf, torch.Tensor):
+            self.buf.copy_(self.saved)
+
+
+def rad_batch(feat: torch.Tensor, mask: torch.Tensor, eps: float = EPS) -> torch.Tensor:
+    """Per-sample RAD (B, C) from features (B, C, h, w) and full-size masks (B, 1, H, W)."""
+    if feat.dim() != 4:
+        raise DissectError(f"RAD needs a (B, C, h, w) feature map, got shape {tuple(feat.shape)}")
+    m = (mask.float() > 0.5).float()
+    if m.dim() == 3:
+        m = m.unsqueeze(1)
+    m = F.interpolate(m, size=feat.shape[-2:], mode="bilinear", align_corners=False)
+    bg = 1.0 - m
+    inside = (feat * m).sum(dim=(2, 3)) / (m.sum(dim=(2, 3)) + eps)
+    outside = (feat * bg).sum(dim=(2, 3)) / (bg.sum(dim=(2, 3)) + eps)
+    return inside - outside
+
+
+@torch.no_grad()
+def rad_scores(
+    model: torch.nn.Module,
+    loader: Iterable[Sequence[torch.Tensor]],
+    layer: str = "backbone.layer4",
+    max_batches: int | None = 100,
+    device: str = "cpu",
+    *,
+    eps: float = EPS,
+    detector: str = "",
+    data: str = "",
+    progress: bool = False,
+) -> RADResult:
+    """RAD of every channel of `layer`; `loader` yields (images, masks, valid) batches.
+
+    `valid[i]` is False when sample i's mask did not survive the crop; such samples are skipped.
+    """
+    find_module(model, layer)  # fail before touching any data
+    was_training = model.training
+    model.eval().to(device)
+    total: torch.Tensor | None = None
+    n_batches = n_samples = 0
+    it = enumerate(loader)
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(it, total=max_batches, desc="RAD", leave=False)
+    try:
+        with _GateOnes(model):
+            for b, batch in it:
+                if max_batches is not None and b >= max_batches:
+                    break
+                if len(batch) != 3:
+                    raise DissectError(f"RAD loader batches must be (images, masks, valid), got {len(batch)} items")
+                x, mask, valid = batch
+                valid = torch.as_tensor(valid, dtype=torch.bool).reshape(-1)
+                if not bool(valid.any()):
+                    continue
+                x, mask = x[valid].to(device), mask[valid].to(device)
+                per_sample = rad_batch(layer_activations(model, x, layer), mask, eps).double()
+                total = per_sample.mean(0) if total is None else total + per_sample.mean(0)
+                n_batches += 1
+                n_samples += int(valid.sum())
+    finally:
+        model.train(was_training)
+    if total is None:
+        raise DissectError(f"no usable diagnostic sample in {data or 'the loader'}: every mask was empty after cropping")
+    return RADResult((total / n_batches).cpu().numpy(), n_samples, n_batches, layer, detector, data,
+                     {"eps": eps, "max_batches": max_batches})
+
+
+# --------------------------------------------------------------------------- diagnostic data
+
+
+def diagnostic_pairs(root: str | Path) -> list[tuple[Path, Path]]:
+    """(composite, mask) pairs of a diagnostic set: <root>/images/X and <root>/masks/X."""
+    from detectors.training import list_images
+
+    root = Path(root)
+    images_dir, masks_dir = root / "images", root / "masks"
+    if not images_dir.is_dir() or not masks_dir.is_dir():
+        raise MissingDataError(f"{root}: a diagnostic set needs images/ and masks/ folders (same file names)")
+    images = list_images(images_dir)
+    if not images:
+        raise MissingDataError(f"{images_dir}: no images")
+    missing = [p.name for p in images if not (masks_dir / p.name).is_file()]
+    if missing:
+        raise MissingDataError(f"{masks_dir}: no mask for {len(missing)} image(s), e.g. {missing[0]}")
+    return [(p, masks_dir / p.name) for p in images]
+
+
+def read_mask(path: str | Path) -> np.ndarray:
+    """Binary (H, W) uint8 0/1 mask from an L/RGB PNG (> 127 is inside)."""
+    try:
+        with Image.open(path) as im:
+            return (np.asarray(im.convert("L")) > 127).astype(np.uint8)
+    except Exception as exc:
+        raise BenchError(f"{path}: cannot read mask ({type(exc).__name__}: {exc})") from exc
+
+
+class DiagnosticImages(torch.utils.data.Dataset):
+    """Inpainted composites with their masks, augmented JOINTLY by the training augmentation.
+
+    The image and a `tv_tensors.Mask` pass through one call of the v2 pipeline
+    (`detectors.training.af_augmentation`), so crops, rotations and flips agree while colour,
+    noise, blur and JPEG touch the image only (dahyedahye/dear `dear/dataset/inpaint_dataset.py`
+    does the same by reseeding). A sample is "valid" when some mask pixel survived the crop.
+
+    `targets=False` yields (image, mask [1, H, W] float 0/1, valid) for RAD;
+    `targets=True` yields (image, target) with target = 1.0 if valid else 0.0 for the refit.
+    """
+
+    def __init__(self, pairs: Sequence[tuple[Path, Path]], transform: Callable[..., Any] | None = None, *, targets: bool = False):
+        from detectors.training import af_augmentation
+
+        self.pairs = list(pairs)
+        if not self.pairs:
+            raise MissingDataError("diagnostic set is empty")
+        self.transform = transform if transform is not None else af_augmentation()
+        self.targets = targets
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, i: int):
+        from torchvision import tv_tensors
+
+        from detectors.training import load_rgb
+
+        image_path, mask_path = self.pairs[i]
+        image, mask = load_rgb(image_path), read_mask(mask_path)
+        if mask.shape != (image.height, image.width):
+            raise BenchError(f"{mask_path}: mask size {mask.shape[::-1]} differs from its image {image.size}")
+        x, m = self.transform(image, tv_tensors.Mask(torch.from_numpy(mask)[None]))
+        m = (m.as_subclass(torch.Tensor) > 0).float()
+        valid = bool(m.any())
+        if self.targets:
+            return x.as_subclass(torch.Tensor), float(valid)
+        return x.as_subclass(torch.Tensor), m, valid
+
+
+def diagnostic_loader(
+    pairs: Sequence[tuple[Path, Path]],
+    *,
+    targets: bool = False,
+    batch_size: int = 64,
+    seed: int = 0,
+    repeats: int = 1,
+    crop: int = 96,
+    num_workers: int = 0,
+) -> torch.utils.data.DataLoader:
+    """Shuffled loader over the diagnostic set with the training augmentation (crop `crop`).
+
+    `repeats` > 1 walks the set that many times per pass (fresh augmentation each time): the
+    official set has ~6400+ images for 100 batches of 64, a mini set far fewer."""
+    from detectors.training import af_augmentation
+
+    ds: torch.utils.data.Dataset = DiagnosticImages(pairs, af_augmentation(crop=crop), targets=targets)
+    if repeats > 1:
+        ds = torch.utils.data.ConcatDataset([ds] * repeats)
+    gen = torch.Generator().manual_seed(seed)
+    return torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=True, generator=gen, num_workers=num_workers)

@@ -1,0 +1,287 @@
+"""DEAR end to end: diagnostic set -> RAD -> bilateral gate -> head refit -> checkpoint.
+
+Each stage is a function taking paths and returning paths or results, so the CLI
+(`bench dear diagnose|dissect|prune|refine|run`) can call them one by one; `run_dear` chains
+them and times every stage. Defaults are the official DEAR-c settings (dahyedahye/dear
+`configs/corvi_mask_gated.yaml`: alpha 0.2/0.2, 100 RAD batches of 64, crop 96, batches of
+64 + 64, Adam 1e-4, patience 5, delta 1e-3); `DearConfig.dear_r()` gives alpha 0.3/0.3.
+By default the data is the AIGI-mini world: diag/, train/real with train/fake (Corvi) or
+train/recon (Rajan), val/real with val/fake.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from bench.api import BenchError
+from dear.checkpoint import load_base, save_dear
+from dear.dissect import RADResult, diagnostic_loader, diagnostic_pairs, rad_scores
+from dear.prune import PruneMode, bilateral_gate, gate_summary, load_gate, save_gate
+from dear.refine import BaseKind, RefineData, refine, refine_loaders
+from detectors.resnet import GatedResNet
+
+KINDS = ("corvi", "rajan")
+
+
+@dataclass
+class DearConfig:
+    """Every knob of a DEAR run; stored with its outputs."""
+
+    alpha_low: float = 0.2  # fraction pruned at the low-RAD end
+    alpha_high: float = 0.2  # fraction pruned at the high-RAD end
+    mode: PruneMode = "count"
+    layer: str = "backbone.layer4"
+    max_batches: int = 100  # RAD batches (official max_score_batches)
+    rad_batch_size: int = 64
+    rad_repeats: int | None = None  # passes over a small diag set; None: enough for max_batches
+    batch_size: int = 64  # main refit batch (pairs for Rajan)
+    inpaint_batch_size: int = 64
+    crop: int = 96
+    freeze_bn: bool = True  # False: official drift of BN statistics during the refit
+    lr: float = 1e-4
+    patience: int = 5
+    delta: float = 1e-3
+    min_lr: float = 1e-6
+    max_epochs: int = 1000
+    steps_per_epoch: int | None = None
+    seed: int = 0
+    device: str = "cpu"
+    num_workers: int = 0
+    progress: bool = True
+
+    @classmethod
+    def dear_c(cls, **kw: Any) -> "DearConfig":
+        return cls(**{"alpha_low": 0.2, "alpha_high": 0.2, **kw})
+
+    @classmethod
+    def dear_r(cls, **kw: Any) -> "DearConfig":
+        return cls(**{"alpha_low": 0.3, "alpha_high": 0.3, **kw})
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class DearResult:
+    out: Path
+    checkpoint: Path
+    rad: Path
+    gate: Path
+    timings: dict[str, float]  # seconds per stage
+    gate_summary: dict[str, int]
+    refit: dict[str, Any]  # detectors.head.RefitResult as a dict
+    summary: Path = field(default=Path())
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def load_base_model(base: str | Path, kind: str | None = None) -> tuple[GatedResNet, BaseKind, str]:
+    """(model with gate all ones, "corvi"|"rajan", label) from "corvi.mini", "rajan.official"
+    or a checkpoint path (then `kind` says how the base was trained)."""
+    p = Path(base)
+    if p.is_file():
+        if kind not in KINDS:
+            raise BenchError(f"{p}: a base checkpoint file needs kind='corvi' or 'rajan' (how it was trained)")
+        return load_base(p), kind, str(p)
+    from bench.registry import create_detector, split_tag
+
+    name, _ = split_tag(str(base))
+    kind = kind or name.removesuffix("-plus")
+    if kind not in KINDS:
+        raise BenchError(f"DEAR starts from a Corvi- or Rajan-trained detector, not {base!r}; pass kind= for other bases")
+    det = create_detector(str(base))
+    model = getattr(det, "model", None)
+    if not isinstance(model, GatedResNet):
+        raise BenchError(f"{base!r} is not a ResNet-50 nodown detector (DEAR gates its layer4)")
+    with torch.no_grad():
+        model.gate.gate.fill_(1.0)
+    return model, kind, det.weights or str(base)
+
+
+def default_world(seed: int = 0) -> Path:
+    from suites.mini.world import ensure_world
+
+    return Path(ensure_world(seed=seed))
+
+
+# --------------------------------------------------------------------------- stages
+
+
+def diagnose(images: Path | Sequence[Path], out_dir: Path, inpainter: str = "mini", seed: int = 0, progress: bool = True,
+             limit: int | None = None) -> Path:
+    """Build a diagnostic set from real images (a folder or a list) into `out_dir`; returns it."""
+    from dear.inpaint import make_diagnostic_set, make_inpainter
+    from detectors.training import list_images
+
+    paths = list_images(images) if isinstance(images, (str, Path)) else [Path(p) for p in images]
+    if limit is not None:
+        paths = paths[:limit]
+    if not paths:
+        raise BenchError(f"{images}: no real images to inpaint")
+    make_diagnostic_set(paths, out_dir, make_inpainter(inpainter), seed=seed, progress=progress)
+    return Path(out_dir)
+
+
+def _as_model(base: GatedResNet | str | Path, kind: str | None) -> tuple[GatedResNet, str]:
+    if isinstance(base, GatedResNet):
+        return base, ""
+    model, _, label = load_base_model(base, kind)
+    return model, label
+
+
+def dissect(base: GatedResNet | str | Path, diag: Path, config: DearConfig, out: Path | None = None, label: str = "",
+            kind: str | None = None) -> RADResult:
+    """RAD of `config.layer` on the diagnostic set at `diag` (saved to `out` if given).
+
+    `base`: a model, a registry name ("corvi.mini") or a checkpoint file (with `kind`)."""
+    model, loaded = _as_model(base, kind)
+    label = label or loaded
+    pairs = diagnostic_pairs(diag)
+    repeats = config.rad_repeats or max(1, math.ceil(config.max_batches * config.rad_batch_size / len(pairs)))
+    torch.manual_seed(config.seed)  # the v2 augmentation draws from torch's global generator
+    loader = diagnostic_loader(pairs, batch_size=config.rad_batch_size, seed=config.seed, repeats=repeats,
+                               crop=config.crop, num_workers=config.num_workers)
+    data = f"{Path(diag)} ({len(pairs)} images x {repeats} passes, training augmentation, crop {config.crop})"
+    rad = rad_scores(model, loader, config.layer, config.max_batches, config.device, detector=label, data=data,
+                     progress=config.progress)
+    if out is not None:
+        rad.save(out)
+    return rad
+
+
+def prune(rad: RADResult | Path, config: DearConfig, out: Path | None = None) -> torch.Tensor:
+    """The 0/1 gate from a RAD vector (saved to `out` as .npz if given)."""
+    r = RADResult.load(rad) if isinstance(rad, (str, Path)) else rad
+    gate = bilateral_gate(r.scores, config.alpha_low, config.alpha_high, config.mode)
+    if out is not None:
+        save_gate(gate, out, alpha_low=config.alpha_low, alpha_high=config.alpha_high, mode=config.mode,
+                  layer=r.layer, detector=r.detector, rad=str(rad) if isinstance(rad, (str, Path)) else "")
+    return gate
+
+
+def refine_stage(base: GatedResNet | str | Path, gate: torch.Tensor | Path, data: RefineData, config: DearConfig,
+                 checkpoint: Path | None = None):
+    """Refit the head under `gate` on `data` (a model is changed in place; a name or file is
+    loaded); saves the official-format checkpoint if asked. Returns the RefitResult."""
+    model, _ = _as_model(base, data.kind)
+    g = load_gate(gate)[0] if isinstance(gate, (str, Path)) else gate
+    torch.manual_seed(config.seed)
+    train, inpaint, val = refine_loaders(data, batch_size=config.batch_size, inpaint_batch_size=config.inpaint_batch_size,
+                                         crop=config.crop, seed=config.seed, num_workers=config.num_workers)
+    result = refine(model, g, train, inpaint, val, freeze_bn=config.freeze_bn, lr=config.lr, patience=config.patience,
+                    delta=config.delta, min_lr=config.min_lr, max_epochs=config.max_epochs,
+                    steps_per_epoch=config.steps_per_epoch, device=config.device, progress=config.progress)
+    if checkpoint is not None:
+        save_dear(model.cpu(), checkpoint)
+    return result
+
+
+# --------------------------------------------------------------------------- all stages
+
+
+def run_dear(
+    base: str | Path = "corvi.mini",
+    out: Path = Path("results/dear"),
+    config: DearConfig | None = None,
+    *,
+    world: Path | None = None,
+    data: RefineData | None = None,
+    kind: str | None = None,
+    checkpoint_name: str = "model_best.pth",
+    inpainter: str | None = None,
+    diag_limit: int | None = None,
+) -> DearResult:
+    """DEAR on `base`: diagnostic set, RAD, prune, refit, save; every stage timed.
+
+    Data: `data` (explicit folders) or the AIGI-mini `world` (default: the seed-0 world). The
+    diagnostic set is `data.diag` as found, unless `inpainter` ("mini" or "sd") is given: then
+    it is built from the first `diag_limit` training reals into <out>/diag.
+    Writes <out>/rad.npz, gate.npz, <checkpoint_name>, timings.json, summary.json."""
+    config = config or DearConfig()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    t_all = time.perf_counter()
+
+    t = time.perf_counter()
+    model, kind, label = load_base_model(base, kind)
+    model.to(config.device)
+    timings["load_base"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    if data is None:
+        data = RefineData.from_world(world or default_world(), kind)
+    elif data.kind != kind:
+        raise BenchError(f"data is for a {data.kind} base but {base!r} is {kind}")
+    if inpainter is not None:
+        data = dataclasses.replace(data, diag=diagnose(data.train_real, out / "diag", inpainter, config.seed,
+                                                         config.progress, diag_limit))
+    diagnostic_pairs(data.diag)  # fails early with the missing folder named
+    timings["diagnose"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    rad = dissect(model, data.diag, config, out / "rad.npz", label)
+    timings["dissect"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    gate = prune(rad, config, out / "gate.npz")
+    timings["prune"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    result = refine_stage(model, gate, data, config)
+    timings["refine"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    ckpt = save_dear(model.cpu(), out / checkpoint_name)
+    timings["save"] = time.perf_counter() - t
+    timings["total"] = time.perf_counter() - t_all
+
+    refit = dataclasses.asdict(result)
+    res = DearResult(out, ckpt, out / "rad.npz", out / "gate.npz", {k: round(v, 3) for k, v in timings.items()},
+                     gate_summary(gate), refit)
+    (out / "timings.json").write_text(json.dumps(res.timings, indent=1))
+    res.summary = out / "summary.json"
+    res.summary.write_text(json.dumps({
+        "base": label, "kind": kind, "config": config.to_json(),
+        "data": {k: str(v) for k, v in dataclasses.asdict(data).items()},
+        "rad": {"n_samples": rad.n_samples, "n_batches": rad.n_batches, "min": float(rad.scores.min()),
+                "max": float(rad.scores.max()), "mean": float(rad.scores.mean())},
+        "gate": res.gate_summary, "timings": res.timings, "refit": refit,
+        "torch_threads": torch.get_num_threads(),
+    }, indent=1, default=str))
+    return res
+
+
+# --------------------------------------------------------------------------- bundled weights
+
+MINI_RECIPES: dict[str, tuple[str, str]] = {"dear-c": ("corvi.mini", "dear_c"), "dear-r": ("rajan.mini", "dear_r")}
+
+
+def weights_dir() -> Path:
+    """dear/weights inside the package: where the bundled `<name>.mini.pth` files live."""
+    return Path(__file__).parent / "weights"
+
+
+def build_mini(name: str, out: Path = Path("results/dear"), *, world: Path | None = None, install: bool = True,
+               **overrides: Any) -> DearResult:
+    """Rebuild `<name>.mini.pth` ("dear-c" from corvi.mini at alpha 0.2, "dear-r" from rajan.mini
+    at 0.3) on the AIGI-mini world; with `install`, copy it into dear/weights/ (the bundled file)."""
+    import shutil
+
+    if name not in MINI_RECIPES:
+        raise BenchError(f"unknown DEAR detector {name!r}; known: {', '.join(MINI_RECIPES)}")
+    base, recipe = MINI_RECIPES[name]
+    config = getattr(DearConfig, recipe)(**overrides)
+    res = run_dear(base, Path(out) / name, config, world=world, checkpoint_name=f"{name}.mini.pth")
+    if install:
+        weights_dir().mkdir(exist_ok=True)
+        shutil.copyfile(res.checkpoint, weights_dir() / res.checkpoint.name)
+    return res

@@ -1,0 +1,108 @@
+"""PRUNE: keep the middle band of the RAD distribution, drop both extremes.
+
+Two readings of the same rule are offered because the paper and the code differ slightly:
+
+- ``mode="count"`` (official code, dahyedahye/dear `dear/detector/corvi_mask_gated_detector.py`,
+  `build_bilateral_gate`): rank channels by RAD, prune ``int(C * alpha_high)`` from the top and
+  ``int(C * alpha_low)`` from the bottom. DEAR-c uses 0.2/0.2 (keeps 60%), DEAR-r 0.3/0.3
+  (`configs/corvi_mask_gated.yaml`, `configs/rajan_mask_gated.yaml`).
+- ``mode="percentile"`` (paper, Algorithm 1): ``tau_low = percentile(S, 100*alpha_low)``,
+  ``tau_high = percentile(S, 100*(1 - alpha_high))``, keep ``tau_low <= S <= tau_high``.
+  Ties at a threshold are all kept, so the kept count can exceed the count rule's.
+
+Alphas are fractions in [0, 1) in both modes.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from bench.api import BenchError, MissingDataError
+
+PruneMode = Literal["count", "percentile"]
+
+
+class PruneError(BenchError):
+    pass
+
+
+def _check(scores: np.ndarray, alpha_low: float, alpha_high: float) -> None:
+    if scores.ndim != 1 or scores.size == 0:
+        raise PruneError(f"RAD scores must be a non-empty 1-D vector, got shape {scores.shape}")
+    if not np.all(np.isfinite(scores)):
+        raise PruneError(f"RAD scores contain {int((~np.isfinite(scores)).sum())} non-finite values")
+    for name, a in (("alpha_low", alpha_low), ("alpha_high", alpha_high)):
+        if not 0.0 <= a < 1.0:
+            raise PruneError(f"{name} must be a fraction in [0, 1), got {a}")
+    if alpha_low + alpha_high >= 1.0:
+        raise PruneError(f"alpha_low + alpha_high = {alpha_low + alpha_high} prunes every channel; it must be < 1")
+
+
+def bilateral_gate(
+    scores: np.ndarray | torch.Tensor,
+    alpha_low: float,
+    alpha_high: float,
+    mode: PruneMode = "count",
+) -> torch.Tensor:
+    """A 0/1 float gate [C]: 1 for channels kept (the middle of the RAD ranking)."""
+    s = scores.detach().cpu().double().numpy() if isinstance(scores, torch.Tensor) else np.asarray(scores, dtype=np.float64)
+    _check(s, alpha_low, alpha_high)
+    c = s.size
+    keep = np.zeros(c, dtype=bool)
+    if mode == "count":
+        order = np.argsort(-s, kind="stable")  # high RAD first; stable so ties are reproducible
+        n_top, n_bottom = int(c * alpha_high), int(c * alpha_low)
+        keep[order[n_top : c - n_bottom]] = True
+    elif mode == "percentile":
+        tau_low = np.percentile(s, 100.0 * alpha_low)
+        tau_high = np.percentile(s, 100.0 * (1.0 - alpha_high))
+        keep = (s >= tau_low) & (s <= tau_high)
+    else:
+        raise PruneError(f"unknown prune mode {mode!r}; use 'count' or 'percentile'")
+    if not keep.any():
+        raise PruneError(f"pruning with alpha_low={alpha_low}, alpha_high={alpha_high} ({mode}) keeps no channel")
+    return torch.from_numpy(keep.astype(np.float32))
+
+
+def apply_gate(model: torch.nn.Module, gate: torch.Tensor | np.ndarray) -> torch.nn.Module:
+    """Write `gate` into `model.gate.gate` (the buffer saved as "gate.gate"); returns the model."""
+    buf = getattr(getattr(model, "gate", None), "gate", None)
+    if not isinstance(buf, torch.Tensor):
+        raise PruneError(f"{type(model).__name__} has no channel gate buffer `gate.gate`")
+    g = torch.as_tensor(gate, dtype=buf.dtype).detach().reshape(-1)
+    if g.numel() != buf.numel():
+        raise PruneError(f"gate has {g.numel()} channels but the model's layer has {buf.numel()}")
+    if bool(((g < 0) | (g > 1)).any()):
+        raise PruneError("gate values must lie in [0, 1]")
+    with torch.no_grad():
+        buf.copy_(g.to(buf.device))
+    return model
+
+
+def gate_summary(gate: torch.Tensor) -> dict[str, int]:
+    g = torch.as_tensor(gate)
+    return {"num_channels": int(g.numel()), "kept": int((g > 0).sum()), "pruned": int((g == 0).sum())}
+
+
+def save_gate(gate: torch.Tensor, path: str | Path, **metadata: Any) -> Path:
+    """Gate vector and how it was made (alphas, mode, RAD file) as `.npz`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {**gate_summary(gate), **metadata}
+    np.savez(path, gate=torch.as_tensor(gate).float().numpy(), metadata=np.array(json.dumps(meta, default=str)))
+    return path
+
+
+def load_gate(path: str | Path) -> tuple[torch.Tensor, dict[str, Any]]:
+    path = Path(path)
+    if not path.is_file():
+        raise MissingDataError(f"{path}: no gate file here")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return torch.from_numpy(z["gate"].astype(np.float32)), json.loads(str(z["metadata"]))
+    except (KeyError, ValueError, OSError) as exc:
+        raise PruneError(f"{path}: not a gate file ({type(exc).__name__}: {exc})") from exc

@@ -1,0 +1,154 @@
+"""NPR (Tan et al., CVPR 2024): a truncated ResNet-50 on Neighboring Pixel Relationships.
+
+Facts from chuangchuangtan/NPR-DeepfakeDetection, networks/resnet.py and test.py:
+- NPR = x - up2(down2(x)), both nearest F.interpolate with recompute_scale_factor=True; the
+  network sees NPR * 2/3;
+- stem: Conv2d(3, 64, 3, stride 2, pad 1, no bias), BatchNorm, ReLU, MaxPool(3, 2, 1);
+- layer1 = 3 Bottlenecks (64 planes), layer2 = 4 Bottlenecks (128 planes, stride 2); there is no
+  layer3/layer4; global average pool; fc1 = Linear(512, 1);
+- raw state dict with keys conv1, bn1, layer1, layer2, fc1 (NPR.pth in the repository root);
+- test: Resize((256, 256)) + ToTensor + ImageNet normalisation.
+The (commented) crop in the official forward removes the last row/column of an odd-sized input,
+without which down/up-sampling changes the size; we apply it (it matters only without resize).
+
+Blocks come from timm's `make_blocks`, the builder behind the res50nodown backbone, so both
+detectors share one Bottleneck implementation.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+import torch
+import torch.nn.functional as F
+from timm.models.resnet import Bottleneck, make_blocks
+from torch import nn
+
+from bench.api import Detector, DetectorInfo, InputPolicy, WeightSpec
+from bench.registry import DetectorSpec, register
+from bench.weights import load_state
+from detectors.preprocess import ResizeNormalize
+from detectors.resnet import BadCheckpointError, ResNetArch, assign_state, mini_weight_spec, resolve_weights, unwrap_checkpoint
+
+NPR_ARCHS: dict[str, ResNetArch] = {
+    "full": ResNetArch((3, 4), (64, 128), 64),
+    # mini: two Bottlenecks per stage at 1/4 width -> 128 features; at the fixed 256x256 input
+    # it costs a few ms, so it can afford a little depth.
+    "mini": ResNetArch((2, 2), (16, 32), 16),
+}
+
+
+def npr_residual(x: torch.Tensor) -> torch.Tensor:
+    """x minus its nearest 2x down-then-up copy, after dropping an odd last row/column."""
+    h, w = x.shape[-2:]
+    x = x[..., : h - h % 2, : w - w % 2]
+    half = F.interpolate(x, scale_factor=0.5, mode="nearest", recompute_scale_factor=True)
+    return x - F.interpolate(half, scale_factor=2.0, mode="nearest", recompute_scale_factor=True)
+
+
+class NPRNet(nn.Module):
+    """The NPR classifier; parameter names equal the official ones."""
+
+    def __init__(self, arch: ResNetArch = NPR_ARCHS["full"]):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, arch.stem_width, kernel_size=3, stride=2, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(arch.stem_width)
+        self.act1 = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        stages, _ = make_blocks((Bottleneck,) * len(arch.layers), arch.channels, arch.layers, arch.stem_width)
+        for stage_name, stage in stages:
+            self.add_module(stage_name, stage)
+        self.num_features = arch.num_features
+        self.fc1 = nn.Linear(self.num_features, 1)
+        self._stages = [n for n, _ in stages]
+        for m in self.modules():  # the official init (torchvision's)
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.act1(self.bn1(self.conv1(npr_residual(x) * (2.0 / 3.0)))))
+        for name in self._stages:
+            x = getattr(self, name)(x)
+        return x.mean(dim=(2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc1(self.pooled(x)).squeeze(1)
+
+    @property
+    def size(self) -> str:
+        arch = npr_arch_of(self.state_dict())
+        return next((k for k, v in NPR_ARCHS.items() if v == arch), "custom")
+
+
+def npr_arch_of(state: Mapping[str, torch.Tensor]) -> ResNetArch:
+    layers, channels = [], []
+    i = 1
+    while f"layer{i}.0.conv1.weight" in state:
+        layers.append(len({k.split(".")[1] for k in state if k.startswith(f"layer{i}.")}))
+        channels.append(int(state[f"layer{i}.0.conv1.weight"].shape[0]))
+        i += 1
+    if not layers:
+        raise KeyError("layer1.0.conv1.weight")
+    return ResNetArch(tuple(layers), tuple(channels), int(state["conv1.weight"].shape[0]))
+
+
+def load_npr_checkpoint(path_or_state: str | os.PathLike | Mapping[str, Any]) -> NPRNet:
+    """An NPRNet (eval mode) from the official raw state dict (or any wrapping the ResNet
+    loader accepts); full or mini inferred from the shapes."""
+    if isinstance(path_or_state, Mapping):
+        where, obj = "checkpoint", path_or_state
+    else:
+        where, obj = str(path_or_state), load_state(path_or_state)
+    state = unwrap_checkpoint(obj, where, "fc1.weight")
+    try:
+        arch = npr_arch_of(state)
+        ok = state["conv1.weight"].shape[-2:] == (3, 3) and tuple(state["fc1.weight"].shape) == (1, arch.num_features)
+    except KeyError as exc:
+        raise BadCheckpointError(f"{where}: not an NPR checkpoint (missing {exc.args[0]!r})") from None
+    if not ok:
+        raise BadCheckpointError(f"{where}: not an NPR checkpoint (conv1 {tuple(state['conv1.weight'].shape)}, fc1 {tuple(state['fc1.weight'].shape)})")
+    with torch.device("meta"):
+        model = NPRNet(arch)
+    return assign_state(model, state, where)
+
+
+class NPRDetector(Detector):
+    """NPR behind the Detector contract: fixed 256x256 input as in the official test."""
+
+    def __init__(self, model: NPRNet, info: DetectorInfo, weights: str = "", fingerprint: str = "", size: tuple[int, int] = (256, 256)):
+        self.model = model.eval()
+        self.info, self.weights, self.fingerprint, self.size = info, weights, fingerprint, size
+
+    def preprocess(self) -> ResizeNormalize:
+        return ResizeNormalize(self.size)
+
+    def to(self, device: str) -> "NPRDetector":
+        super().to(device)
+        self.model.to(device)
+        return self
+
+    @torch.inference_mode()
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.model(batch)
+
+
+WEIGHTS: tuple[WeightSpec, ...] = (
+    WeightSpec(
+        "official",
+        "NPR.pth",
+        where="Tan et al. (CVPR 2024): NPR.pth is committed in the root of github.com/chuangchuangtan/NPR-DeepfakeDetection.",
+    ),
+    mini_weight_spec("npr"),
+)
+
+
+def _make(weights: str | None = None, *, path: str | os.PathLike | None = None, device: str = "cpu") -> NPRDetector:
+    """Build `npr.weights`; `path` points at a local file for that tag instead of the cache."""
+    tag, file, digest = resolve_weights(npr, weights, path)
+    return NPRDetector(load_npr_checkpoint(file), npr.info, f"npr.{tag}", digest).to(device)
+
+
+npr: DetectorSpec = register(
+    "npr", "NPR", "CNN", weights=WEIGHTS, default_weights="mini", calibrated=True, input=InputPolicy(size=(256, 256)),
+    description="Truncated ResNet-50 on neighbouring-pixel residuals x - up(down(x)), input resized to 256x256 (Tan et al., CVPR 2024).",
+)(_make)

@@ -1,0 +1,56 @@
+"""Test-time preprocessing shared by the CNN detectors: PIL image -> normalised CHW tensor.
+
+All three official test pipelines of the native-resolution detectors (grip-unina/DMimageDetection
+main.py, grip-unina/ClipBased-SyntheticImageDetection main.py, AniSundar18/AlignedForensics
+test_code/main.py) do ToTensor + ImageNet mean/std on the full image, no resize, no crop. NPR's
+test (chuangchuangtan/NPR-DeepfakeDetection data/datasets.py) first resizes to 256x256 with
+torchvision's default bilinear filter; on a PIL image torchvision hands the resize to
+PIL, which always antialiases, so torchvision's `antialias` flag makes no difference there.
+
+The callables are small frozen dataclasses so they pickle into DataLoader workers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def to_tensor(image: Image.Image) -> torch.Tensor:
+    """PIL image -> float CHW tensor in [0, 1] (what torchvision's ToTensor gives for RGB)."""
+    arr = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
+
+
+def normalize(x: torch.Tensor) -> torch.Tensor:
+    """ImageNet mean/std on a (..., 3, H, W) tensor in [0, 1]."""
+    mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype, device=x.device).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=x.dtype, device=x.device).view(3, 1, 1)
+    return (x - mean) / std
+
+
+@dataclass(frozen=True)
+class ImageNetNormalize:
+    """ToTensor + ImageNet normalisation at native resolution (Corvi, Rajan and their + variants)."""
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        return normalize(to_tensor(image))
+
+
+@dataclass(frozen=True)
+class ResizeNormalize:
+    """Resize to a fixed (H, W) with PIL bilinear, then ToTensor + ImageNet normalisation (NPR)."""
+
+    size: tuple[int, int] = (256, 256)
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        h, w = self.size
+        image = image.convert("RGB")
+        if image.size != (w, h):
+            image = image.resize((w, h), Image.BILINEAR)
+        return normalize(to_tensor(image))

@@ -1,0 +1,398 @@
+"""ResNet-50 "nodown" detectors: Corvi, Rajan and their Stay-Positive variants Corvi+ / Rajan+.
+
+The network (res50nodown) is the one of grip-unina/DMimageDetection networks/resnet_mod.py,
+grip-unina/ClipBased-SyntheticImageDetection networks/__init__.py and
+AniSundar18/AlignedForensics test_code/networks: a torchvision-v1.5 ResNet-50 (Bottleneck
+[3, 4, 6, 3], stride on the 3x3 conv) whose 7x7 stem conv and 3x3 max-pool both run at stride 1,
+so no resolution is thrown away before layer1; a 2048 -> 1 linear head gives one logit, > 0 =
+fake. DMimageDetection applies that linear per position and then averages, ClipBased and
+AlignedForensics average then apply it: identical by linearity. We build it from timm's ResNet
+(same parameter names as torchvision and the official checkpoints) with the two strides set to 1.
+
+`GatedResNet` adds DEAR's channel gate on the layer4 map before pooling (dahyedahye/dear,
+dear/detector/corvi_mask_gated_detector.py), so one model class serves Corvi, Rajan, the +
+variants and DEAR. Its state dict ("backbone.<resnet keys>", "gate.gate") is DEAR's format.
+
+"mini" is the smallest member of the same family (same code path, fewer and narrower blocks),
+trained on AIGI-mini by `detectors.training.train_mini` and bundled as safetensors.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from timm.models.resnet import Bottleneck, ResNet, make_blocks
+from torch import nn
+
+from bench.api import BenchError, Detector, DetectorInfo, InputPolicy, WeightSpec
+from bench.registry import DetectorSpec, register
+from bench.weights import load_state, resolve, sha256_file
+from detectors.preprocess import ImageNetNormalize
+
+
+class BadCheckpointError(BenchError):
+    """A weights file was read but does not hold the network it is supposed to."""
+
+
+# --------------------------------------------------------------------------- architecture
+
+
+@dataclass(frozen=True)
+class ResNetArch:
+    """Depth and width of a Bottleneck ResNet; `num_features` = channels[-1] * 4."""
+
+    layers: tuple[int, ...]
+    channels: tuple[int, ...]
+    stem_width: int
+
+    @property
+    def num_features(self) -> int:
+        return self.channels[-1] * Bottleneck.expansion
+
+
+# "mini": one Bottleneck per stage at 1/8 width -> 256 features. The nodown stem keeps the
+# first three stages at full input resolution, so run time is dominated by memory traffic
+# at full resolution and shrinking further buys little (see the report in the helper notes).
+ARCHS: dict[str, ResNetArch] = {
+    "full": ResNetArch((3, 4, 6, 3), (64, 128, 256, 512), 64),
+    "mini": ResNetArch((1, 1, 1, 1), (8, 16, 32, 64), 8),
+}
+
+
+class ChannelGate(nn.Module):
+    """Multiplies feature channels by a fixed vector (a buffer, saved as "gate.gate").
+
+    All ones is the plain detector; DEAR prunes channels by setting entries to 0."""
+
+    def __init__(self, num_channels: int):
+        super().__init__()
+        self.register_buffer("gate", torch.ones(num_channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate.view(1, -1, 1, 1)
+
+    @torch.no_grad()
+    def set_(self, gate: torch.Tensor) -> None:
+        gate = torch.as_tensor(gate, dtype=self.gate.dtype).reshape(-1)
+        if gate.numel() != self.gate.numel():
+            raise ValueError(f"gate has {gate.numel()} entries, the model has {self.gate.numel()} channels")
+        self.gate.copy_(gate.to(self.gate.device))
+
+
+class GatedResNet(nn.Module):
+    """res50nodown (or its mini sibling) with a channel gate before global average pooling.
+
+    `drop_rate` is the dropout before the head that the official training code uses (0.5 in
+    AlignedForensics' resnet_mod; 0.0 for the Stay-Positive refit); inactive in eval mode."""
+
+    def __init__(self, backbone: ResNet, drop_rate: float = 0.0):
+        super().__init__()
+        self.backbone = backbone
+        self.num_features = int(backbone.num_features)
+        self.gate = ChannelGate(self.num_features)
+        self.head_drop = nn.Dropout(drop_rate)
+
+    @property
+    def fc(self) -> nn.Linear:
+        return self.backbone.fc
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """layer4 feature map (B, C, h, w), before the gate."""
+        return self.backbone.forward_features(x)
+
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C) global average of the gated layer4 map."""
+        return self.gate(self.forward_features(x)).mean(dim=(2, 3))
+
+    def classify(self, pooled: torch.Tensor) -> torch.Tensor:
+        """(B, C) pooled features -> (B,) logits."""
+        return self.backbone.fc(self.head_drop(pooled)).squeeze(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classify(self.pooled(x))
+
+    @property
+    def arch(self) -> ResNetArch:
+        return arch_of(self.state_dict())
+
+    @property
+    def size(self) -> str:
+        return arch_name(self.arch)
+
+
+def arch_name(arch: ResNetArch) -> str:
+    return next((k for k, v in ARCHS.items() if v == arch), "custom")
+
+
+def build_res50nodown(size: str | ResNetArch = "full", *, drop_rate: float = 0.0) -> GatedResNet:
+    """A freshly initialised GatedResNet: "full" = ResNet-50 nodown, "mini" = the small sibling."""
+    if isinstance(size, str) and size not in ARCHS:
+        raise ValueError(f"unknown size {size!r}; known: {', '.join(ARCHS)}")
+    arch = ARCHS[size] if isinstance(size, str) else size
+    backbone = ResNet(Bottleneck, arch.layers, num_classes=1, channels=arch.channels)
+    if arch.stem_width != 64:  # timm's plain stem is always 64 wide: rebuild it and the stages after it
+        backbone.conv1 = nn.Conv2d(3, arch.stem_width, kernel_size=7, stride=2, padding=3, bias=False)
+        backbone.bn1 = nn.BatchNorm2d(arch.stem_width)
+        stages, _ = make_blocks((Bottleneck,) * len(arch.layers), arch.channels, arch.layers, arch.stem_width)
+        for name, stage in stages:
+            setattr(backbone, name, stage)
+        backbone.init_weights(zero_init_last=True)
+    backbone.conv1.stride = (1, 1)  # "stride0=1": no downsampling in the stem
+    backbone.maxpool.stride = 1
+    return GatedResNet(backbone, drop_rate=drop_rate)
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def unwrap_checkpoint(obj: Any, where: str, marker: str) -> dict[str, torch.Tensor]:
+    """The state dict inside an official checkpoint, in the order the official loaders look.
+
+    DMimageDetection get_method_here.def_model and ClipBased/AlignedForensics load_weights try
+    'model' (dropping a DataParallel 'module.' prefix), then 'state_dict', then 'net', then a
+    raw state dict. `marker` is a key a raw state dict of this network must hold."""
+    if not isinstance(obj, Mapping):
+        raise BadCheckpointError(f"{where}: expected a state dict, found {type(obj).__name__}")
+    for key in ("model", "state_dict", "net"):
+        if key in obj and isinstance(obj[key], Mapping):
+            obj = obj[key]
+            break
+    else:
+        if not any(k == marker or k.endswith("." + marker) for k in obj):
+            shown = ", ".join(sorted(map(str, obj))[:8])
+            raise BadCheckpointError(f"{where}: no 'model', 'state_dict' or 'net' entry and no {marker!r} key (keys: {shown})")
+    state = {str(k): v for k, v in obj.items()}
+    if state and all(k.startswith("module.") for k in state):
+        state = {k[len("module.") :]: v for k, v in state.items()}
+    bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise BadCheckpointError(f"{where}: entries that are not tensors: {', '.join(bad[:5])}")
+    return state
+
+
+def _count_blocks(state: Mapping[str, torch.Tensor], prefix: str) -> int:
+    ids = {k[len(prefix) :].split(".", 1)[0] for k in state if k.startswith(prefix)}
+    return len([i for i in ids if i.isdigit()])
+
+
+def arch_of(state: Mapping[str, torch.Tensor], prefix: str = "backbone.") -> ResNetArch:
+    """Depth and width read off a state dict's shapes (so 'full' and 'mini' need no flag)."""
+    layers, channels = [], []
+    for i in range(1, 5):
+        n = _count_blocks(state, f"{prefix}layer{i}.")
+        if n == 0:
+            raise KeyError(f"{prefix}layer{i}")
+        layers.append(n)
+        channels.append(int(state[f"{prefix}layer{i}.0.conv1.weight"].shape[0]))
+    return ResNetArch(tuple(layers), tuple(channels), int(state[f"{prefix}conv1.weight"].shape[0]))
+
+
+def assign_state(model: nn.Module, state: dict[str, torch.Tensor], where: str) -> nn.Module:
+    """Strictly load `state` into a model built on the meta device (no wasted random init),
+    as float32. Checkpoints saved before torch 0.4.1 lack BatchNorm `num_batches_tracked`,
+    which eval does not use: those are filled with 0 rather than refusing the file."""
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    for k in model.state_dict():
+        if k.endswith("num_batches_tracked") and k not in state:
+            state[k] = torch.zeros((), dtype=torch.long)
+    try:
+        model.load_state_dict(state, strict=True, assign=True)
+    except RuntimeError as exc:
+        raise BadCheckpointError(f"{where}: does not match {type(model).__name__}: {str(exc).splitlines()[0][:300]} ...") from None
+    return model.eval()
+
+
+def load_resnet_checkpoint(path_or_state: str | os.PathLike | Mapping[str, Any], *, drop_rate: float = 0.0) -> GatedResNet:
+    """A GatedResNet (eval mode) from any official wrapping, DEAR's format or our safetensors.
+
+    Accepted: raw res50nodown state dict, {"model": ...} with or without "module.",
+    {"state_dict": ...}, {"net": ...}, and {"model": {"backbone.*", "gate.gate"}} (DEAR, whose
+    loader adds "backbone." when missing). Full or mini is inferred from the shapes."""
+    if isinstance(path_or_state, Mapping):
+        where, obj = "checkpoint", path_or_state
+    else:
+        where, obj = str(path_or_state), load_state(path_or_state)
+    state = unwrap_checkpoint(obj, where, "conv1.weight")
+    if not any(k.startswith("backbone.") for k in state):
+        state = {f"backbone.{k}": v for k, v in state.items()}
+    try:
+        arch = arch_of(state)
+        fc = state["backbone.fc.weight"]
+    except KeyError as exc:
+        raise BadCheckpointError(f"{where}: not a res50nodown checkpoint (missing {exc.args[0]!r})") from None
+    if state["backbone.conv1.weight"].shape[-2:] != (7, 7) or tuple(fc.shape) != (1, arch.num_features):
+        raise BadCheckpointError(
+            f"{where}: not a res50nodown checkpoint (conv1 {tuple(state['backbone.conv1.weight'].shape)}, fc {tuple(fc.shape)})"
+        )
+    with torch.device("meta"):
+        model = build_res50nodown(arch, drop_rate=drop_rate)
+    state.setdefault("gate.gate", torch.ones(arch.num_features))
+    return assign_state(model, state, where)
+
+
+def resolve_weights(spec: DetectorSpec, tag: str | None, path: str | os.PathLike | None) -> tuple[str, Path, str]:
+    """(tag, file, sha256 fingerprint) for `spec.name.tag`; an explicit `path` takes precedence
+    over the weights cache and the bundled file."""
+    tag = tag or spec.default_weights
+    file = resolve(spec.name, spec.weight(tag), path)
+    return tag, file, sha256_file(file)
+
+
+# --------------------------------------------------------------------------- detector
+
+
+def pooled_tiled(model: GatedResNet, x: torch.Tensor, tile: int = 1024) -> torch.Tensor:
+    """Area-weighted mean of the pooled features of non-overlapping `tile` x `tile` tiles from
+    (0, 0), edge tiles smaller. The head is linear, so `model.classify` of this equals the
+    area-weighted mean of the tile logits that grip-unina/GANimageDetection resnet50nodown.py
+    (ResNet.apply) computes for images larger than 1536 on both sides."""
+    h, w = x.shape[-2:]
+    total = torch.zeros(x.shape[0], model.num_features, dtype=torch.float64, device=x.device)
+    for top in range(0, h, tile):
+        for left in range(0, w, tile):
+            crop = x[..., top : top + tile, left : left + tile]
+            total += model.pooled(crop).double() * (crop.shape[-2] * crop.shape[-1])
+    return (total / (h * w)).to(x.dtype)
+
+
+class ResNetDetector(Detector):
+    """A GatedResNet behind the Detector contract: native resolution, ImageNet normalisation.
+
+    With `tile=True` (default) an image larger than `tile_limit` on both sides is scored by
+    GRIP's tiling, so a 6000x4000 photo is neither resized nor run in one piece; otherwise the
+    whole image goes through the network at once, as in the ClipBased/AlignedForensics code."""
+
+    def __init__(
+        self,
+        model: GatedResNet,
+        info: DetectorInfo,
+        weights: str = "",
+        fingerprint: str = "",
+        *,
+        tile: bool = True,
+        tile_limit: int = 1536,
+        tile_size: int = 1024,
+    ):
+        # channels-last memory layout: same numbers, ~1.7x faster stride-1 stem on CPU
+        self.model = model.eval().to(memory_format=torch.channels_last)
+        self.info = info
+        self.weights = weights
+        self.fingerprint = fingerprint
+        self.tile, self.tile_limit, self.tile_size = tile, tile_limit, tile_size
+
+    def preprocess(self) -> ImageNetNormalize:
+        return ImageNetNormalize()
+
+    def to(self, device: str) -> "ResNetDetector":
+        super().to(device)
+        self.model.to(device)
+        return self
+
+    def tiles(self, h: int, w: int) -> bool:
+        return self.tile and h > self.tile_limit and w > self.tile_limit
+
+    def pooled(self, batch: torch.Tensor) -> torch.Tensor:
+        """(B, C) gated features the head sees, tiled like `forward`."""
+        batch = batch.contiguous(memory_format=torch.channels_last)
+        if self.tiles(*batch.shape[-2:]):
+            return pooled_tiled(self.model, batch, self.tile_size)
+        return self.model.pooled(batch)
+
+    @torch.inference_mode()
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.model.classify(self.pooled(batch))
+
+
+# --------------------------------------------------------------------------- registry
+
+_DM = "github.com/grip-unina/DMimageDetection"
+_AF = "github.com/AniSundar18/AlignedForensics"
+
+
+def mini_weight_spec(name: str) -> WeightSpec:
+    """The bundled AIGI-mini weights of a detector."""
+    return WeightSpec(
+        "mini",
+        f"{name}.mini.safetensors",
+        bundled=f"detectors:weights/{name}.mini.safetensors",
+        where=f"Bundled with aigi-bench; retrain with detectors.training.train_mini('{name}', world, out).",
+    )
+
+
+WEIGHTS: dict[str, tuple[WeightSpec, ...]] = {
+    "corvi": (
+        WeightSpec(
+            "official",
+            "model_epoch_best.pth",
+            where=f"Corvi et al. (ICASSP 2023), latent-diffusion model: download the weights zip linked in the README of {_DM} "
+            "(https://drive.google.com/file/d/1sAoAuOGCWS4dAMBhDkRHgBf4SgBgvkVf) and use weights/Grag2021_latent/model_epoch_best.pth.",
+        ),
+        mini_weight_spec("corvi"),
+    ),
+    "rajan": (
+        WeightSpec(
+            "official",
+            "weights.pth",
+            where=f"Rajan et al. (ICLR 2025) 'Ours-Sync' from the README of {_AF} "
+            "(https://drive.google.com/file/d/1rn0hgAjTXeY7QTpCnx9lMGNPfrwvO1lO); save it as weights.pth.",
+        ),
+        mini_weight_spec("rajan"),
+    ),
+    "corvi-plus": (
+        WeightSpec(
+            "official",
+            "corvi-plus.pth",
+            where=f"Stay-Positive (ICML 2025) 'Corvi +' from the README of {_AF} "
+            "(https://drive.google.com/file/d/16Rp0G0Onbdmpm3xT2ZxTV6P13youB-kp); save it as corvi-plus.pth.",
+        ),
+        mini_weight_spec("corvi-plus"),
+    ),
+    "rajan-plus": (
+        WeightSpec(
+            "official",
+            "rajan-plus.pth",
+            where=f"Stay-Positive (ICML 2025) 'Rajan/Ours +' from the README of {_AF} "
+            "(https://drive.google.com/file/d/14k9qakoIh36Z6U-fVHHjhvs667aywzfz); save it as rajan-plus.pth.",
+        ),
+        mini_weight_spec("rajan-plus"),
+    ),
+}
+
+
+def _factory(name: str):
+    def make(weights: str | None = None, *, path: str | os.PathLike | None = None, tile: bool = True, device: str = "cpu") -> ResNetDetector:
+        """Build `name.weights`, e.g. create_detector("corvi.official", path="model_epoch_best.pth")."""
+        spec = SPECS[name]
+        tag, file, digest = resolve_weights(spec, weights, path)
+        det = ResNetDetector(load_resnet_checkpoint(file), spec.info, f"{name}.{tag}", digest, tile=tile)
+        return det.to(device)
+
+    return make
+
+
+_DESCRIPTIONS = {
+    "corvi": "ResNet-50 nodown trained on real vs unpaired latent-diffusion fakes (Corvi et al., ICASSP 2023).",
+    "rajan": "ResNet-50 nodown trained on reals vs their LDM-autoencoder reconstructions, synced batches (Rajan et al., ICLR 2025).",
+    "corvi-plus": "Corvi with its linear head refit under the Stay-Positive non-negativity constraint (ICML 2025).",
+    "rajan-plus": "Rajan with its linear head refit under the Stay-Positive non-negativity constraint (ICML 2025).",
+}
+
+
+SPECS: dict[str, DetectorSpec] = {}
+
+
+def _spec(name: str, display: str) -> DetectorSpec:
+    SPECS[name] = register(
+        name, display, "CNN", weights=WEIGHTS[name], default_weights="mini", calibrated=True,
+        input=InputPolicy(), description=_DESCRIPTIONS[name],
+    )(_factory(name))
+    return SPECS[name]
+
+
+corvi = _spec("corvi", "Corvi")
+rajan = _spec("rajan", "Rajan")
+corvi_plus = _spec("corvi-plus", "Corvi+")
+rajan_plus = _spec("rajan-plus", "Rajan+")

@@ -1,0 +1,325 @@
+"""Build AIGI-mini: the papers' setting in miniature, offline, reproducible from a seed.
+
+What each folder stands for (layout in notes/COMMON.md):
+- train/real, val/real: photo crops WEBP-compressed (quality drawn per image) and stored as
+  lossless PNG. LSUN's real images are WEBP files, so "WEBP traces mean real" is a shortcut a
+  detector trained on them can take (the Stay-Positive paper's finding); we plant the same cue.
+- train/fake, val/fake: Corvi-style fakes, the training generator applied to OTHER content
+  (the photos' content halves, see photos.py), never WEBP-compressed.
+- train/recon, val/recon: Rajan-style aligned fakes, the training generator's reconstruction
+  of train/real/<same name> (Rajan et al. pair each real with its autoencoder reconstruction).
+- diag/images + diag/masks: DEAR's diagnostic set, training reals whose one rectangle
+  (suites.masks.sample_box) is replaced through the blurred mask by the generator's output.
+- test/real, test/fake/<gen>: unseen test photos, plain PNG; every generator re-synthesises the
+  same content crops (distinct from the real crops), so sets differ only by generator.
+- wild/real, wild/fake/<gen>: unseen generators only, each image (real or fake alike) passed
+  through one "unknown" post-processing drawn per image (resize, JPEG, WEBP or blur).
+
+Every random draw comes from `derive_seed(seed, ...)` of the image's identity, generators run
+single-threaded, and PIL's PNG encoder is deterministic, so a rebuild with the same seed gives
+byte-identical files (the manifest lists their sha256).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import random
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, ImageFilter
+
+from bench.api import BenchError, derive_seed
+from bench.weights import home, sha256_file
+from suites import masks
+from suites.mini import generators as gens
+from suites.mini import photos
+
+VERSION = 1
+NAME = "AIGI-mini"
+
+
+@dataclass(frozen=True)
+class WorldConfig:
+    """How many images of each kind; the defaults are the world every table is built on."""
+
+    train: int = 160  # train/real, train/fake and train/recon each
+    val: int = 48  # val/real, val/fake and val/recon each
+    diag: int = 128  # DEAR diagnostic images (<= train)
+    test_real: int = 40
+    test_fake: int = 40  # per generator
+    wild_real: int = 24
+    wild_fake: int = 24  # per unseen generator
+    webp_quality: tuple[int, int] = (70, 95)  # drawn per train/val real
+
+    @classmethod
+    def reduced(cls) -> "WorldConfig":
+        """A tiny world for tests: every folder present, a few images each."""
+        return cls(train=6, val=3, diag=4, test_real=3, test_fake=2, wild_real=2, wild_fake=2)
+
+    def __post_init__(self) -> None:
+        if self.diag > self.train:
+            raise ValueError(f"diag ({self.diag}) cannot exceed train ({self.train}): it reuses training reals")
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, int) and v < 1:
+                raise ValueError(f"WorldConfig.{f.name} must be >= 1, got {v}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+def default_root(seed: int = 0) -> Path:
+    return home() / "worlds" / f"mini-v{VERSION}-seed{seed}"
+
+
+# --------------------------------------------------------------------------- post-processing
+
+
+def _encode(image: Image.Image, fmt: str, quality: int) -> Image.Image:
+    """Lossy round trip through an encoder: the decoded RGB pixels."""
+    buf = io.BytesIO()
+    image.save(buf, format=fmt, quality=quality)
+    buf.seek(0)
+    with Image.open(buf) as im:
+        return im.convert("RGB")
+
+
+def webp(image: Image.Image, quality: int) -> Image.Image:
+    return _encode(image, "WEBP", quality)
+
+
+def unknown_postprocess(image: Image.Image, rng: random.Random) -> tuple[Image.Image, dict[str, Any]]:
+    """One post-processing of the kind images meet online, drawn per image (wild sets)."""
+    op = rng.choice(("resize", "jpeg", "webp", "blur"))
+    if op == "resize":
+        scale = round(rng.uniform(0.5, 1.5), 3)
+        size = (max(8, round(image.width * scale)), max(8, round(image.height * scale)))
+        return image.resize(size, Image.Resampling.BICUBIC), {"op": op, "scale": scale, "size": list(size)}
+    if op in ("jpeg", "webp"):
+        q = rng.randint(60, 95)
+        return _encode(image, op.upper(), q), {"op": op, "quality": q}
+    sigma = round(rng.uniform(0.5, 1.2), 3)
+    return image.filter(ImageFilter.GaussianBlur(sigma)), {"op": op, "sigma": sigma}
+
+
+# --------------------------------------------------------------------------- build
+
+
+class _Writer:
+    """Writes PNGs under the build folder and records their hashes and provenance."""
+
+    def __init__(self, root: Path, bar: Any):
+        self.root, self.bar = root, bar
+        self.files: dict[str, str] = {}
+        self.sources: dict[str, dict[str, Any]] = {}
+
+    def put(self, rel: str, image: Image.Image, source: dict[str, Any]) -> None:
+        path = self.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        buf = io.BytesIO()
+        image.save(buf, format="PNG")
+        data = buf.getvalue()
+        path.write_bytes(data)
+        self.files[rel] = hashlib.sha256(data).hexdigest()
+        self.sources[rel] = source
+        self.bar.update()
+
+
+def _name(i: int) -> str:
+    return f"{i:04d}.png"
+
+
+def _total(cfg: WorldConfig, n_gens: int, n_unseen: int) -> int:
+    return (3 * cfg.train + 3 * cfg.val + 2 * cfg.diag + cfg.test_real + n_gens * cfg.test_fake
+            + cfg.wild_real + n_unseen * cfg.wild_fake)
+
+
+def _build_into(tmp: Path, seed: int, cfg: WorldConfig, models: dict[str, gens.ConvAutoencoder],
+                weight_hashes: dict[str, str], progress: bool) -> None:
+    from tqdm.auto import tqdm
+
+    photos.check_splits()
+    train_gen = gens.training_generator().name
+    unseen = [g.name for g in gens.GENERATORS if not g.training]
+    bar = tqdm(total=_total(cfg, len(models), len(unseen)), desc=f"build {NAME} seed {seed}", unit="img",
+               disable=not progress)
+    out = _Writer(tmp, bar)
+    def G(generator: str, image: Image.Image) -> Image.Image:
+        return gens.generate(models[generator], image)
+
+    def rng(*key: object) -> random.Random:
+        return random.Random(derive_seed(seed, NAME, *key))
+
+    lo, hi = cfg.webp_quality
+    train_reals: list[tuple[str, Image.Image, Image.Image]] = []  # (name, real, recon)
+    for split, n in (("train", cfg.train), ("val", cfg.val)):
+        for i in range(n):
+            r = rng(split, "real", i)
+            crop = photos.sample_crop(split, "real", r)
+            q = r.randint(lo, hi)
+            real = webp(crop.image(), q)
+            out.put(f"{split}/real/{_name(i)}", real, {**crop.to_json(), "webp_quality": q})
+            recon = G(train_gen, real)
+            out.put(f"{split}/recon/{_name(i)}", recon, {"from": f"{split}/real/{_name(i)}", "generator": train_gen})
+            if split == "train":
+                train_reals.append((_name(i), real, recon))
+        for i in range(n):
+            crop = photos.sample_crop(split, "content", rng(split, "fake", i))
+            out.put(f"{split}/fake/{_name(i)}", G(train_gen, crop.image()), {**crop.to_json(), "generator": train_gen})
+
+    for name, real, recon in train_reals[: cfg.diag]:
+        box = masks.sample_box(real.width, real.height, rng("diag", name))
+        mask = masks.box_mask(real.size, box)
+        radius = masks.dear_blur_radius(real.width, real.height)
+        image = masks.composite(real, recon, masks.soft_mask(mask, radius))
+        src = {"from": f"train/real/{name}", "generator": train_gen, "box": list(box), "blur_radius": round(radius, 4)}
+        out.put(f"diag/images/{name}", image, src)
+        out.put(f"diag/masks/{name}", mask, src)
+
+    for i in range(cfg.test_real):
+        crop = photos.sample_crop("test", "real", rng("test", "real", i))
+        out.put(f"test/real/{_name(i)}", crop.image(), crop.to_json())
+    content = [photos.sample_crop("test", "content", rng("test", "content", i)) for i in range(cfg.test_fake)]
+    for g in models:
+        for i, crop in enumerate(content):
+            out.put(f"test/fake/{g}/{_name(i)}", G(g, crop.image()), {**crop.to_json(), "generator": g})
+
+    for i in range(cfg.wild_real):
+        r = rng("wild", "real", i)
+        crop = photos.sample_crop("test", "real", r)
+        image, post = unknown_postprocess(crop.image(), r)
+        out.put(f"wild/real/{_name(i)}", image, {**crop.to_json(), "post": post})
+    content = [photos.sample_crop("test", "content", rng("wild", "content", i)) for i in range(cfg.wild_fake)]
+    for g in unseen:
+        for i, crop in enumerate(content):
+            image, post = unknown_postprocess(G(g, crop.image()), rng("wild", "post", g, i))
+            out.put(f"wild/fake/{g}/{_name(i)}", image, {**crop.to_json(), "generator": g, "post": post})
+    bar.close()
+
+    vals = gens.val_crops()
+    generators = []
+    for c in gens.GENERATORS:
+        generators.append({
+            "name": c.name, "display_name": c.display_name, "training": c.training,
+            "latent_channels": c.latent_channels, "factor": c.factor, "upsampling": c.upsampling,
+            "codebook": c.codebook, "params": gens.num_params(models[c.name]),
+            "psnr": round(gens.mean_psnr(models[c.name], vals), 2), "weights_sha256": weight_hashes[c.name],
+            "description": c.description,
+        })
+    counts: dict[str, int] = {}
+    for rel in out.files:
+        folder = rel.rsplit("/", 1)[0]
+        counts[folder] = counts.get(folder, 0) + 1
+    manifest = {
+        "name": NAME, "version": VERSION, "seed": seed, "config": cfg.to_json(),
+        "generators": generators,
+        "splits": {k: list(v) for k, v in photos.SPLITS.items()},
+        "wild_photos": "test",
+        "counts": counts,
+        "sources": out.sources,
+        "files": out.files,
+    }
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+
+
+def build_world(
+    root: Path | str,
+    seed: int = 0,
+    config: WorldConfig | None = None,
+    progress: bool = True,
+    generators_dir: str | Path | None = None,
+) -> Path:
+    """Build the world at `root` (replacing what is there) and return `root`.
+
+    It is built in a sibling temporary folder and renamed into place at the end, so an
+    interrupted build never leaves a half world. `generators_dir` reads generator weights from
+    elsewhere than the committed ones (tests, retrained generators).
+    """
+    root = Path(root).expanduser()
+    cfg = config or WorldConfig()
+    models = {g.name: gens.load_generator(g.name, generators_dir) for g in gens.GENERATORS}
+    hashes = {g.name: sha256_file(gens.weights_path(g.name, generators_dir)) for g in gens.GENERATORS}
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = root.parent / f".{root.name}.building-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    t0 = time.perf_counter()
+    try:
+        with gens.single_thread():
+            _build_into(tmp, seed, cfg, models, hashes, progress)
+        if root.exists():
+            old = root.parent / f".{root.name}.old-{os.getpid()}"
+            root.rename(old)
+            shutil.rmtree(old)
+        try:
+            tmp.rename(root)
+        except OSError:  # another process finished the same build first: keep its copy
+            if not (root / "manifest.json").is_file():
+                raise
+            shutil.rmtree(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if progress:
+        print(f"{NAME} seed {seed} built at {root} in {time.perf_counter() - t0:.1f} s")
+    return root
+
+
+def read_manifest(root: Path | str) -> dict[str, Any]:
+    path = Path(root) / "manifest.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise BenchError(f"{path}: no manifest; build the world with `bench world build`") from None
+    except json.JSONDecodeError as exc:
+        raise BenchError(f"{path}: unreadable manifest ({exc})") from None
+
+
+def _current(root: Path, seed: int, cfg: WorldConfig, generators_dir: str | Path | None) -> bool:
+    """Is the world at `root` complete and built from this seed, config and generator weights?"""
+    if not (root / "manifest.json").is_file():
+        return False
+    try:
+        m = read_manifest(root)
+    except BenchError:
+        return False
+    if m.get("version") != VERSION or m.get("seed") != seed or m.get("config") != cfg.to_json():
+        return False
+    for g in m.get("generators", []):  # weights retrained since: rebuild (if the weights are here)
+        path = gens.weights_path(g["name"], generators_dir)
+        if path.is_file() and sha256_file(path) != g.get("weights_sha256"):
+            return False
+    return True
+
+
+def ensure_world(
+    seed: int = 0,
+    root: Path | str | None = None,
+    progress: bool = True,
+    config: WorldConfig | None = None,
+    generators_dir: str | Path | None = None,
+) -> Path:
+    """The world for `seed`, built on first use (default root: <home>/worlds/mini-v1-seed<seed>)."""
+    path = Path(root).expanduser() if root is not None else default_root(seed)
+    cfg = config or WorldConfig()
+    if _current(path, seed, cfg, generators_dir):
+        return path
+    return build_world(path, seed, cfg, progress, generators_dir)
+
+
+def verify_world(root: Path | str) -> list[str]:
+    """Files whose bytes differ from the manifest's hashes (or are missing); empty when intact."""
+    root = Path(root)
+    bad = []
+    for rel, digest in read_manifest(root)["files"].items():
+        p = root / rel
+        if not p.is_file() or sha256_file(p) != digest:
+            bad.append(rel)
+    return bad

@@ -1,0 +1,118 @@
+"""The `bench` CLI in-process: help, clean errors with suggestions, run -> table -> plot, sweep,
+and the subcommand extension point."""
+from __future__ import annotations
+
+import argparse
+
+import pandas as pd
+import pytest
+
+from bench import cli
+
+
+@pytest.fixture
+def env(plugin, tmp_path, monkeypatch):
+    monkeypatch.setenv("AIGI_BENCH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("AIGI_BENCH_WEIGHTS", str(tmp_path / "weights"))
+    monkeypatch.chdir(tmp_path)
+    return plugin
+
+
+def test_every_subcommand_has_help(capsys):
+    for cmd in cli.COMMANDS:
+        with pytest.raises(SystemExit) as exc:
+            cli.main([cmd.name, "--help"])
+        assert exc.value.code == 0
+        assert f"usage: bench {cmd.name}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "--suite", "tinyfoldr", "--detectors", "mydet"], "unknown suite 'tinyfoldr'; did you mean 'tinyfolder'"),
+        (["run", "--suite", "tinyfolder", "--detectors", "mydett"], "unknown detector 'mydett'; did you mean 'mydet'"),
+        (["run", "--suite", "tinyfolder", "--detectors", "mydet", "--post-process", "--chain", "tinyshfit:amount=3"],
+         "unknown chain 'tinyshfit'; did you mean 'tinyshift'"),
+        (["run", "--suite", "tinyfolder", "--detectors", "heavy.offical"], "detector 'heavy' has no weights 'offical'; known: official"),
+        (["run", "--suite", "tinyfolder", "--detectors", "broken"], "'broken' is installed but failed to load: AttributeError"),
+        (["run", "--suite", "tinyfolder", "--detectors", "mydet"], "suite 'tinyfolder' is not available"),
+        (["run", "--suite", "tinyfolder", "--batch-size", "0"], "batch size must be at least 1"),
+        (["table", "--run", "nowhere"], "nowhere: no run here"),
+        (["sweep", "--suite", "tinyfolder", "--detectors", "mydet", "--chain", "tinyshift", "--param", "amount", "--values", ","],
+         "a sweep needs at least one value"),
+    ],
+)  # fmt: skip
+def test_errors_are_one_clean_line(env, capsys, args, message):
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bench: error: ") and message in err, err
+    assert "Traceback" not in err
+
+
+def test_run_table_plot_roundtrip(env, capsys, tmp_path, folder_suite_dir):
+    pytest.importorskip("suites.catalog")  # the built-in `folder` suite
+    out = tmp_path / "res"
+    rc = cli.main(["run", "--suite", "folder", "--data-root", str(folder_suite_dir), "--detectors", "mydet,heavy",
+                   "--post-process", "--chain", "tinyshift", "--out", str(out), "--workers", "0", "--batch-size", "3"])  # fmt: skip
+    captured = capsys.readouterr()
+    # heavy has no weights: reported by name at the end, exit 1, while mydet's scores are complete
+    assert rc == 1
+    assert "these detectors did not finish" in captured.err and "heavy.official: weights heavy.official not found" in captured.err
+    assert "Traceback" not in captured.err
+    assert len([line for line in captured.out.splitlines() if line.startswith("| Mydet")]) == 2  # Original + Post-processed
+    assert f"run: {out / 'folder'}" in captured.out
+    scores = pd.read_parquet(out / "folder" / "scores.parquet")
+    assert set(scores["detector"]) == {"mydet"} and len(scores) == 28
+
+    # tables from stored scores only
+    assert cli.main(["table", "--run", str(out / "folder"), "--format", "latex", "--metrics", "auc,racc", "--output", "t/table.tex"]) == 0
+    tex = (tmp_path / "t" / "table.tex").read_text()
+    assert "\\begin{tabular}" in tex and "Mydet" in tex and "Post-processed" in tex
+    capsys.readouterr()
+    assert cli.main(["table", "--suite", "folder", "--results", str(out), "--format", "csv", "--metrics", "auc", "--sets", "gan"]) == 0
+    csv_text = capsys.readouterr().out
+    header = csv_text.splitlines()[0]
+    assert "gan_auc" in header and "diff_auc" not in header
+
+    # figures
+    assert cli.main(["plot", "--run", str(out / "folder"), "--out", str(tmp_path / "figs")]) == 0
+    pngs = sorted(p.name for p in (tmp_path / "figs").glob("*.png"))
+    assert "accuracy_bars.png" in pngs and len(pngs) == 3  # two distribution figures + bars
+    assert all((tmp_path / "figs" / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+
+
+def test_sweep_writes_figure(env, capsys, tmp_path, folder_suite_dir):
+    rc = cli.main(["sweep", "--suite", "tinyfolder", "--data-root", str(folder_suite_dir), "--detectors", "mydet",
+                   "--chain", "tinyshift", "--param", "amount", "--values", "0,40,80", "--out", str(tmp_path / "res"),
+                   "--workers", "0", "--max-per-set", "2", "--metric", "auc"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert rc == 0
+    run_dir = tmp_path / "res" / "tinyfolder-sweep-tinyshift-amount"
+    fig = run_dir / "sweep_tinyshift_amount_auc.png"
+    assert f"figure: {fig}" in out and fig.read_bytes()[:4] == b"\x89PNG"
+    scores = pd.read_parquet(run_dir / "scores.parquet")
+    assert scores["condition"].drop_duplicates().tolist() == ["Original", "tinyshift:amount=0", "tinyshift:amount=40", "tinyshift:amount=80"]
+
+
+def test_list_shows_weights_status(env, capsys, tmp_path):
+    assert cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "heavy" in out and "official* (missing)" in out
+    (tmp_path / "weights" / "heavy").mkdir(parents=True)
+    (tmp_path / "weights" / "heavy" / "heavy.pth").write_bytes(b"x")
+    assert cli.main(["list"]) == 0
+    assert "official* (local)" in capsys.readouterr().out
+
+
+def test_commands_are_an_extension_point(monkeypatch, capsys):
+    seen = {}
+
+    def add(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--who", default="world")
+
+    def handler(args: argparse.Namespace) -> int:
+        seen["who"] = args.who
+        return 7
+
+    monkeypatch.setattr(cli, "COMMANDS", [*cli.COMMANDS, cli.Command("hello", "say hello", add, handler)])
+    assert cli.main(["hello", "--who", "lead"]) == 7 and seen == {"who": "lead"}

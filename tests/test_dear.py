@@ -1,0 +1,409 @@
+"""DEAR: RAD on constructed cases, both pruning rules, gating, checkpoints, data, end to end."""
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from bench.api import BenchError
+from dear.checkpoint import DearCheckpointError, check_dear_file, dear_state, load_base, load_dear, save_dear
+from dear.dissect import DiagnosticImages, DissectError, RADResult, diagnostic_pairs, rad_batch, rad_scores
+from dear.prune import PruneError, apply_gate, bilateral_gate, load_gate, save_gate
+from detectors.resnet import build_res50nodown
+
+# --------------------------------------------------------------------------- RAD
+
+
+class MaskNet(nn.Module):
+    """A 'detector' whose layer `feat` outputs, from an input whose channel 0 is the mask,
+    channel 0 = mask, channel 1 = 1 - mask, channel 2 = 0.5, all at 1/4 resolution."""
+
+    def __init__(self):
+        super().__init__()
+        self.feat = nn.Identity()
+        self.gate = nn.Module()
+        self.gate.register_buffer("gate", torch.zeros(3))  # must be ignored (forced to ones) by RAD
+
+    def forward(self, x):
+        m = nn.functional.avg_pool2d(x[:, :1], 4)
+        f = self.feat(torch.cat([m, 1 - m, torch.full_like(m, 0.5)], dim=1))
+        return (f * self.gate.gate.view(1, -1, 1, 1)).mean(dim=(1, 2, 3))
+
+
+def _mask_batch(n: int, size: int = 32, seed: int = 0) -> torch.Tensor:
+    g = random.Random(seed)
+    masks = torch.zeros(n, 1, size, size)
+    for i in range(n):  # rectangles on the 4-pixel grid: the 1/4 feature map sees them exactly
+        y0, x0 = 4 * g.randrange(0, 4), 4 * g.randrange(0, 4)
+        masks[i, :, y0 : y0 + 4 * g.randrange(1, 4), x0 : x0 + 4 * g.randrange(1, 4)] = 1
+    return masks
+
+
+def test_rad_known_answer_and_skips_invalid_samples():
+    model = MaskNet()
+    loader = []
+    for b in range(3):
+        m = _mask_batch(4, seed=b)
+        x = m.repeat(1, 3, 1, 1)
+        valid = torch.tensor([True, True, True, False])
+        m[3] = 1 - m[3]  # an invalid sample with the opposite answer: must not count
+        loader.append((x, m, valid))
+    rad = rad_scores(model, loader, layer="feat", max_batches=None)
+    np.testing.assert_allclose(rad.scores, [1.0, -1.0, 0.0], atol=1e-5)
+    assert (rad.n_samples, rad.n_batches, rad.layer) == (9, 3, "feat")
+    assert torch.equal(model.gate.gate, torch.zeros(3))  # gate restored after scoring
+
+
+def test_rad_max_batches_counts_skipped_batches_and_all_invalid_fails():
+    model = MaskNet()
+    m = _mask_batch(2)
+    x = m.repeat(1, 3, 1, 1)
+    none = torch.tensor([False, False])
+    both = torch.tensor([True, True])
+    rad = rad_scores(model, [(x, m, none), (x, m, both), (x, m, both)], layer="feat", max_batches=2)
+    assert rad.n_batches == 1 and rad.n_samples == 2  # batch 0 skipped but counted, batch 2 beyond the cap
+    with pytest.raises(DissectError, match="every mask was empty"):
+        rad_scores(model, [(x, m, none)], layer="feat")
+
+
+def test_rad_bilinear_mask_resize_not_rebinarised():
+    feat = torch.zeros(1, 1, 2, 2)
+    feat[..., 0, 0] = 1.0
+    mask = torch.zeros(1, 1, 4, 4)
+    mask[..., :1, :1] = 1  # one pixel of the top-left 2x2 block: bilinear gives 0.25 there
+    got = rad_batch(feat, mask)
+    inside = 0.25 * 1.0 / (0.25 + 1e-6)
+    outside = 0.75 * 1.0 / (3.75 + 1e-6)
+    assert got.item() == pytest.approx(inside - outside, rel=1e-6)
+
+
+def test_rad_unknown_layer_lists_close_names():
+    model = build_res50nodown("mini")
+    with pytest.raises(DissectError, match="backbone.layer4"):
+        rad_scores(model, [], layer="backbone.layer44")
+
+
+def test_rad_on_gated_resnet_matches_manual_layer4():
+    torch.manual_seed(0)
+    model = build_res50nodown("mini").eval()
+    model.gate.gate[:10] = 0
+    x = torch.randn(3, 3, 32, 32)
+    m = _mask_batch(3)
+    rad = rad_scores(model, [(x, m, torch.ones(3, dtype=torch.bool))])
+    with torch.no_grad():
+        f = model.backbone.forward_features(x)
+    mm = nn.functional.interpolate(m, size=f.shape[-2:], mode="bilinear", align_corners=False)
+    manual = ((f * mm).sum((2, 3)) / (mm.sum((2, 3)) + 1e-6) - (f * (1 - mm)).sum((2, 3)) / ((1 - mm).sum((2, 3)) + 1e-6)).mean(0)
+    np.testing.assert_allclose(rad.scores, manual.double().numpy(), rtol=1e-5, atol=1e-6)
+    assert rad.num_channels == model.num_features == 256
+    assert float(model.gate.gate[:10].sum()) == 0  # the pruned gate is back
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".json"])
+def test_rad_file_round_trip(tmp_path, suffix):
+    r = RADResult(np.array([0.5, -1.25, 3.0]), 7, 2, "backbone.layer4", "corvi.mini", "diag", {"eps": 1e-6})
+    back = RADResult.load(r.save(tmp_path / f"rad{suffix}"))
+    np.testing.assert_array_equal(back.scores, r.scores)
+    assert back.metadata() == r.metadata()
+
+
+# --------------------------------------------------------------------------- prune
+
+
+def test_count_prune_exact_indices():
+    s = np.array([3.0, 9, 0, 7, 1, 8, 2, 6, 5, 4])
+    gate = bilateral_gate(s, 0.2, 0.2, mode="count")
+    assert set(np.flatnonzero(gate.numpy())) == {i for i, v in enumerate(s) if 2 <= v <= 7}
+    gate = bilateral_gate(s, alpha_low=0.1, alpha_high=0.3, mode="count")  # 1 pruned at the bottom, 3 at the top
+    assert set(np.flatnonzero(gate.numpy())) == {i for i, v in enumerate(s) if 1 <= v <= 6}
+    # the official rule keeps C - int(C*a_high) - int(C*a_low): 2048 channels at 0.2/0.2 -> 1230 kept
+    assert int(bilateral_gate(np.random.default_rng(0).normal(size=2048), 0.2, 0.2).sum()) == 2048 - 2 * 409
+
+
+def test_percentile_prune_exact_indices_and_ties():
+    s = np.arange(10.0)
+    assert np.flatnonzero(bilateral_gate(s, 0.2, 0.2, mode="percentile").numpy()).tolist() == [2, 3, 4, 5, 6, 7]
+    ties = np.array([0.0, 0, 0, 1, 2, 3, 4, 5, 5, 5])
+    # count: top 2 = the first two 5s (stable ranking), bottom 2 = the last two 0s in that ranking
+    assert np.flatnonzero(bilateral_gate(ties, 0.2, 0.2, "count").numpy()).tolist() == [0, 3, 4, 5, 6, 9]
+    # percentile: tau_low = 0 and tau_high = 5, every channel lies within: all kept
+    assert int(bilateral_gate(ties, 0.2, 0.2, "percentile").sum()) == 10
+
+
+def test_prune_rejects_bad_input():
+    with pytest.raises(PruneError, match="< 1"):
+        bilateral_gate(np.arange(10.0), 0.5, 0.5)
+    with pytest.raises(PruneError, match="non-finite"):
+        bilateral_gate(np.array([0.0, np.nan, 1.0]), 0.1, 0.1)
+    with pytest.raises(PruneError, match="unknown prune mode"):
+        bilateral_gate(np.arange(10.0), 0.1, 0.1, mode="median")
+
+
+def test_gate_equals_zeroing_fc_weights(tmp_path):
+    torch.manual_seed(1)
+    model = build_res50nodown("mini").eval()
+    x = torch.randn(2, 3, 32, 32)
+    gate = bilateral_gate(torch.randn(model.num_features), 0.3, 0.3)
+    with torch.no_grad():
+        nn.init.normal_(model.fc.weight)
+        ref = build_res50nodown("mini").eval()
+        ref.load_state_dict(model.state_dict())
+        ref.fc.weight[:, gate == 0] = 0
+        ungated = model(x)
+        apply_gate(model, gate)
+        assert not torch.allclose(model(x), ungated)
+        torch.testing.assert_close(model(x), ref(x), rtol=1e-5, atol=1e-6)
+    assert torch.equal(model.gate.gate, gate)
+    g2, meta = load_gate(save_gate(gate, tmp_path / "gate.npz", alpha_low=0.3))
+    assert torch.equal(g2, gate) and meta["kept"] == int(gate.sum()) and meta["alpha_low"] == 0.3
+    with pytest.raises(PruneError, match="channels"):
+        apply_gate(model, torch.ones(5))
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def test_checkpoint_round_trip_official_format(tmp_path):
+    torch.manual_seed(2)
+    model = build_res50nodown("mini").eval()
+    gate = bilateral_gate(torch.randn(model.num_features), 0.2, 0.2)
+    apply_gate(model, gate)
+    path = save_dear(model, tmp_path / "model_best.pth")
+    raw = torch.load(path, map_location="cpu", weights_only=True)
+    assert list(raw) == ["model"]
+    keys = set(raw["model"])
+    assert all(k.startswith("backbone.") for k in keys - {"gate.gate"}) and "gate.gate" in keys
+    assert {"backbone.fc.weight", "backbone.fc.bias"} <= keys
+    assert raw["model"]["gate.gate"].shape == (model.num_features,)
+    back = load_dear(path)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(back(x), model(x))
+    assert torch.equal(back.gate.gate, gate)
+    base = load_base(path)  # a base never keeps a gate
+    assert bool((base.gate.gate == 1).all())
+
+
+def test_base_checkpoint_is_not_a_dear_checkpoint(tmp_path):
+    model = build_res50nodown("mini")
+    p = tmp_path / "corvi.pth"
+    torch.save({"model": model.backbone.state_dict()}, p)  # Corvi/Rajan layout: raw resnet keys
+    with pytest.raises(DearCheckpointError, match="base checkpoint"):
+        check_dear_file(p)
+    assert load_base(p).num_features == 256
+    with pytest.raises(DearCheckpointError, match=".pth"):
+        save_dear(model, tmp_path / "x.safetensors")
+    assert set(dear_state(model)["model"]) == {f"backbone.{k}" for k in model.backbone.state_dict()} | {"gate.gate"}
+
+
+# --------------------------------------------------------------------------- data
+
+
+def _diag_set(root: Path, n: int = 6, size: int = 112) -> Path:
+    """Composites whose masked region is white and the rest black; masks beside them."""
+    from suites import masks
+
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir(parents=True)
+    for i in range(n):
+        box = masks.sample_box(size, size, random.Random(i))
+        m = masks.box_mask((size, size), box)
+        Image.merge("RGB", [m, m, m]).save(root / "images" / f"{i:03d}.png")
+        m.save(root / "masks" / f"{i:03d}.png")
+    return root
+
+
+def test_diagnostic_dataset_keeps_image_and_mask_aligned(tmp_path):
+    pairs = diagnostic_pairs(_diag_set(tmp_path / "diag"))
+    torch.manual_seed(0)
+    ds = DiagnosticImages(pairs)
+    checked = 0
+    for _ in range(5):
+        for i in range(len(ds)):
+            x, m, valid = ds[i]
+            assert x.shape == (3, 96, 96) and m.shape == (1, 96, 96)
+            assert valid == bool(m.any()) and set(m.unique().tolist()) <= {0.0, 1.0}
+            if valid and not bool(m.all()):
+                lum = x.mean(0)
+                checked += 1
+                assert lum[m[0] > 0].mean() > lum[m[0] == 0].mean()  # white region sits under the mask
+    assert checked > 5
+    targets = DiagnosticImages(pairs, targets=True)
+    torch.manual_seed(3)
+    a = [ds[i][2] for i in range(len(ds))]
+    torch.manual_seed(3)
+    b = [targets[i][1] for i in range(len(ds))]
+    assert [float(v) for v in a] == b  # target = 1 exactly when the mask survived the crop
+
+
+def test_diagnostic_pairs_missing_mask(tmp_path):
+    root = _diag_set(tmp_path / "diag", n=2)
+    (root / "masks" / "001.png").unlink()
+    with pytest.raises(BenchError, match="001.png"):
+        diagnostic_pairs(root)
+
+
+class _Negative:
+    name = "negative"
+
+    def inpaint(self, image, mask, seed=0):
+        return Image.fromarray(255 - np.asarray(image))
+
+
+def test_make_diagnostic_set(tmp_path):
+    from dear.inpaint import Inpainter, make_diagnostic_set
+
+    assert isinstance(_Negative(), Inpainter)
+    reals = []
+    for i in range(3):
+        p = tmp_path / "real" / f"r{i}.png"
+        p.parent.mkdir(exist_ok=True)
+        Image.new("RGB", (96, 64), (200, 10, 10)).save(p)
+        reals.append(p)
+    pairs = make_diagnostic_set(reals, tmp_path / "diag", _Negative(), seed=5, progress=False)
+    again = make_diagnostic_set(reals[::-1], tmp_path / "diag2", _Negative(), seed=5, progress=False)
+    assert [p.name for p, _ in pairs] == ["r0.png", "r1.png", "r2.png"]
+    for (img, msk), (_, msk2) in zip(pairs, again[::-1]):
+        m = np.asarray(Image.open(msk))
+        assert np.array_equal(m, np.asarray(Image.open(msk2)))  # mask drawn from the file name, not the order
+        assert set(np.unique(m)) == {0, 255} and 0.02 <= (m > 0).mean() <= 0.2
+        a = np.asarray(Image.open(img)).astype(int)
+        assert a[m > 0, 0].mean() < 150 and (a[m == 0, 0] > 150).mean() > 0.5  # inverted inside, real outside
+    assert diagnostic_pairs(tmp_path / "diag") == pairs
+
+
+def test_mini_generator_inpainter(tmp_path):
+    from dear.inpaint import MiniGeneratorInpainter, make_diagnostic_set
+    from suites.mini import generators as gens
+
+    if not gens.weights_path(gens.training_generator().name).is_file():
+        pytest.skip("AIGI-mini generator weights are not committed yet")
+    real = tmp_path / "real.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 96, 3), dtype=np.uint8)).save(real)
+    inp = MiniGeneratorInpainter()
+    out = inp.inpaint(Image.open(real).convert("RGB"), Image.new("L", (96, 64)))
+    assert out.size == (96, 64)
+    [(img, msk)] = make_diagnostic_set([real], tmp_path / "diag", inp, progress=False)
+    a, b = np.asarray(Image.open(img)).astype(int), np.asarray(Image.open(real)).astype(int)
+    m = np.asarray(Image.open(msk)) > 0
+    assert np.abs(a - b)[m].mean() > np.abs(a - b)[~m].mean()
+
+
+def test_registered_specs():
+    from bench.registry import detector_spec
+
+    for name, display, folder in (("dear-c", "DEAR-c", "dear_c"), ("dear-r", "DEAR-r", "dear_r")):
+        spec = detector_spec(name)
+        assert spec.info.display_name == display and spec.info.family == "CNN" and spec.info.input.native
+        assert spec.default_weights == "mini"
+        off = spec.weight("official")
+        assert (off.filename, off.hf_repo, off.hf_filename) == ("model_best.pth", "k-aisi-anti-deepfake/dear-checkpoints", f"{folder}/model_best.pth")
+        assert spec.weight("mini").bundled == f"dear:weights/{name}.mini.pth"
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+def _fixture_world(root: Path, size: int = 64) -> Path:
+    """The AIGI-mini folder layout with a few smooth random images (no generators needed)."""
+    from dear.inpaint import make_diagnostic_set
+
+    rng = np.random.default_rng(0)
+
+    def put(rel: str, n: int, offset: float = 0.0) -> list[Path]:
+        (root / rel).mkdir(parents=True, exist_ok=True)
+        out = []
+        for i in range(n):
+            small = rng.random((size // 8, size // 8, 3)) * 200 + offset
+            im = Image.fromarray(np.clip(small, 0, 255).astype(np.uint8)).resize((size, size), Image.Resampling.BICUBIC)
+            im.save(root / rel / f"{i:04d}.png")
+            out.append(root / rel / f"{i:04d}.png")
+        return out
+
+    reals = put("train/real", 4)
+    put("train/fake", 4, 40)
+    put("train/recon", 4, 40)
+    put("val/real", 2)
+    put("val/fake", 2, 40)
+    put("test/real", 3)
+    put("test/fake/g1", 3, 40)
+    (root / "manifest.json").write_text(json.dumps({"generators": [{"name": "g1", "display_name": "G1", "training": True}]}))
+    make_diagnostic_set(reals, root / "diag", _Negative(), seed=0, progress=False)
+    return root
+
+
+def _reduced_world(root: Path) -> Path:
+    """AIGI-mini's reduced world (suites.mini.world), from the committed generators."""
+    from suites.mini import generators as gens
+    from suites.mini.world import WorldConfig, build_world
+
+    if not all(gens.weights_path(g.name).is_file() for g in gens.GENERATORS):
+        pytest.skip("AIGI-mini generator weights are not committed yet")
+    return build_world(root / "world", seed=0, config=WorldConfig.reduced(), progress=False)
+
+
+TINY = dict(max_batches=3, rad_batch_size=4, batch_size=4, inpaint_batch_size=4, max_epochs=1, patience=1, crop=64,
+            progress=False)
+
+
+def _random_base(path: Path) -> Path:
+    torch.manual_seed(0)
+    torch.save({"model": build_res50nodown("mini").backbone.state_dict()}, path)  # Corvi/Rajan layout
+    return path
+
+
+@pytest.mark.slow
+def test_pipeline_end_to_end_on_reduced_world(tmp_path):
+    from bench.registry import create_detector
+    from dear.pipeline import DearConfig, run_dear
+
+    world = _reduced_world(tmp_path)
+    base = _random_base(tmp_path / "base.pth")
+    res = run_dear(base, tmp_path / "rajan", DearConfig.dear_r(**TINY), world=world, kind="rajan")
+    assert res.gate_summary["kept"] == 256 - 2 * int(256 * 0.3)
+    assert set(res.timings) == {"load_base", "diagnose", "dissect", "prune", "refine", "save", "total"}
+    assert res.refit["steps"] > 0
+    rad = RADResult.load(res.rad)
+    assert rad.num_channels == 256 and 0 < rad.n_samples <= 12
+    det = create_detector("dear-r", path=res.checkpoint)
+    assert torch.equal(det.model.gate.gate, load_gate(res.gate)[0])
+    reals = sorted((world / "test" / "real").iterdir())
+    logits = det.score([Image.open(p).convert("RGB") for p in reals])
+    assert logits.shape == (len(reals),) and np.isfinite(logits).all()
+
+
+@pytest.mark.slow
+def test_analyses_on_fixture_world(tmp_path):
+    import pandas as pd
+
+    from dear.analyses import activation_maps, alpha_sensitivity, rad_vs_robustness
+    from dear.pipeline import DearConfig, dissect, load_base_model, prune
+
+    world = _fixture_world(tmp_path / "world")
+    base = _random_base(tmp_path / "base.pth")
+    cfg = DearConfig.dear_c(**{**TINY, "steps_per_epoch": 1})
+    model, kind, _ = load_base_model(base, "corvi")
+    rad = dissect(model, world / "diag", cfg, tmp_path / "rad.json")
+    apply_gate(model, prune(tmp_path / "rad.json", cfg, tmp_path / "gate.npz"))
+    reals = sorted((world / "test" / "real").iterdir())
+    out = tmp_path / "analyses"
+    df = rad_vs_robustness(model, rad, reals, out, quality=50)
+    assert len(df) == 256 and (df["mse"] >= 0).all() and (df["mse"] > 0).any()
+    assert df["kept"].sum() == 256 - 2 * int(256 * 0.2)
+    info = activation_maps(model, rad, world / "diag", out, n_images=2, originals=world / "train" / "real")
+    assert info["channels"]["high"] == int(np.argmax(rad.scores)) and info["channels"]["low"] == int(np.argmin(rad.scores))
+    for f in ("rad_vs_robustness.png", "rad_vs_robustness.csv", "rad_vs_robustness.json", "activation_maps.png", "activation_maps.npz"):
+        assert (out / f).is_file()
+
+    sens = alpha_sensitivity(base, out / "alpha", alphas=(0.1,), config=cfg, world=world, kind="corvi", rad=tmp_path / "rad.json")
+    assert set(sens["model"]) == {f"{base} (base)", "DEAR alpha=0.1"}
+    avg = sens[sens["set"] == "avg"]
+    assert len(avg) == 2 and avg["auc"].between(0, 100).all()
+    assert int(load_gate(out / "alpha" / "alpha_0.1" / "gate.npz")[0].sum()) == 256 - 2 * 25
+    assert len(pd.read_csv(out / "alpha" / "alpha_sensitivity.csv")) == len(sens)

@@ -1,0 +1,97 @@
+"""bench.plots: figures are written as real, non-blank PNGs; condition labels parse."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from bench import plots
+from bench.metrics import evaluate
+
+FIXTURE = Path(__file__).parent / "golden" / "scores_fixture.csv"
+
+
+@pytest.fixture(scope="module")
+def scores() -> pd.DataFrame:
+    return pd.read_csv(FIXTURE)
+
+
+def assert_png(path: Path, min_colors: int = 8) -> None:
+    assert path.exists() and path.stat().st_size > 5_000
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with Image.open(path) as im:
+        w, h = im.size
+        assert w >= 600 and h >= 400  # ~150 dpi
+        colors = im.convert("RGB").getcolors(maxcolors=1 << 16)
+        assert colors is None or len(colors) >= min_colors  # not a blank canvas
+
+
+def test_import_is_cheap():
+    code = "import sys, bench.plots; print('matplotlib' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_score_distributions(scores, tmp_path):
+    paths = plots.score_distributions(scores, tmp_path / "dist")
+    assert len(paths) == 4  # 2 detectors x 2 conditions
+    assert {p.name for p in paths} == {
+        "scores_corvi-mini_Original.png", "scores_corvi-mini_Post-processed.png",
+        "scores_univfd-official_Original.png", "scores_univfd-official_Post-processed.png",
+    }
+    for p in paths:
+        assert_png(p)
+    with Image.open(paths[0]) as im:
+        assert im.size[0] > im.size[1] * 2  # generator and wild panels side by side
+
+
+def test_accuracy_bars(scores, tmp_path):
+    out = plots.accuracy_bars(evaluate(scores), tmp_path / "bars.png")
+    assert out == tmp_path / "bars.png"
+    assert_png(out)
+    sweep_only = scores.assign(condition=scores["condition"].map({"Original": "webp:quality=90", "Post-processed": "webp:quality=30"}))
+    assert_png(plots.accuracy_bars(evaluate(sweep_only), tmp_path / "bars_sweep.png"))  # no Original block: every condition
+    uncal = evaluate(scores[scores["detector"] == "univfd"])
+    with pytest.raises(plots.PlotError, match="no calibrated detector"):
+        plots.accuracy_bars(uncal, tmp_path / "none.png")
+
+
+def sweep_metrics(scores: pd.DataFrame) -> pd.DataFrame:
+    """The fixture's post-processed scores relabelled as a WEBP quality sweep, logits shrunk
+    towards 0 as quality drops, plus the Original block."""
+    parts = [scores[scores["condition"] == "Original"]]
+    pp = scores[scores["condition"] == "Post-processed"]
+    for q in (30, 60, 90):
+        parts.append(pp.assign(condition=f"webp:quality={q}", logit=pp["logit"] * q / 100 + np.where(pp["label"] == 1, q / 50, 0)))
+    return evaluate(pd.concat(parts))
+
+
+def test_sweep_figure(scores, tmp_path):
+    m = sweep_metrics(scores)
+    out = plots.sweep_figure(m, "quality", out_path=tmp_path / "sweep.png")
+    assert_png(out)
+    out2 = plots.sweep_figure(m, "webp.quality", "auc", out_path=tmp_path / "sweep_auc.png", set_name="sd")
+    assert_png(out2)
+    with pytest.raises(plots.PlotError, match="no condition label sets 'sigma'"):
+        plots.sweep_figure(m, "sigma", out_path=tmp_path / "x.png")
+    with pytest.raises(plots.PlotError, match="unknown metric"):
+        plots.sweep_figure(m, "quality", "f1", out_path=tmp_path / "x.png")
+
+
+def test_param_value():
+    assert plots.param_value("webp:quality=50", "quality") == 50.0
+    assert plots.param_value("jpeg:quality=75+blur:sigma=1.5", "sigma") == 1.5
+    assert plots.param_value("jpeg:quality=75+blur:sigma=1.5", "blur.sigma") == 1.5
+    assert plots.param_value("webp:quality=50@seed=0", "quality") == 50.0
+    assert plots.param_value("Original", "quality") is None
+    assert plots.param_value("Post-processed", "quality") is None
+    assert plots.param_value("jpeg:quality=75+webp:quality=50", "webp.quality") == 50.0
+    with pytest.raises(plots.PlotError, match="more than once"):
+        plots.param_value("jpeg:quality=75+webp:quality=50", "quality")
+    with pytest.raises(plots.PlotError, match="not a number"):
+        plots.param_value("resize:mode=bicubic", "mode")

@@ -1,0 +1,283 @@
+"""res50nodown: official checkpoint wrappings load and match an independent functional forward."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bench.api import MissingWeightsError
+from bench.registry import create_detector
+from detectors.preprocess import IMAGENET_MEAN, IMAGENET_STD, ImageNetNormalize
+from detectors.resnet import (
+    ARCHS,
+    BadCheckpointError,
+    ResNetArch,
+    ResNetDetector,
+    build_res50nodown,
+    load_resnet_checkpoint,
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: with 2 OpenMP threads on a shared 2-core machine every op pays for
+    barrier waits (100x slower here); one thread is faster and leaves the core to others."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+PLANES = (64, 128, 256, 512)
+BLOCKS = (3, 4, 6, 3)
+
+
+def official_state(seed: int = 0, with_counters: bool = True) -> dict[str, torch.Tensor]:
+    """Random tensors under the official res50nodown names and shapes (torchvision layout)."""
+    g = torch.Generator().manual_seed(seed)
+    sd: dict[str, torch.Tensor] = {}
+
+    def conv(name: str, cout: int, cin: int, k: int) -> None:
+        sd[name] = torch.randn(cout, cin, k, k, generator=g) * math.sqrt(1.0 / (cin * k * k))
+
+    def bn(name: str, c: int) -> None:
+        sd[f"{name}.weight"] = 0.5 + torch.rand(c, generator=g)
+        sd[f"{name}.bias"] = 0.1 * torch.randn(c, generator=g)
+        sd[f"{name}.running_mean"] = 0.1 * torch.randn(c, generator=g)
+        sd[f"{name}.running_var"] = 0.5 + torch.rand(c, generator=g)
+        if with_counters:
+            sd[f"{name}.num_batches_tracked"] = torch.tensor(1000)
+
+    conv("conv1.weight", 64, 3, 7)
+    bn("bn1", 64)
+    inplanes = 64
+    for i, (planes, blocks) in enumerate(zip(PLANES, BLOCKS), 1):
+        for j in range(blocks):
+            p = f"layer{i}.{j}"
+            conv(f"{p}.conv1.weight", planes, inplanes, 1)
+            bn(f"{p}.bn1", planes)
+            conv(f"{p}.conv2.weight", planes, planes, 3)
+            bn(f"{p}.bn2", planes)
+            conv(f"{p}.conv3.weight", planes * 4, planes, 1)
+            bn(f"{p}.bn3", planes * 4)
+            if j == 0:
+                conv(f"{p}.downsample.0.weight", planes * 4, inplanes, 1)
+                bn(f"{p}.downsample.1", planes * 4)
+            inplanes = planes * 4
+    sd["fc.weight"] = torch.randn(1, 2048, generator=g) / math.sqrt(2048)
+    sd["fc.bias"] = torch.randn(1, generator=g)
+    return sd
+
+
+def reference_logits(x: torch.Tensor, sd: dict[str, torch.Tensor], gate: torch.Tensor | None = None) -> torch.Tensor:
+    """res50nodown written with plain functional ops, in float64; the head is applied per
+    position and then averaged, as grip-unina/DMimageDetection does."""
+    sd = {k: v.double() for k, v in sd.items()}
+    x = x.double()
+
+    def bn(t: torch.Tensor, p: str) -> torch.Tensor:
+        return F.batch_norm(t, sd[f"{p}.running_mean"], sd[f"{p}.running_var"], sd[f"{p}.weight"], sd[f"{p}.bias"], False, 0.0, 1e-5)
+
+    x = F.relu(bn(F.conv2d(x, sd["conv1.weight"], stride=1, padding=3), "bn1"))
+    x = F.max_pool2d(x, 3, stride=1, padding=1)
+    for i, blocks in enumerate(BLOCKS, 1):
+        for j in range(blocks):
+            p = f"layer{i}.{j}"
+            stride = 2 if (i > 1 and j == 0) else 1
+            out = F.relu(bn(F.conv2d(x, sd[f"{p}.conv1.weight"]), f"{p}.bn1"))
+            out = F.relu(bn(F.conv2d(out, sd[f"{p}.conv2.weight"], stride=stride, padding=1), f"{p}.bn2"))
+            out = bn(F.conv2d(out, sd[f"{p}.conv3.weight"]), f"{p}.bn3")
+            idt = bn(F.conv2d(x, sd[f"{p}.downsample.0.weight"], stride=stride), f"{p}.downsample.1") if j == 0 else x
+            x = F.relu(out + idt)
+    if gate is not None:
+        x = x * gate.double().view(1, -1, 1, 1)
+    per_position = torch.einsum("bchw,oc->bohw", x, sd["fc.weight"]) + sd["fc.bias"].view(1, -1, 1, 1)
+    return per_position.mean(dim=(2, 3))[:, 0]
+
+
+@pytest.fixture(scope="module")
+def state() -> dict[str, torch.Tensor]:
+    return official_state()
+
+
+@pytest.fixture(scope="module")
+def image() -> torch.Tensor:
+    return torch.randn(1, 3, 24, 32, generator=torch.Generator().manual_seed(1))
+
+
+@pytest.fixture(scope="module")
+def expected(state, image) -> torch.Tensor:
+    return reference_logits(image, state)
+
+
+def _close(got: torch.Tensor, ref: torch.Tensor) -> None:
+    assert torch.allclose(got.double(), ref, rtol=1e-4, atol=1e-4), (got, ref)
+
+
+WRAPPINGS = {
+    "raw": lambda sd: sd,
+    "model": lambda sd: {"model": sd, "optimizer": {}, "total_steps": 7},
+    "model_module": lambda sd: {"model": {f"module.{k}": v for k, v in sd.items()}},
+    "state_dict": lambda sd: {"state_dict": sd},
+    "net": lambda sd: {"net": sd},
+}
+
+
+@pytest.mark.parametrize("wrapping", sorted(WRAPPINGS))
+def test_official_wrappings_match_reference(tmp_path, state, image, expected, wrapping):
+    path = tmp_path / "model_epoch_best.pth"
+    torch.save(WRAPPINGS[wrapping](state), path)
+    det = create_detector("corvi.official", path=path)
+    assert isinstance(det, ResNetDetector) and det.weights == "corvi.official"
+    assert det.model.size == "full" and det.model.num_features == 2048
+    assert len(det.fingerprint) == 64
+    _close(det.forward(image), expected)
+
+
+def test_checkpoint_without_bn_counters(state, image, expected):
+    old = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    _close(load_resnet_checkpoint(old)(image), expected)
+
+
+def test_dear_format_loads_gate(tmp_path, state, image):
+    gate = (torch.rand(2048, generator=torch.Generator().manual_seed(3)) > 0.4).float()
+    ckpt = {"model": {**{f"backbone.{k}": v for k, v in state.items()}, "gate.gate": gate}}
+    path = tmp_path / "dear.pth"
+    torch.save(ckpt, path)
+    model = load_resnet_checkpoint(path)
+    assert torch.equal(model.gate.gate, gate)
+    with torch.no_grad():
+        _close(model(image), reference_logits(image, state, gate))
+
+
+def test_own_safetensors_round_trip(tmp_path, image):
+    from bench.weights import save_state
+
+    model = build_res50nodown("mini").eval()
+    model.gate.set_((torch.arange(model.num_features) % 3 != 0).float())
+    save_state(model.state_dict(), tmp_path / "m.safetensors")
+    back = load_resnet_checkpoint(tmp_path / "m.safetensors")
+    assert back.size == "mini" and back.arch == ARCHS["mini"]
+    with torch.no_grad():
+        assert torch.allclose(back(image), model(image))
+
+
+def test_bad_checkpoints_name_the_file(tmp_path, state):
+    bad = tmp_path / "npr_like.pth"
+    torch.save({"conv1.weight": torch.zeros(64, 3, 3, 3), "fc1.weight": torch.zeros(1, 512)}, bad)
+    with pytest.raises(BadCheckpointError, match="npr_like.pth"):
+        load_resnet_checkpoint(bad)
+    junk = tmp_path / "junk.pth"
+    torch.save({"weights": {"a": torch.zeros(1)}}, junk)
+    with pytest.raises(BadCheckpointError, match="junk.pth"):
+        load_resnet_checkpoint(junk)
+    truncated = {k: v for k, v in state.items() if not k.startswith("layer4.2.")}
+    trunc_path = tmp_path / "truncated.pth"
+    torch.save(truncated, trunc_path)
+    model = load_resnet_checkpoint(trunc_path)  # a shallower but consistent network still loads
+    assert model.arch.layers == (3, 4, 6, 2) and model.size == "custom"
+    wrong = dict(state)
+    wrong["layer2.0.conv2.weight"] = torch.zeros(128, 128, 1, 1)
+    with pytest.raises(BadCheckpointError):
+        load_resnet_checkpoint(wrong)
+    with pytest.raises(MissingWeightsError, match="nowhere.pth"):
+        create_detector("corvi.official", path=tmp_path / "nowhere.pth")
+
+
+def test_architecture_is_nodown():
+    model = build_res50nodown("full")
+    bb = model.backbone
+    assert bb.conv1.stride == (1, 1) and bb.conv1.kernel_size == (7, 7) and bb.maxpool.stride == 1
+    assert [len(getattr(bb, f"layer{i}")) for i in range(1, 5)] == [3, 4, 6, 3]
+    assert bb.layer2[0].conv2.stride == (2, 2) and bb.layer2[0].conv1.stride == (1, 1)
+    x = torch.zeros(1, 3, 40, 48)
+    assert model.eval().forward_features(x).shape == (1, 2048, 5, 6)
+
+
+def test_preprocess_is_imagenet_native():
+    from PIL import Image
+    import numpy as np
+
+    arr = np.random.default_rng(0).integers(0, 256, (33, 47, 3), dtype=np.uint8)
+    t = ImageNetNormalize()(Image.fromarray(arr))
+    assert t.shape == (3, 33, 47)
+    manual = (torch.from_numpy(arr).permute(2, 0, 1).float() / 255 - torch.tensor(IMAGENET_MEAN).view(3, 1, 1)) / torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    assert torch.allclose(t, manual, atol=1e-6)
+
+
+class _GlobalStatBackbone(torch.nn.Module):
+    """A stand-in backbone whose features depend on whole-input statistics, so tiling changes
+    the result; it makes the 1600x1700 run cheap (the nodown stem at that size takes minutes)."""
+
+    num_features = 3
+
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(3, 1)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - x.mean(dim=(2, 3), keepdim=True)).abs()
+
+
+def _tile_reference(model, x, size):
+    h, w = x.shape[-2:]
+    num, den = 0.0, 0.0
+    for t in range(0, h, size):
+        for l in range(0, w, size):
+            crop = x[..., t : t + size, l : l + size]
+            num = num + model(crop).double() * crop.shape[-2] * crop.shape[-1]
+            den += crop.shape[-2] * crop.shape[-1]
+    return num / den
+
+
+def test_tiling_real_thresholds():
+    """GRIP tiling: 1600x1700 (both sides > 1536) -> 1024 tiles from (0, 0), area-weighted."""
+    from detectors.resnet import GatedResNet, corvi
+
+    torch.manual_seed(0)
+    model = GatedResNet(_GlobalStatBackbone()).eval()
+    det = ResNetDetector(model, info=corvi.info)
+    assert (det.tile_limit, det.tile_size) == (1536, 1024)
+    yy, xx = torch.meshgrid(torch.linspace(0, 3, 1600), torch.linspace(0, 1, 1700), indexing="ij")
+    x = torch.stack([yy, xx, yy * xx])[None] + 0.1 * torch.randn(1, 3, 1600, 1700)
+    boxes = [(0, 0, 1024, 1024), (0, 1024, 1024, 676), (1024, 0, 576, 1024), (1024, 1024, 576, 676)]
+    with torch.no_grad():
+        per_tile = torch.stack([model(x[..., t : t + h, l : l + w]) for t, l, h, w in boxes])
+        areas = torch.tensor([h * w for _, _, h, w in boxes], dtype=torch.float32).view(-1, 1)
+        expected = (per_tile * areas).sum(0) / areas.sum()
+        whole = model(x)
+    got = det.forward(x)
+    assert torch.allclose(got, expected, atol=1e-5)
+    assert not torch.allclose(got, whole, atol=1e-3)  # tiling really changed the result
+    tall = x[..., :1536, :]  # one side not above 1536: scored whole
+    with torch.no_grad():
+        assert torch.allclose(det.forward(tall), model(tall), atol=1e-6)
+    det.tile = False
+    assert torch.allclose(det.forward(x), whole, atol=1e-6)
+
+
+def test_tiling_through_mini_network():
+    """The same rule through the real mini network, with thresholds scaled down for speed."""
+    from detectors.resnet import corvi
+
+    torch.manual_seed(0)
+    model = build_res50nodown("mini").eval()
+    torch.nn.init.normal_(model.fc.weight, 0, 1.0)
+    det = ResNetDetector(model, info=corvi.info, tile_limit=48, tile_size=32)
+    x = torch.randn(2, 3, 70, 90)
+    got = det.forward(x)
+    with torch.no_grad():
+        assert torch.allclose(got.double(), _tile_reference(model, x, 32), atol=1e-4)
+        assert not torch.allclose(got, model(x), atol=1e-3)
+
+
+def test_registry_specs():
+    from detectors.resnet import corvi, corvi_plus, rajan, rajan_plus
+
+    for spec, display in ((corvi, "Corvi"), (rajan, "Rajan"), (corvi_plus, "Corvi+"), (rajan_plus, "Rajan+")):
+        assert spec.info.display_name == display and spec.info.family == "CNN" and spec.info.calibrated
+        assert spec.info.input.native and spec.default_weights == "mini"
+        assert {w.tag for w in spec.weights} == {"official", "mini"}
+        assert spec.weight("mini").bundled == f"detectors:weights/{spec.name}.mini.safetensors"
+        assert spec.weight("official").hf_repo is None and spec.weight("official").where

@@ -1,0 +1,364 @@
+"""suites.sources and suites.catalog: layouts, caps, CSV manifests, Hugging Face datasets and the
+AIGI-mini world, all on fixture trees built in tmp_path (no network)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bench.api import FAKE, REAL, BenchError, MissingDataError, SuiteSource
+from bench.registry import get_suite
+from suites import catalog
+from suites.sources import DATA_ROOT_ENV, FolderSource, first_n, from_hf_dataset, list_images, resolve_data_root
+
+
+def _img(path: Path, seed: int = 0, fmt: str | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arr = np.random.default_rng(seed).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    Image.fromarray(arr).save(path, format=fmt or ("JPEG" if path.suffix.lower() in (".jpg", ".jpeg") else None))
+    return path
+
+
+def _fill(folder: Path, n: int, prefix: str = "im", ext: str = ".png") -> list[Path]:
+    return [_img(folder / f"{prefix}{i:03d}{ext}", seed=i) for i in range(n)]
+
+
+def _names(suite) -> list[str]:
+    return [s.name for s in suite.sets]
+
+
+# --------------------------------------------------------------------------- files
+
+
+def test_list_images_is_recursive_sorted_case_insensitive_and_skips_hidden(tmp_path):
+    _img(tmp_path / "b.PNG")
+    _img(tmp_path / "a.jpeg")
+    _img(tmp_path / "sub" / "c.WebP", fmt="WEBP")
+    _img(tmp_path / "A.tif", fmt="TIFF")
+    _img(tmp_path / "._a.png")  # macOS resource fork
+    _img(tmp_path / ".cache" / "d.png")
+    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / "x.gif").write_bytes(b"GIF89a")
+    rel = [p.relative_to(tmp_path).as_posix() for p in list_images(tmp_path)]
+    assert rel == ["A.tif", "a.jpeg", "b.PNG", "sub/c.WebP"]
+
+
+def test_first_n_and_its_validation():
+    assert first_n([3, 1, 2], None) == [3, 1, 2] and first_n([3, 1, 2], 2) == [3, 1]
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(BenchError, match="max_per_set"):
+            first_n([1], bad)
+
+
+def test_data_root_resolution(tmp_path, monkeypatch):
+    monkeypatch.delenv(DATA_ROOT_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert resolve_data_root(None) == tmp_path / "data"
+    monkeypatch.setenv(DATA_ROOT_ENV, str(tmp_path / "env"))
+    assert resolve_data_root(None) == tmp_path / "env"
+    assert resolve_data_root("rel") == tmp_path / "rel"  # an explicit root wins, made absolute
+
+
+# --------------------------------------------------------------------------- DEAR layouts
+
+
+@pytest.fixture()
+def dear_root(tmp_path) -> Path:
+    root = tmp_path / "data"
+    _fill(root / "test/real/redcaps", 5)
+    for name, _ in catalog.SYNTHETIC_GENERATORS:
+        _fill(root / "test/fake" / name, 4, prefix=name)
+    return root
+
+
+def test_synthetic_layout(dear_root):
+    suite = catalog.synthetic.load(dear_root, max_per_set=3)
+    assert _names(suite) == ["redcaps", "sd", "midjourney", "kandinsky", "playground", "pixelart", "lcm", "flux",
+                             "wuerstchen", "amused"]
+    assert [s.display_name for s in suite.sets[1:]] == ["SD", "MJ", "KD", "PG", "PixArt", "LCM", "FLUX", "Wuerst.", "aMUSEd"]
+    real = suite.set("redcaps")
+    assert real.kind == "real" and {r.label for r in real.records} == {REAL}
+    assert [Path(r.path).name for r in real.records] == ["im000.png", "im001.png", "im002.png"]  # sorted, first 3
+    mj = suite.set("midjourney")
+    assert mj.kind == "generator" and mj.real_set == "redcaps" and len(mj) == 3
+    assert all(r.label == FAKE and Path(r.path).is_absolute() and "/test/fake/Midjourney/" in r.path for r in mj.records)
+    assert suite.source == str(dear_root) and "Missing" not in suite.description
+    assert catalog.synthetic.availability(dear_root) is None and catalog.synthetic.missing(dear_root) == []
+    assert len(catalog.synthetic.load(dear_root).set("sd")) == 4
+
+
+def test_cap_is_deterministic_whatever_the_creation_order(tmp_path):
+    root = tmp_path / "data"
+    names = [f"{i:03d}.png" for i in range(12)]
+    for i, n in enumerate(reversed(names)):
+        _img(root / "test/real/redcaps" / n, seed=i)
+    _fill(root / "test/fake/sd", 2)
+    a = catalog.synthetic.load(root, max_per_set=5).set("redcaps").records
+    b = catalog.synthetic.load(root, max_per_set=5).set("redcaps").records
+    assert a == b and [Path(r.path).name for r in a] == names[:5]
+
+
+def test_partial_layout_loads_what_is_there(tmp_path):
+    root = tmp_path / "data"
+    _fill(root / "test/real/redcaps", 2)
+    _fill(root / "test/fake/flux", 2)
+    (root / "test/fake/sd").mkdir(parents=True)  # present but empty counts as missing
+    suite = catalog.synthetic.load(root)
+    assert _names(suite) == ["redcaps", "flux"]
+    assert "Missing: SD: no images at" in suite.description and str(root / "test/fake/Midjourney") in suite.description
+    assert len(catalog.synthetic.missing(root)) == 8
+
+
+def test_fakes_without_their_reals_are_not_usable(tmp_path):
+    root = tmp_path / "data"
+    _fill(root / "test/fake/sd", 2)
+    with pytest.raises(MissingDataError, match="no usable data"):
+        catalog.synthetic.load(root)
+
+
+def test_missing_data_message_names_paths_dataset_and_root_setting(tmp_path, monkeypatch):
+    monkeypatch.setenv(DATA_ROOT_ENV, str(tmp_path / "nowhere"))
+    message = catalog.synthetic.availability()
+    assert message is not None
+    assert str(tmp_path / "nowhere" / "test" / "real" / "redcaps") in message
+    assert str(tmp_path / "nowhere" / "test" / "fake" / "wuerstchen") in message
+    assert "AniSundar18/LDMFakeDetect" in message and "huggingface-cli download" in message
+    assert "--data-root" in message and DATA_ROOT_ENV in message
+    with pytest.raises(MissingDataError) as info:
+        catalog.synthetic.load()
+    assert str(info.value) == message
+
+
+def test_processed_copies(dear_root):
+    _fill(dear_root / "test_processed/real/redcaps", 2, ext=".jpg")
+    _fill(dear_root / "test_processed/fake/sd", 2, ext=".jpg")
+    assert catalog.synthetic.processed_root(dear_root) == dear_root / "test_processed"
+    suite = catalog.synthetic.load(dear_root, processed=True)
+    assert _names(suite) == ["redcaps", "sd"]
+    assert all("/test_processed/" in r.path and r.path.endswith(".jpg") for r in suite.records)
+    assert "Pre-processed copies" in suite.description
+    with pytest.raises(BenchError, match="no pre-processed copy"):
+        catalog.inpainted.load(dear_root, processed=True)
+
+
+def test_wild_sets_with_and_without_their_own_reals(tmp_path):
+    root = tmp_path / "data"
+    _fill(root / "test/fake/Chameleon/0_real", 3, "r")
+    _fill(root / "test/fake/Chameleon/1_fake", 4, "f")
+    _fill(root / "test/fake/WildRF/real/reddit", 2, "r")
+    _fill(root / "test/fake/WildRF/fake/twitter", 2, "f")
+    suite = catalog.wild.load(root, max_per_set=2)
+    assert _names(suite) == ["chameleon", "wildrf"]  # Redcaps not needed, LOKI missing
+    cham = suite.set("chameleon")
+    assert cham.kind == "wild" and cham.real_set is None and cham.display_name == "Chameleon"
+    assert [(r.label, Path(r.path).name) for r in cham.records] == [(0, "r000.png"), (0, "r001.png"), (1, "f000.png"), (1, "f001.png")]
+    assert "LOKI: no images at" in suite.description
+    # LOKI is a flat folder of fakes: scored against Redcaps, which is then loaded
+    _fill(root / "test/fake/loki", 3, "l")
+    assert "LOKI: its real set 'redcaps' is missing" in catalog.wild.load(root).description
+    _fill(root / "test/real/redcaps", 2)
+    suite = catalog.wild.load(root)
+    assert _names(suite) == ["redcaps", "chameleon", "wildrf", "loki"]
+    loki = suite.set("loki")
+    assert loki.kind == "wild" and loki.real_set == "redcaps" and {r.label for r in loki.records} == {FAKE}
+    assert catalog.wild.missing(root) == []
+
+
+def test_inpainted_bins_in_numeric_order(tmp_path):
+    root = tmp_path / "data"
+    assert "inpainted/<bin>" in catalog.inpainted.availability(root)
+    _fill(root / "test/real/redcaps", 2)
+    for b in ("10-20", "0-10", "90-100", "5-10"):
+        _fill(root / "inpainted" / b, 2, b)
+    suite = catalog.inpainted.load(root)
+    assert _names(suite) == ["redcaps", "0-10", "5-10", "10-20", "90-100"]
+    assert suite.set("10-20").display_name == "10-20%" and suite.set("10-20").real_set == "redcaps"
+
+
+# --------------------------------------------------------------------------- folder and CSV
+
+
+def test_folder_tree(tmp_path):
+    _fill(tmp_path / "real", 3, "r")
+    _fill(tmp_path / "fake" / "gen_b", 2, "b")
+    _fill(tmp_path / "fake" / "gen_a" / "nested", 4, "a")
+    _fill(tmp_path / "fake", 1, "loose")
+    suite = catalog.folder.load(tmp_path, max_per_set=3)
+    assert _names(suite) == ["real", "fake", "gen_a", "gen_b"]
+    assert suite.set("real").kind == "real" and len(suite.set("real")) == 3
+    assert all(s.kind == "generator" and s.real_set == "real" for s in suite.sets[1:])
+    assert len(suite.set("gen_a")) == 3 and len(suite.set("fake")) == 1
+    assert catalog.folder.availability(tmp_path) is None
+
+
+def test_folder_tree_errors(tmp_path):
+    assert "--data-root" in catalog.folder.availability(None)
+    with pytest.raises(MissingDataError, match="neither real/ nor fake/"):
+        catalog.folder.load(tmp_path)
+    _fill(tmp_path / "fake" / "x", 1)
+    with pytest.raises(MissingDataError, match="no real ones"):
+        catalog.folder.load(tmp_path)
+    with pytest.raises(MissingDataError, match="no folder or CSV"):
+        catalog.folder.load(tmp_path / "absent")
+
+
+def test_csv_manifest(tmp_path):
+    base = tmp_path / "imgs"
+    r = _fill(base / "r", 3, "r")
+    f = _fill(base / "f", 2, "f")
+    m = _fill(base / "m", 2, "m")
+    csv = tmp_path / "list.csv"
+    lines = ["Path,Label,Set"]
+    lines += [f"imgs/r/{p.name},real,coco" for p in reversed(r)]
+    lines += [f"{p},1,sdxl" for p in f]  # absolute paths are kept
+    lines += ["imgs/f/gone.png,fake,sdxl"]  # missing file: kept, the runner records it
+    lines += [f"imgs/m/{m[0].name},0,mixed", f"imgs/m/{m[1].name},FAKE,mixed"]
+    csv.write_text("\n".join(lines) + "\n")
+    suite = catalog.folder.load(csv)
+    assert _names(suite) == ["coco", "sdxl", "mixed"]
+    assert [Path(x.path).name for x in suite.set("coco").records] == ["r000.png", "r001.png", "r002.png"]
+    sdxl = suite.set("sdxl")
+    assert sdxl.kind == "generator" and sdxl.real_set == "coco" and len(sdxl) == 3
+    assert str(base / "f" / "gone.png") in [x.path for x in sdxl.records]
+    mixed = suite.set("mixed")
+    assert mixed.kind == "wild" and mixed.real_set is None and [x.label for x in mixed.records] == [0, 1]
+    capped = catalog.folder.load(csv, max_per_set=1)
+    assert [len(s) for s in capped.sets] == [1, 1, 2]
+
+
+def test_csv_without_set_column(tmp_path):
+    _fill(tmp_path / "r", 2, "r")
+    _fill(tmp_path / "f", 2, "f")
+    csv = tmp_path / "m.csv"
+    csv.write_text("label,path\n0,r/r000.png\n0,r/r001.png\n1,f/f000.png\n1_fake,f/f001.png\n")
+    suite = catalog.folder.load(csv)
+    assert _names(suite) == ["real", "fake"] and suite.set("fake").real_set == "real"
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("path,set\na.png,x\n", "missing label"),
+        ("path,label\na.png,maybe\n", r"line 2: label must be 0/1 or real/fake, got 'maybe'"),
+        ("path,label\na.png,0\n,1\n", "line 3: empty path"),
+        ("path,label\n", "no rows"),
+        ("path,label,set\nr/r000.png,0,a\nr/r000.png,0,b\nr/r000.png,1,c\n", "found several"),
+        ("path,label\nnope/x.png,0\nnope/y.png,1\n", "none of its 2 files exist"),
+    ],
+)
+def test_csv_errors_name_the_file_and_row(tmp_path, content, message):
+    _fill(tmp_path / "r", 1, "r")
+    csv = tmp_path / "bad.csv"
+    csv.write_text(content)
+    with pytest.raises(BenchError, match=message) as info:
+        catalog.folder.load(csv)
+    assert str(csv) in str(info.value)
+
+
+# --------------------------------------------------------------------------- Hugging Face datasets
+
+
+def test_hf_dataset_from_disk(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    files = [_img(tmp_path / "src" / f"{i}.{'jpg' if i % 2 else 'png'}", seed=i) for i in range(6)]
+    ds = datasets.Dataset.from_dict(
+        {"image": [str(p) for p in files], "label": [0, 1, 0, 1, 0, 0], "gen": ["a", "real", "a", "real", "b", "b"]},
+        features=datasets.Features(
+            {"image": datasets.Image(), "label": datasets.ClassLabel(names=["fake", "real"]), "gen": datasets.Value("string")}
+        ),
+    )
+    saved = tmp_path / "saved"
+    datasets.DatasetDict({"test": ds}).save_to_disk(str(saved))
+    cache = tmp_path / "cache"
+    suite = from_hf_dataset(str(saved), "test", "image", "label", "gen", cache)
+    assert _names(suite) == ["real", "a", "b"]
+    assert suite.set("real").kind == "real" and suite.set("a").real_set == "real"
+    assert {r.label for r in suite.set("real").records} == {REAL}  # ClassLabel index 1 is named "real": label 0
+    assert {r.label for r in suite.set("a").records} == {FAKE}
+    for rec in suite.records:
+        data = Path(rec.path).read_bytes()
+        assert Path(rec.path).parent == cache and Path(rec.path).stem == hashlib.sha256(data).hexdigest()
+        assert data in {p.read_bytes() for p in files}  # the original encoded bytes, not re-encoded
+    assert {Path(r.path).suffix for r in suite.records} == {".png", ".jpg"}
+    stamp = {r.path: os.stat(r.path).st_mtime_ns for r in suite.records}
+    again = from_hf_dataset(str(saved), "test", "image", "label", "gen", cache)
+    assert again == suite and stamp == {r.path: os.stat(r.path).st_mtime_ns for r in again.records}
+    assert not [p for p in cache.iterdir() if p.name.startswith(".part-")]
+    # the cap keeps the first rows of each set in dataset order and writes only those
+    cache2 = tmp_path / "cache2"
+    capped = from_hf_dataset(str(saved), "test", "image", "label", "gen", cache2, max_per_set=1)
+    assert [len(s) for s in capped.sets] == [1, 1, 1] and len(list(cache2.iterdir())) == 3
+    assert Path(capped.set("b").records[0].path).read_bytes() == files[4].read_bytes()
+
+
+def test_hf_dataset_errors_and_default_sets(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    files = [_img(tmp_path / f"{i}.png", seed=i) for i in range(3)]
+    ds = datasets.Dataset.from_dict({"img": [str(p) for p in files], "is_fake": ["real", "fake", "fake"]})
+    ds = ds.cast_column("img", datasets.Image())
+    ds.save_to_disk(str(tmp_path / "one"))
+    suite = from_hf_dataset(str(tmp_path / "one"), "train", "img", "is_fake", cache_dir=tmp_path / "c")
+    assert _names(suite) == ["real", "fake"] and len(suite.set("fake")) == 2
+    with pytest.raises(BenchError, match="no column 'image'"):
+        from_hf_dataset(str(tmp_path / "one"), "train", cache_dir=tmp_path / "c")
+    datasets.DatasetDict({"train": ds}).save_to_disk(str(tmp_path / "dd"))
+    with pytest.raises(BenchError, match="no split 'test'; has train"):
+        from_hf_dataset(str(tmp_path / "dd"), "test", "img", "is_fake", cache_dir=tmp_path / "c")
+
+
+# --------------------------------------------------------------------------- AIGI-mini
+
+
+@pytest.fixture()
+def fake_world(tmp_path) -> Path:
+    """A tree with the AIGI-mini world's layout and manifest (suites/mini builds the real one)."""
+    world = tmp_path / "world"
+    gens = [("ldm", "LDM", True), ("vqgan", "VQGAN", False), ("pixelcnn", "PixCNN", False), ("wildgan", "WildGAN", False)]
+    manifest = {"seed": 0, "generators": [{"name": n, "display_name": d, "training": t} for n, d, t in gens], "files": {}}
+    world.mkdir()
+    (world / "manifest.json").write_text(json.dumps(manifest))
+    _fill(world / "test/real", 4)
+    for n, _, _ in gens[:3]:
+        _fill(world / "test/fake" / n, 3, n)
+    _fill(world / "wild/real", 2)
+    _fill(world / "wild/fake/wildgan", 2)
+    _fill(world / "wild/fake/extra", 1)  # a folder the manifest does not list
+    return world
+
+
+def test_mini_suites_on_a_world_tree(fake_world):
+    suite = catalog.mini.load(fake_world, max_per_set=2)
+    assert _names(suite) == ["real", "ldm", "vqgan", "pixelcnn"]
+    assert [s.display_name for s in suite.sets] == ["Real", "LDM", "VQGAN", "PixCNN"]
+    assert all(s.kind == "generator" and s.real_set == "real" and len(s) == 2 for s in suite.sets[1:])
+    assert "Missing: WildGAN" in suite.description  # every generator is expected in the test split
+    wild = catalog.mini_wild.load(fake_world)
+    assert wild.name == "mini-wild" and _names(wild) == ["real", "wildgan", "extra"]
+    assert [s.kind for s in wild.sets] == ["real", "wild", "wild"] and wild.set("extra").display_name == "extra"
+    assert "Missing" not in wild.description
+    assert catalog.mini.availability(fake_world) is None
+    assert "no AIGI-mini world" in catalog.mini.availability(fake_world / "nope")
+
+
+def test_mini_world_with_broken_manifest(fake_world):
+    (fake_world / "manifest.json").write_text("{not json")
+    with pytest.raises(MissingDataError, match="manifest.json"):
+        catalog.mini.load(fake_world)
+
+
+# --------------------------------------------------------------------------- registry
+
+
+def test_registered_suites():
+    expected = {"mini": "mini", "mini-wild": "mini", "synthetic": "official", "wild": "official",
+                "inpainted": "official", "folder": "official"}
+    for name, tag in expected.items():
+        suite = get_suite(name)
+        assert isinstance(suite, SuiteSource) and suite.name == name and suite.description
+        assert suite.weights_tag == tag
+    assert isinstance(catalog.folder, FolderSource)

@@ -1,0 +1,149 @@
+"""Training pieces: early stopping schedule, synced augmentation, datasets, train_mini end to end."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torchvision import tv_tensors
+
+from bench.api import BenchError
+from detectors.training import (
+    EarlyStopping,
+    PairedImages,
+    TrainConfig,
+    af_augmentation,
+    balanced_accuracy,
+    collate_pairs,
+    labeled_items,
+    paired_items,
+    train_mini,
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: with 2 OpenMP threads on a shared 2-core machine every op pays for
+    barrier waits (100x slower here); one thread is faster and leaves the core to others."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_early_stopping_schedule():
+    """AlignedForensics semantics: delta 0.001, patience 5, lr / 10, stop once lr < 1e-6."""
+    es = EarlyStopping(patience=5, delta=1e-3, lr=1e-4, min_lr=1e-6)
+    assert es.step(0.50).improved  # first score initialises the best
+    assert es.step(0.60).improved
+    d = es.step(0.6009)  # not above best + delta: counts down
+    assert not d.improved and d.lr == 1e-4 and es.count_down == 4
+    assert es.step(0.70).improved and es.count_down == 5  # an improvement resets the count
+    lrs, stops = [], []
+    for _ in range(15):
+        d = es.step(0.65)
+        lrs.append(d.lr)
+        stops.append(d.stop)
+    assert lrs[:4] == [1e-4] * 4 and lrs[4] == pytest.approx(1e-5)
+    assert lrs[9] == pytest.approx(1e-6) and not stops[9]  # 1e-6 is not below min_lr: continue
+    assert stops.index(True) == 14 and lrs[14] < 1e-6
+    assert es.best_score == 0.70
+
+
+def test_balanced_accuracy():
+    labels = np.array([0, 0, 0, 1])
+    assert balanced_accuracy(labels, np.array([-1, -1, 1, 1])) == pytest.approx((2 / 3 + 1) / 2)
+    assert balanced_accuracy(labels, np.zeros(4)) == pytest.approx(0.5)  # logit 0 is "real"
+
+
+def _image(rng: np.random.Generator, h: int, w: int) -> Image.Image:
+    return Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+
+
+def test_paired_augmentation_is_identical():
+    """A real and an identical 'reconstruction' must come out equal under every draw: crops,
+    flips, rotations, jitter, blur, JPEG, cutout and noise are all shared."""
+    rng = np.random.default_rng(0)
+    tf = af_augmentation(crop=96)
+    torch.manual_seed(0)
+    outs = []
+    for _ in range(16):
+        im = _image(rng, 128, 192)
+        a, b = tf(im, im.copy())
+        assert a.shape == (3, 96, 96) and torch.equal(a, b)
+        outs.append(a)
+    assert not torch.equal(outs[0], outs[1])
+
+
+def test_augmentation_keeps_masks_aligned_and_binary():
+    """DEAR passes (image, tv_tensors.Mask): geometry shared (crop, resize, flip, rot90 agree
+    between the PIL and the tensor path), mask values untouched by photometric steps."""
+    torch.manual_seed(1)
+    rng = np.random.default_rng(1)
+    tf = af_augmentation(crop=96)
+    agreement = []
+    for _ in range(16):
+        blocks = rng.integers(0, 2, (8, 10), dtype=np.uint8)
+        mask = torch.from_numpy(np.kron(blocks, np.ones((16, 16), dtype=np.uint8)))[None]
+        img = Image.fromarray(mask[0].numpy() * 255).convert("RGB")
+        x, m = tf(img, tv_tensors.Mask(mask))
+        assert isinstance(m, tv_tensors.Mask) and m.shape[-2:] == x.shape[-2:] == (96, 96)
+        assert set(m.unique().tolist()) <= {0, 1}
+        gray = x.mean(0)
+        if m.min() == m.max():
+            continue
+        thr = (gray[m[0] == 1].median() + gray[m[0] == 0].median()) / 2
+        agreement.append(((gray > thr) == (m[0] == 1)).float().mean().item())
+    assert len(agreement) >= 8 and np.mean(agreement) > 0.9, agreement
+
+
+def _write_world(root: Path, n: int = 4) -> Path:
+    rng = np.random.default_rng(0)
+    shapes = [(64, 64), (96, 128)]
+    for split in ("train", "val"):
+        for i in range(n):
+            h, w = shapes[i % 2]
+            real = _image(rng, h, w)
+            noisy = np.clip(np.asarray(real, dtype=np.int16) + rng.integers(-20, 21, (h, w, 3)), 0, 255).astype(np.uint8)
+            for sub, im in (("real", real), ("recon", Image.fromarray(noisy)), ("fake", _image(rng, h, w))):
+                (root / split / sub).mkdir(parents=True, exist_ok=True)
+                im.save(root / split / sub / f"{i:04d}.png")
+    return root
+
+
+def test_datasets_from_world_layout(tmp_path):
+    world = _write_world(tmp_path / "w")
+    items = labeled_items(world / "train" / "real", world / "train" / "fake")
+    assert [y for _, y in items] == [0] * 4 + [1] * 4
+    pairs = paired_items(world / "train" / "real", world / "train" / "recon")
+    assert all(r.name == f.name for r, f in pairs)
+    ds = PairedImages(pairs, af_augmentation(crop=32))
+    x, y = collate_pairs([ds[0], ds[1]])
+    assert x.shape == (4, 3, 32, 32) and y.tolist() == [0, 0, 1, 1]
+    (world / "train" / "recon" / "0002.png").unlink()
+    with pytest.raises(BenchError, match="no reconstruction"):
+        paired_items(world / "train" / "real", world / "train" / "recon")
+
+
+def test_train_mini_end_to_end(tmp_path):
+    """Every mini detector trains (one step) on the world layout and loads through the registry."""
+    from bench.registry import create_detector
+
+    world = _write_world(tmp_path / "w")
+    out = tmp_path / "weights"
+    cfg = TrainConfig(batch_size=4, max_epochs=1, steps_per_epoch=1, crop=32, progress=False)
+    for name in ("corvi", "rajan", "corvi-plus", "rajan-plus"):
+        path = train_mini(name, world, out, cfg, summary_path=tmp_path / f"{name}.json")
+        det = create_detector(f"{name}.mini", path=path)
+        assert det.model.size == "mini"
+        logits = det.score([Image.open(world / "val" / "real" / "0000.png")])
+        assert logits.shape == (1,) and np.isfinite(logits).all()
+    plus = create_detector("corvi-plus.mini", path=out / "corvi-plus.mini.safetensors")
+    assert (plus.model.fc.weight >= 0).all()
+    npr_cfg = TrainConfig.npr(batch_size=4, max_epochs=1, steps_per_epoch=1, crop=224, progress=False)
+    det = create_detector("npr.mini", path=train_mini("npr", world, out, npr_cfg))
+    assert det.model.size == "mini"
+    with pytest.raises(BenchError, match="train the base first"):
+        train_mini("rajan-plus", world, tmp_path / "empty", cfg)
