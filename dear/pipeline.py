@@ -145,7 +145,8 @@ def dissect(base: GatedResNet | str | Path, diag: Path, config: DearConfig, out:
     model, loaded = _as_model(base, kind)
     label = label or loaded
     pairs = diagnostic_pairs(diag)
-    repeats = config.rad_repeats or max(1, math.ceil(config.max_batches * config.rad_batch_size / len(pairs)))
+    repeats = config.rad_repeats or (
+        max(1, math.ceil(config.max_batches * config.rad_batch_size / len(pairs))) if config.max_batches else 1)
     torch.manual_seed(config.seed)  # the v2 augmentation draws from torch's global generator
     loader = diagnostic_loader(pairs, batch_size=config.rad_batch_size, seed=config.seed, repeats=repeats,
                                crop=config.crop, num_workers=config.num_workers)

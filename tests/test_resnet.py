@@ -13,7 +13,6 @@ from detectors.preprocess import IMAGENET_MEAN, IMAGENET_STD, ImageNetNormalize
 from detectors.resnet import (
     ARCHS,
     BadCheckpointError,
-    ResNetArch,
     ResNetDetector,
     build_res50nodown,
     load_resnet_checkpoint,
