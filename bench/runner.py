@@ -127,15 +127,25 @@ class RunResult:
 
 
 def default_detector_names(weights_tag: str | None) -> list[str]:
-    """Every registered detector with weights `weights_tag` (at its default weights when None),
-    plus plain-callable plugins, which have no tags."""
+    """Every registered detector whose `weights_tag` weights (its default weights when None) are
+    on this machine, plus plain-callable plugins, which have no tags.
+
+    Weights that would have to be downloaded are left out of the default selection (offline,
+    every such detector would fail the run); naming the detector in --detectors fetches them."""
+    from bench.weights import bundled_path, local_path
+
     names = []
     for name, spec in sorted(registry.scan("detectors").loaded.items()):
         if isinstance(spec, registry.DetectorSpec):
-            if weights_tag is None:
-                names.append(name)
-            elif any(w.tag == weights_tag for w in spec.weights):
-                names.append(f"{name}.{weights_tag}")
+            tag = weights_tag or spec.default_weights
+            weight = next((w for w in spec.weights if w.tag == tag), None)
+            if weight is None:
+                continue
+            if local_path(name, weight).is_file() or bundled_path(weight) is not None:
+                names.append(f"{name}.{tag}")
+            else:
+                log.warning("%s.%s is skipped: its weights are not on this machine (%s); name it in --detectors to "
+                            "fetch them", name, tag, local_path(name, weight))  # fmt: skip
         elif callable(spec):
             names.append(name)
     return names

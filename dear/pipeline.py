@@ -79,6 +79,13 @@ class DearResult:
     refit: dict[str, Any]  # detectors.head.RefitResult as a dict
     summary: Path = field(default=Path())
 
+    @property
+    def head_learned(self) -> bool:
+        """False when no refit epoch beat the zero-initialised head on validation (best epoch 0):
+        the kept head is then all zeros and every logit is 0. The official loop would not have
+        written model_best.pth at all in that case (it saves only on improvement)."""
+        return int(self.refit.get("best_epoch", 0)) > 0
+
 
 # --------------------------------------------------------------------------- inputs
 
@@ -255,7 +262,7 @@ def run_dear(
         "data": {k: str(v) for k, v in dataclasses.asdict(data).items()},
         "rad": {"n_samples": rad.n_samples, "n_batches": rad.n_batches, "min": float(rad.scores.min()),
                 "max": float(rad.scores.max()), "mean": float(rad.scores.mean())},
-        "gate": res.gate_summary, "timings": res.timings, "refit": refit,
+        "gate": res.gate_summary, "timings": res.timings, "head_learned": res.head_learned, "refit": refit,
         "torch_threads": torch.get_num_threads(),
     }, indent=1, default=str))
     return res
@@ -282,6 +289,9 @@ def build_mini(name: str, out: Path = Path("results/dear"), *, world: Path | Non
     base, recipe = MINI_RECIPES[name]
     config = getattr(DearConfig, recipe)(**overrides)
     res = run_dear(base, Path(out) / name, config, world=world, checkpoint_name=f"{name}.mini.pth")
+    if install and not res.head_learned:
+        raise BenchError(f"{name}: the refit never beat the zero head on validation (see {res.summary}); "
+                         f"{res.checkpoint} is left out of dear/weights")
     if install:
         weights_dir().mkdir(exist_ok=True)
         shutil.copyfile(res.checkpoint, weights_dir() / res.checkpoint.name)
