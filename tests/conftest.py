@@ -240,3 +240,16 @@ def make_folder_suite(root: Path, n_real: int = 6, n_fake: int = 4, sets: tuple[
 @pytest.fixture
 def folder_suite_dir(tmp_path) -> Path:
     return make_folder_suite(tmp_path / "data")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny tensors: with 2 OpenMP threads on a shared 2-core machine every op pays for
+    barrier waits (100x slower here); one thread is faster and leaves the core to others.
+    Modules opt in with `pytestmark = pytest.mark.usefixtures("one_torch_thread")`."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

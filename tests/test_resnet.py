@@ -19,14 +19,7 @@ from detectors.resnet import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: with 2 OpenMP threads on a shared 2-core machine every op pays for
-    barrier waits (100x slower here); one thread is faster and leaves the core to others."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 PLANES = (64, 128, 256, 512)
 BLOCKS = (3, 4, 6, 3)
