@@ -119,6 +119,8 @@ def _add_run_options(p: argparse.ArgumentParser, post: bool = True) -> None:
                    "(default: every detector with the suite's weights)")  # fmt: skip
     if post:
         p.add_argument("--post-process", action="store_true", help="also score the post-processed images")
+        p.add_argument("--processed-copies", action="store_true",
+                       help="the post-processed block is the suite's stored copies (DEAR's test_processed/), not a chain")
     p.add_argument("--chain", default="rajan", help="post-processing chain spec (default: rajan)")
     p.add_argument("--fakes-only", action="store_true", help="post-process fakes only (Stay-Positive protocol); reals keep their original score")
     p.add_argument("--seed", type=int, default=0, help="seed of the per-image post-processing draws (default: 0)")
@@ -139,6 +141,7 @@ def _config(args: argparse.Namespace) -> Any:
         suite=args.suite, detectors=args.detectors, post_process=getattr(args, "post_process", False), chain=args.chain,
         fakes_only=args.fakes_only, seed=args.seed, out=args.out, run_name=args.run_name, device=args.device,
         batch_size=args.batch_size, workers=args.workers, amp=args.amp, max_per_set=args.max_per_set, data_root=args.data_root,
+        processed_copies=getattr(args, "processed_copies", False),
     )  # fmt: skip
 
 
@@ -268,12 +271,32 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_compare(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_a", type=Path, help="a run folder, e.g. results/cpu/mini")
+    p.add_argument("run_b", type=Path, help="another run folder of the same suite, e.g. results/cuda/mini")
+    p.add_argument("--atol", type=float, default=1e-3, help="largest logit difference accepted (default: 1e-3)")
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    """Exit 0 when every score is in both runs and within --atol, else 1."""
+    from bench.compare import compare_runs
+
+    cmp = compare_runs(args.run_a, args.run_b)
+    _out(cmp.summary())
+    if not cmp.within(args.atol):
+        _out(f"largest differences:\n{cmp.worst.to_string(index=False)}")
+        print(f"bench: the runs differ beyond atol={args.atol:g}", file=sys.stderr)
+        return EXIT_FAILED_DETECTOR
+    return 0
+
+
 COMMANDS: list[Command] = [
     Command("list", "list detectors, suites, post-processing chains and broken plugins", _add_list, _cmd_list),
     Command("run", "score a suite and print its table", _add_run_options, _cmd_run),
     Command("table", "print a results table from stored scores", _add_table, _cmd_table),
     Command("plot", "write score-distribution and accuracy figures of a run", _add_plot, _cmd_plot),
     Command("sweep", "score a suite under one chain parameter at several values and plot AP/AUC", _add_sweep, _cmd_sweep),
+    Command("compare", "compare two runs score by score (e.g. CPU against CUDA)", _add_compare, _cmd_compare),
 ]
 
 

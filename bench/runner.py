@@ -68,6 +68,7 @@ class RunConfig:
     max_per_set: int | None = None
     data_root: str | None = None
     conditions: list[str] | None = None  # extra chain specs, e.g. ["webp:quality=50"]
+    processed_copies: bool = False  # "Post-processed" = the suite's stored copies (DEAR's test_processed/)
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
@@ -85,6 +86,16 @@ class Condition:
     display: str  # "Original", "Post-processed", or the chain spec for sweep conditions
     spec: str | None = None  # chain spec; None = unprocessed
     fakes_only: bool = False
+    copies: bool = False  # images are the suite's pre-processed copies, scored as they are
+
+    @property
+    def store_key(self) -> str:
+        """Key of the scores in the store. A stored copy is scored unprocessed, so its score is
+        an "original" score of other bytes (the sha tells them apart) and is shared as such."""
+        return ORIGINAL if self.copies else self.key
+
+
+COPIES_KEY = "processed-copies"
 
 
 def condition_key(spec: str | None, seed: int, fakes_only: bool = False) -> str:
@@ -99,8 +110,13 @@ def conditions_for(config: RunConfig) -> list[tuple[Condition, Transform | None]
 
     Chains are built here (unknown names fail fast) and named by their canonical `name`
     ('downscale:factor=0.50' -> 'downscale:factor=0.5'), so equal chains share cached scores.
+    With `processed_copies`, 'Post-processed' is the suite's stored copies instead of the chain.
     """
+    if config.processed_copies and config.post_process:
+        raise BenchError("choose one post-processed block: the chain (--post-process) or the stored copies (--processed-copies)")
     out: list[tuple[Condition, Transform | None]] = [(Condition(ORIGINAL, "Original"), None)]
+    if config.processed_copies:
+        out.append((Condition(COPIES_KEY, "Post-processed", copies=True), None))
     specs = ([(config.chain, "Post-processed")] if config.post_process else []) + [(c, None) for c in config.conditions or []]
     for spec, display in specs:
         transform = registry.create_chain(spec)
@@ -174,6 +190,18 @@ def _load_suite(config: RunConfig) -> tuple[Suite, Any]:
     if missing:
         raise MissingDataError(f"suite {config.suite!r} is not available: {missing}")
     return source.load(config.data_root, config.max_per_set), source
+
+
+def _load_copies(config: RunConfig, suite: Suite, source: Any) -> Suite:
+    """The suite's pre-processed copies (same set names), for `processed_copies`."""
+    source = source or registry.get_suite(config.suite)
+    if not getattr(source, "processed_dir", None):
+        raise BenchError(f"suite {config.suite!r} has no stored pre-processed copies; use --post-process to apply a chain")
+    copies = source.load(config.data_root, config.max_per_set, processed=True)
+    unknown = [s.name for s in copies.sets if s.name not in {t.name for t in suite.sets}]
+    if unknown:
+        raise BenchError(f"suite {config.suite!r}: pre-processed sets {unknown} have no original counterpart")
+    return copies
 
 
 def _fingerprint(det: Detector) -> str:
@@ -281,9 +309,9 @@ def _score_detector(
         for it, logit in zip(items, logits):
             path, sha, cond = work[it.index]
             if math.isnan(logit):
-                bad.append((path, fp, conds[cond].key, "the detector returned NaN"))
+                bad.append((path, fp, conds[cond].store_key, "the detector returned NaN"))
             else:
-                rows.append(ScoreRow(fp, sha, conds[cond].key, logit, it.params))
+                rows.append(ScoreRow(fp, sha, conds[cond].store_key, logit, it.params))
         store.put_many(rows)  # one transaction per batch: a crash loses at most this batch
         store.record_failures(bad)
         computed += len(rows)
@@ -294,7 +322,7 @@ def _score_detector(
         for item in loader:
             if item.error is not None:
                 path, _, cond = work[item.index]
-                store.record_failure(path, fp, conds[cond].key, item.error)
+                store.record_failure(path, fp, conds[cond].store_key, item.error)
                 bar.update(1)
                 continue
             # Bucket by exact tensor shape: no resizing, no padding. Conditions may share a batch
@@ -399,14 +427,14 @@ def _execute(config: RunConfig, detectors: list[Detector] | None, suite: Suite |
                 errors[name] = str(exc)
                 log.warning("detector %s could not be built and is skipped (reason in the run's errors)", name)
 
-    records = suite.records
+    copies = _load_copies(config, suite, source) if any(c.copies for c in conds) else None
+    records_of = [list(copies.records if c.copies else suite.records) for c in conds]  # per condition
     unreadable: dict[str, str] = {}
     config.out.mkdir(parents=True, exist_ok=True)
     with ScoreStore.in_dir(config.out) as store:
-        shas = _hash_all(store, [r.path for r in records], unreadable, progress)
-        fake_shas = {s for r, s in zip(records, shas) if s is not None and r.label == FAKE}
-        all_shas = [s for s in dict.fromkeys(shas) if s is not None]
-        path_of = {s: r.path for r, s in zip(records, shas) if s is not None}
+        paths = list(dict.fromkeys(r.path for recs in records_of for r in recs))
+        sha_of = dict(zip(paths, _hash_all(store, paths, unreadable, progress)))
+        path_of = {s: p for p, s in sha_of.items() if s is not None}
         stats: list[dict[str, Any]] = []
         for det in built:
             label = _label(det)
@@ -417,10 +445,13 @@ def _execute(config: RunConfig, detectors: list[Detector] | None, suite: Suite |
             try:
                 det.to(device)
                 work: list[tuple[str, str, int]] = []
+                queued: set[tuple[str, str]] = set()  # (sha, store key): a copy equal to its original is scored once
                 for ci, cond in enumerate(conds):
-                    wanted = [s for s in all_shas if s in fake_shas] if cond.fakes_only else all_shas
-                    have = store.get_many(fp, cond.key, wanted)
+                    wanted = [s for s in dict.fromkeys(sha_of[r.path] for r in records_of[ci] if not cond.fakes_only or r.label == FAKE)
+                              if s is not None and (s, cond.store_key) not in queued]
+                    have = store.get_many(fp, cond.store_key, wanted)
                     work += [(path_of[s], s, ci) for s in wanted if s not in have]
+                    queued.update((s, cond.store_key) for s in wanted)
                 todo = len(work)
                 if work:
                     computed = _score_detector(det, fp, work, conds, transforms, store, config, device, progress)
@@ -431,7 +462,7 @@ def _execute(config: RunConfig, detectors: list[Detector] | None, suite: Suite |
             if label in errors:
                 log.warning("detector %s stopped; its finished batches are kept (reason in the run's errors)", label)
             stats.append({"detector": label, "to_compute": todo, "computed": computed, "seconds": round(time.perf_counter() - t0, 3)})
-        scores, failures = _assemble(store, suite, built, conds, records, shas, path_of, unreadable)
+        scores, failures = _assemble(store, suite, built, conds, records_of, sha_of, path_of, unreadable)
 
     manifest = _manifest(config, suite, source, built, conds, device, started, stats, scores, failures, errors, extra)
     _export(run_dir, manifest, scores, failures)
@@ -455,30 +486,36 @@ def _label(det: Detector) -> str:
 
 
 def _assemble(
-    store: ScoreStore, suite: Suite, dets: list[Detector], conds: list[Condition],
-    records: list[ImageRecord], shas: list[str | None], path_of: dict[str, str], unreadable: dict[str, str],
+    store: ScoreStore, suite: Suite, dets: list[Detector], conds: list[Condition], records_of: list[list[ImageRecord]],
+    sha_of: dict[str, str | None], path_of: dict[str, str], unreadable: dict[str, str],
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The scores table (columns SCORE_COLUMNS, suite set order) and the per-image failures."""
     set_meta = {s.name: (i, s) for i, s in enumerate(suite.sets)}
-    known = [s for s in shas if s is not None]
     rows: list[dict[str, Any]] = []
     fails: list[dict[str, Any]] = []
     for det in dets:
         fp, info = _fingerprint(det), det.info
-        original = store.get_many(fp, ORIGINAL, known)
-        original_fail = store.failures(fp, ORIGINAL)
-        for cond in conds:
-            stored = original if cond.key == ORIGINAL else store.get_many(fp, cond.key, known)
-            failed = original_fail if cond.key == ORIGINAL else store.failures(fp, cond.key)
-            for rec, sha in zip(records, shas):
+        cache: dict[str, tuple[dict, dict]] = {}  # store key -> (scores by sha, failures by path)
+
+        def lookup(key: str) -> tuple[dict, dict]:
+            if key not in cache:
+                known = [s for s in sha_of.values() if s is not None]
+                cache[key] = (store.get_many(fp, key, known), store.failures(fp, key))
+            return cache[key]
+
+        for cond, records in zip(conds, records_of):
+            stored, failed = lookup(cond.store_key)
+            for rec in records:
+                sha = sha_of[rec.path]
                 order, iset = set_meta[rec.set]
                 reuse = cond.fakes_only and rec.label == REAL  # reals keep their original score
                 base = {"detector": info.name, "weights": _label(det), "condition": cond.display, "condition_key": cond.key,
                         "set": rec.set, "path": rec.path, "image_sha": sha, "label": int(rec.label)}  # fmt: skip
-                hit = None if sha is None else (original if reuse else stored).get(sha)
+                hit_from, fail_from = lookup(ORIGINAL) if reuse else (stored, failed)
+                hit = None if sha is None else hit_from.get(sha)
                 if hit is None:
                     # Failures are recorded under the path that was read for this sha.
-                    reason = unreadable.get(rec.path) or (original_fail if reuse else failed).get(path_of.get(sha, ""))
+                    reason = unreadable.get(rec.path) or fail_from.get(path_of.get(sha, ""))
                     if reason is not None:
                         fails.append({**base, "reason": reason})
                     continue
@@ -525,7 +562,8 @@ def _manifest(
              "family": d.info.family, "calibrated": d.info.calibrated, "input": d.info.input.describe()}
             for d in dets
         ],
-        "conditions": [{"key": c.key, "display": c.display, "spec": c.spec, "fakes_only": c.fakes_only} for c in conds],
+        "conditions": [{"key": c.key, "display": c.display, "spec": c.spec, "fakes_only": c.fakes_only, "copies": c.copies}
+                       for c in conds],
         "seed": config.seed,
         "chain": config.chain if config.post_process else None,
         "device": device,

@@ -374,6 +374,7 @@ def from_hf_dataset(
     *,
     max_per_set: int | None = None,
     name: str = "hf",
+    real_sets: Sequence[str] | None = None,
 ) -> Suite:
     """A Hugging Face dataset as a suite of plain files.
 
@@ -382,8 +383,11 @@ def from_hf_dataset(
     `Image(decode=False)` so the original encoded bytes are kept; each image is written once
     to `cache_dir` (default <bench home>/hf-images) under its SHA-256 name, atomically.
     Labels: 0/1, real/fake, or a ClassLabel whose names say real/fake. Without `set_column`
-    reals form set "real" and fakes set "fake". `max_per_set` keeps the first N rows of each
-    set (and label) in dataset order, and only those are written.
+    reals form set "real" and fakes set "fake". With `real_sets`, the label comes from the set
+    instead: rows of those sets are real, every other row fake (for an imagefolder-style
+    dataset whose only column is the ClassLabel of the folder, e.g. 0_real, sd, flux; then
+    `set_column` is that column and `label_column` is not read). `max_per_set` keeps the
+    first N rows of each set (and label) in dataset order, and only those are written.
     """
     first_n([], max_per_set)  # validate before any download
     import datasets  # heavy; only needed here
@@ -392,24 +396,41 @@ def from_hf_dataset(
     if local.is_dir() and ((local / "state.json").is_file() or (local / "dataset_dict.json").is_file()):
         ds = datasets.load_from_disk(str(local))
     else:
-        ds = datasets.load_dataset(dataset, split=split)
+        try:
+            ds = datasets.load_dataset(dataset, split=split)
+        except Exception as exc:  # offline, unknown id, no such split: one message naming the way out
+            raise MissingDataError(
+                f"Hugging Face dataset {dataset!r} (split {split!r}) could not be loaded: {type(exc).__name__}: {exc}. "
+                f"Without a network, save it on a machine with one (datasets.load_dataset({dataset!r}).save_to_disk(DIR)) "
+                f"and pass hf:DIR, or download its files and use a folder"
+            ) from exc
     if isinstance(ds, datasets.DatasetDict):
         if split not in ds:
             raise BenchError(f"dataset {dataset}: no split {split!r}; has {', '.join(ds)}")
         ds = ds[split]
-    wanted = [image_column, label_column] + ([set_column] if set_column else [])
-    absent = [c for c in wanted if c not in ds.column_names]
+    if real_sets is not None and not set_column:
+        raise BenchError(f"dataset {dataset}: real_sets names sets, so a set column is needed")
+    wanted = [image_column] + ([label_column] if real_sets is None else []) + ([set_column] if set_column else [])
+    absent = [c for c in dict.fromkeys(wanted) if c not in ds.column_names]
     if absent:
         raise BenchError(f"dataset {dataset}: no column {', '.join(map(repr, absent))}; has {', '.join(ds.column_names)}")
-    feature = ds.features[label_column]
-    names = feature.names if isinstance(feature, datasets.ClassLabel) else None
 
-    def label_of(i: int, value: object) -> int:
-        where = f"dataset {dataset} split {split} row {i}"
-        return parse_label(names[value] if names is not None and isinstance(value, int) else value, where)
+    def values(column: str) -> list:
+        """The column, with ClassLabel indices replaced by their names."""
+        feature = ds.features[column]
+        raw = ds[column]
+        return [feature.names[v] if isinstance(v, int) else v for v in raw] if isinstance(feature, datasets.ClassLabel) else raw
 
-    labels = [label_of(i, v) for i, v in enumerate(ds[label_column])]
-    sets = [str(s) for s in ds[set_column]] if set_column else [("real", "fake")[lab] for lab in labels]
+    sets = [str(v) for v in values(set_column)] if set_column else None
+    if real_sets is not None:
+        unknown = sorted(set(real_sets) - set(sets or []))
+        if unknown:
+            raise BenchError(f"dataset {dataset} split {split}: no set named {', '.join(unknown)} in column {set_column!r}; "
+                             f"has {', '.join(sorted(set(sets or [])))}")
+        labels = [REAL if s in real_sets else FAKE for s in sets or []]
+    else:
+        labels = [parse_label(v, f"dataset {dataset} split {split} row {i}") for i, v in enumerate(values(label_column))]
+    sets = sets or [("real", "fake")[lab] for lab in labels]
     kept: list[int] = []
     count: dict[tuple[str, int], int] = {}
     for i, key in enumerate(zip(sets, labels)):
@@ -428,6 +449,27 @@ def from_hf_dataset(
         where = f"dataset {dataset} split {split} row {i}"
         rows.append(Row(str(_materialise(cell, out, where)), labels[i], sets[i], where))
     return suite_from_rows(name, rows, source=f"{dataset}:{split}", description=f"{dataset} ({split})")
+
+
+HF_PREFIX = "hf:"
+_HF_OPTIONS = {"split": "split", "image": "image_column", "label": "label_column", "set": "set_column", "real": "real_sets"}
+
+
+def parse_hf_spec(spec: str) -> dict[str, object]:
+    """`hf:<hub id or saved folder>[?split=test&image=image&label=label&set=gen&real=0_real,redcaps]`
+    -> keyword arguments of `from_hf_dataset`. How the CLI's --data-root names a dataset."""
+    if not spec.startswith(HF_PREFIX):
+        raise BenchError(f"{spec!r} is not a Hugging Face dataset spec (hf:<id>[?split=...&image=...&label=...&set=...&real=...])")
+    dataset, _, query = spec[len(HF_PREFIX):].partition("?")
+    if not dataset:
+        raise BenchError(f"{spec!r}: no dataset id after 'hf:'")
+    kwargs: dict[str, object] = {"dataset": dataset}
+    for part in filter(None, query.split("&")):
+        key, eq, value = part.partition("=")
+        if key not in _HF_OPTIONS or not eq or not value:
+            raise BenchError(f"{spec!r}: bad option {part!r}; options are {', '.join(k + '=...' for k in _HF_OPTIONS)}")
+        kwargs[_HF_OPTIONS[key]] = [v for v in value.split(",") if v] if key == "real" else value
+    return kwargs
 
 
 def _materialise(cell: dict | None, out: Path, where: str) -> Path:
@@ -472,7 +514,8 @@ def _sniff_ext(data: bytes) -> str:
 
 @dataclass(frozen=True)
 class FolderSource:
-    """Your own data: a folder with real/ and fake/<set>/, or a CSV manifest (path,label,set).
+    """Your own data: a folder with real/ and fake/<set>/, a CSV manifest (path,label,set), or a
+    Hugging Face dataset named `hf:<id or saved folder>?...` (see `parse_hf_spec`).
 
     Folder: real/ (or 0_real/) is the real set "real"; each subfolder of fake/ (or 1_fake/)
     is a fake set scored against it, and images directly in fake/ form the set "fake".
@@ -482,12 +525,19 @@ class FolderSource:
     """
 
     name: str = "folder"
-    description: str = "Your own images: a folder with real/ and fake/<set>/, or a CSV manifest (path,label,set)."
+    description: str = ("Your own images: a folder with real/ and fake/<set>/, a CSV manifest (path,label,set), "
+                        "or hf:<dataset id or saved folder>?split=..&image=..&label=..&set=..&real=..")
     weights_tag: str = "official"
 
     def availability(self, data_root: str | os.PathLike | None = None) -> str | None:
         if data_root is None:
-            return "the folder suite reads the folder or CSV given with --data-root"
+            return "the folder suite reads the folder, CSV or hf:<dataset> given with --data-root"
+        if str(data_root).startswith(HF_PREFIX):
+            try:
+                parse_hf_spec(str(data_root))
+            except BenchError as exc:
+                return str(exc)
+            return None  # the Hub is only asked when loading
         root = Path(data_root).expanduser()
         if root.is_file():
             return None if root.suffix.lower() == ".csv" else f"{root} is not a .csv manifest"
@@ -500,6 +550,8 @@ class FolderSource:
         problem = self.availability(data_root)
         if problem:
             raise MissingDataError(f"suite 'folder': {problem}. {self.description}")
+        if str(data_root).startswith(HF_PREFIX):
+            return from_hf_dataset(**parse_hf_spec(str(data_root)), max_per_set=max_per_set, name=self.name)  # type: ignore[arg-type]
         root = Path(data_root).expanduser().absolute()
         if root.is_file():
             rows = read_csv_manifest(root)

@@ -302,3 +302,39 @@ def test_resume_after_kill_9(tmp_path, plugin, plugin_root, folder_suite_dir):
     assert a[["path", "condition_key", "params"]].equals(b[["path", "condition_key", "params"]])
     np.testing.assert_allclose(a["logit"], b["logit"], rtol=1e-6)
     assert Counter(a["condition"]) == {"Original": 14, "Post-processed": 14}
+
+
+def test_processed_copies_form_the_post_processed_block(tmp_path, plugin):
+    """DEAR's test_processed/ tree: the Post-processed block scores the stored copies as they are."""
+    import shutil
+
+    from conftest import write_png
+
+    root = tmp_path / "data"
+    for i in range(3):
+        write_png(root / "test/real/redcaps" / f"r{i}.png", (32, 32), red=40, blue=120, seed=i)
+        write_png(root / "test/fake/sd" / f"f{i}.png", (32, 40), red=150, blue=80, seed=10 + i)
+        write_png(root / "test_processed/real/redcaps" / f"r{i}.png", (24, 24), red=40, blue=110, seed=20 + i)
+        write_png(root / "test_processed/fake/sd" / f"f{i}.png", (24, 30), red=140, blue=80, seed=30 + i)
+    shutil.copy(root / "test/real/redcaps/r0.png", root / "test_processed/real/redcaps/r0.png")  # an unchanged copy
+    log = tmp_path / "fw.log"
+    cfg = _cfg(tmp_path, suite="synthetic", data_root=str(root), processed_copies=True)
+    res = run(cfg, detectors=[plugin.TinyDetector(log_path=log)], progress=False)
+    assert res.ok and _forwards(log) == 6 + 5  # the unchanged copy reuses its original score
+    post = res.scores[res.scores["condition"] == "Post-processed"]
+    assert len(post) == 6 and set(post["condition_key"]) == {"processed-copies"}
+    assert all("/test_processed/" in p for p in post["path"]) and (post["params"] == "{}").all()
+    orig = res.scores[res.scores["condition"] == "Original"].set_index("image_sha")["logit"]
+    same = post[post["path"].str.endswith("redcaps/r0.png")].iloc[0]
+    assert same["logit"] == orig[same["image_sha"]]
+    assert res.manifest["conditions"][1] == {"key": "processed-copies", "display": "Post-processed", "spec": None,
+                                             "fakes_only": False, "copies": True}
+    again = run(cfg, detectors=[plugin.TinyDetector(log_path=log)], progress=False)  # all cached
+    assert _forwards(log) == 11 and len(again.scores) == 12
+
+    with pytest.raises(BenchError, match="choose one post-processed block"):
+        run(_cfg(tmp_path, suite="synthetic", data_root=str(root), processed_copies=True, post_process=True),
+            detectors=[plugin.TinyDetector()], progress=False)
+    with pytest.raises(BenchError, match="no stored pre-processed copies"):
+        run(_cfg(tmp_path, processed_copies=True, data_root=str(make_folder_suite(tmp_path / "f"))),
+            detectors=[plugin.TinyDetector()], progress=False)
