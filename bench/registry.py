@@ -83,22 +83,46 @@ class LoadReport:
     errors: dict[str, str] = field(default_factory=dict)  # name -> "ExcType: message"
 
 
-_cache: dict[str, LoadReport] = {}
+_cache: dict[str, LoadReport] = {}  # complete scans
+_partial: dict[str, LoadReport] = {}  # entry points loaded one by one (lookups by name)
+_points: dict[str, dict[str, Any]] = {}  # group -> name -> entry point (first distribution wins)
+
+
+def _entry_points(kind: str) -> dict[str, Any]:
+    if kind not in _points:
+        found: dict[str, Any] = {}
+        for ep in sorted(entry_points(group=GROUPS[kind]), key=lambda e: e.name):
+            found.setdefault(ep.name, ep)  # the first distribution to claim a name wins; duplicates are ignored
+        _points[kind] = found
+    return _points[kind]
+
+
+def _load(kind: str, name: str, report: LoadReport) -> None:
+    """Load one entry point into `report`; a broken plugin lands in `errors`, not an exception."""
+    ep = _entry_points(kind)[name]
+    try:
+        report.loaded[name] = ep.load()
+        report.origin[name] = ep.dist.name if ep.dist else "?"
+    except Exception as exc:  # a plugin may fail in any way; report it, keep the others
+        report.errors[name] = f"{type(exc).__name__}: {exc}"
 
 
 def scan(kind: str, refresh: bool = False) -> LoadReport:
-    """Load every entry point of one group; a broken plugin lands in `errors`, not an exception."""
-    if kind in _cache and not refresh:
+    """Load every entry point of one group (for listings and default selections)."""
+    if refresh:
+        for table in (_cache, _partial, _points):
+            table.pop(kind, None)
+    if kind in _cache:
         return _cache[kind]
+    done = _partial.pop(kind, LoadReport())
     report = LoadReport()
-    for ep in sorted(entry_points(group=GROUPS[kind]), key=lambda e: e.name):
-        if ep.name in report.loaded:
-            continue  # the first distribution to claim a name wins; duplicates are ignored
-        try:
-            report.loaded[ep.name] = ep.load()
-            report.origin[ep.name] = ep.dist.name if ep.dist else "?"
-        except Exception as exc:  # a plugin may fail in any way; report it, keep the others
-            report.errors[ep.name] = f"{type(exc).__name__}: {exc}"
+    for name in _entry_points(kind):
+        if name in done.loaded or name in done.errors:  # keep objects already handed out
+            for table in ("loaded", "origin", "errors"):
+                if name in getattr(done, table):
+                    getattr(report, table)[name] = getattr(done, table)[name]
+        else:
+            _load(kind, name, report)
     _cache[kind] = report
     return report
 
@@ -108,14 +132,21 @@ def names(kind: str) -> list[str]:
 
 
 def _lookup(kind: str, name: str) -> Any:
-    report = scan(kind)
-    if name in report.loaded:
+    """The object registered as `name`, importing only its own entry point: building one
+    detector must not pay for importing every plugin (open_clip, diffusers, ...)."""
+    report = _cache.get(kind)
+    if report is None and name in _entry_points(kind):
+        report = _partial.setdefault(kind, LoadReport())
+        if name not in report.loaded and name not in report.errors:
+            _load(kind, name, report)
+    if report is not None and name in report.loaded:
         return report.loaded[name]
-    if name in report.errors:
+    if report is not None and name in report.errors:
         raise BenchError(f"{kind[:-1]} {name!r} is installed but failed to load: {report.errors[name]}")
-    close = difflib.get_close_matches(name, list(report.loaded) + list(report.errors), n=3, cutoff=0.5)
+    candidates = list(_entry_points(kind))  # names only: suggesting needs no imports
+    close = difflib.get_close_matches(name, candidates, n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    known = ", ".join(sorted(report.loaded)) or "none"
+    known = ", ".join(sorted(candidates)) or "none"
     raise UnknownNameError(f"unknown {kind[:-1]} {name!r}{hint} (known: {known})")
 
 

@@ -60,6 +60,7 @@ class _Row:
     weights: str = ""
     values: list[float] = field(default_factory=list)  # rounded as printed; NaN = does not apply
     marks: list[str] = field(default_factory=list)  # "best" | "second" | ""
+    intervals: list[tuple[float, float] | None] = field(default_factory=list)  # bootstrap CI of an AUC cell
 
 
 def _fmt(x: float, digits: int) -> str:
@@ -112,7 +113,13 @@ def _highlight(rows: list[_Row], groups: list[_Group]) -> None:
                 r.marks[j] = "best" if v == ranked[0] else ("second" if len(ranked) > 1 and v == ranked[1] else "")
 
 
-def _layout(df: pd.DataFrame, metrics: tuple[str, ...], sets, digits: int) -> tuple[list[_Group], list[_Row]]:
+def _interval(rec: object) -> tuple[float, float] | None:
+    """(auc_lo, auc_hi) of a metrics row when evaluate computed them (bootstrap > 0)."""
+    lo, hi = (float(getattr(rec, k, math.nan)) for k in ("auc_lo", "auc_hi"))
+    return (lo, hi) if math.isfinite(lo) and math.isfinite(hi) else None
+
+
+def _layout(df: pd.DataFrame, metrics: tuple[str, ...], sets, digits: int, ci: bool = True) -> tuple[list[_Group], list[_Row]]:
     missing = [c for c in _NEEDED if c not in df.columns]
     if missing:
         raise TableError(f"metrics table lacks column(s) {missing}: pass the output of bench.metrics.evaluate")
@@ -137,13 +144,14 @@ def _layout(df: pd.DataFrame, metrics: tuple[str, ...], sets, digits: int) -> tu
             if fam != family:
                 rows.append(_Row("family", fam, block=cond, family=fam))
                 family = fam
-            values = []
+            values, intervals = [], []
             for g in groups:
                 rec = lookup.get((cond, det, wt, g.set))
                 for m in g.metrics:
                     v = float(getattr(rec, m)) if rec is not None else math.nan
                     values.append(math.nan if math.isnan(v) else float(_fmt(v, digits)))
-            row = _Row("detector", labels[(det, wt)], cond, fam, det, wt, values, [""] * len(values))
+                    intervals.append(_interval(rec) if m == "auc" and ci else None)
+            row = _Row("detector", labels[(det, wt)], cond, fam, det, wt, values, [""] * len(values), intervals)
             rows.append(row)
             block_rows.append(row)
         _highlight(block_rows, groups)
@@ -162,16 +170,21 @@ def latex_escape(text: str) -> str:
     return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text))
 
 
-def _cell(v: float, mark: str, digits: int, fmt: str) -> str:
+def _cell(v: float, mark: str, digits: int, fmt: str, interval: tuple[float, float] | None = None) -> str:
+    """One value with its highlight; an AUC with a bootstrap interval gets it after the value
+    ("94.7 [90.1, 98.2]"; in LaTeX as a small subscript), unmarked: the mark ranks the value."""
     if math.isnan(v):
         return "-"
     text = _fmt(v, digits)
     if fmt == "latex":
         text = text.replace("-", "$-$", 1)
-        return {"best": rf"\textbf{{{text}}}", "second": rf"\underline{{{text}}}"}.get(mark, text)
+        text = {"best": rf"\textbf{{{text}}}", "second": rf"\underline{{{text}}}"}.get(mark, text)
+        return text + (rf"$_{{[{_fmt(interval[0], digits)},\,{_fmt(interval[1], digits)}]}}$" if interval else "")
     if fmt == "markdown":
-        return {"best": f"**{text}**", "second": f"<u>{text}</u>"}.get(mark, text)
-    return {"best": f"<b>{text}</b>", "second": f"<u>{text}</u>"}.get(mark, text)  # html
+        text = {"best": f"**{text}**", "second": f"<u>{text}</u>"}.get(mark, text)
+    else:  # html
+        text = {"best": f"<b>{text}</b>", "second": f"<u>{text}</u>"}.get(mark, text)
+    return text + (f" [{_fmt(interval[0], digits)}, {_fmt(interval[1], digits)}]" if interval else "")
 
 
 def _latex(groups: list[_Group], rows: list[_Row], digits: int) -> str:
@@ -194,7 +207,7 @@ def _latex(groups: list[_Group], rows: list[_Row], digits: int) -> str:
                 out.append(r"\addlinespace")  # space between families, not under a block header
             out.append(rf"\multicolumn{{{n}}}{{l}}{{\textit{{{latex_escape(r.label)}}}}} \\")
         else:
-            cells = [latex_escape(r.label)] + [_cell(v, m, digits, "latex") for v, m in zip(r.values, r.marks)]
+            cells = [latex_escape(r.label)] + [_cell(v, m, digits, "latex", ci) for v, m, ci in zip(r.values, r.marks, r.intervals)]
             out.append(" & ".join(cells) + r" \\")
         prev = r.kind
     out += [r"\bottomrule", r"\end{tabular}"]
@@ -210,7 +223,7 @@ def _markdown(groups: list[_Group], rows: list[_Row], digits: int) -> str:
     out = ["| " + " | ".join(head) + " |", "|" + "|".join([":---"] + ["---:"] * (n - 1)) + "|"]
     for r in rows:
         if r.kind == "detector":
-            cells = [esc(r.label)] + [_cell(v, m, digits, "markdown") for v, m in zip(r.values, r.marks)]
+            cells = [esc(r.label)] + [_cell(v, m, digits, "markdown", ci) for v, m, ci in zip(r.values, r.marks, r.intervals)]
         else:
             cells = [f"**{esc(r.label)}**" if r.kind == "block" else f"*{esc(r.label)}*"] + [""] * (n - 1)
         out.append("| " + " | ".join(cells) + " |")
@@ -225,7 +238,7 @@ def _html(groups: list[_Group], rows: list[_Row], digits: int) -> str:
     out = ["<table>", "<thead>", f"<tr>{''.join(top)}</tr>", f"<tr>{''.join(sub)}</tr>", "</thead>", "<tbody>"]
     for r in rows:
         if r.kind == "detector":
-            cells = [f"<td>{e(r.label)}</td>"] + [f"<td>{_cell(v, m, digits, 'html')}</td>" for v, m in zip(r.values, r.marks)]
+            cells = [f"<td>{e(r.label)}</td>"] + [f"<td>{_cell(v, m, digits, 'html', ci)}</td>" for v, m, ci in zip(r.values, r.marks, r.intervals)]
             out.append(f"<tr>{''.join(cells)}</tr>")
         else:
             text = f"<i>{e(r.label)}</i>" if r.kind == "family" else e(r.label)
@@ -237,10 +250,20 @@ def _html(groups: list[_Group], rows: list[_Row], digits: int) -> str:
 def _csv(groups: list[_Group], rows: list[_Row], digits: int) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["block", "family", "detector", "weights", "display_name"] + [f"{g.set}_{m}" for g in groups for m in g.metrics])
+    with_ci = [any(r.intervals[j] for r in rows if r.kind == "detector") for j in range(sum(len(g.metrics) for g in groups))]
+    names = [f"{g.set}_{m}" for g in groups for m in g.metrics]
+    w.writerow(["block", "family", "detector", "weights", "display_name"]
+               + [c for name, has in zip(names, with_ci) for c in ([name, f"{name}_lo", f"{name}_hi"] if has else [name])])
+
+    def num(v: float) -> str:
+        return "" if math.isnan(v) else _fmt(v, digits)
+
     for r in rows:
         if r.kind == "detector":
-            w.writerow([r.block, r.family, r.detector, r.weights, r.label] + ["" if math.isnan(v) else _fmt(v, digits) for v in r.values])
+            cells = []
+            for v, ci, has in zip(r.values, r.intervals, with_ci):
+                cells += [num(v)] + ([num(ci[0]), num(ci[1])] if ci else ["", ""] if has else [])
+            w.writerow([r.block, r.family, r.detector, r.weights, r.label] + cells)
     return buf.getvalue()
 
 
@@ -253,6 +276,7 @@ def render(
     metrics: Sequence[str] = ("auc", "racc", "facc"),
     sets: Sequence[str] | None = None,
     digits: int = 1,
+    ci: bool = True,
 ) -> str:
     """The metrics table (output of `bench.metrics.evaluate`) as latex, markdown, csv or html.
 
@@ -260,6 +284,8 @@ def render(
     columns); `sets` keeps only the named generator/wild sets (Avg, always the mean over all
     generator sets of the suite, is shown whenever a generator set is). LaTeX is a booktabs
     `tabular`; CSV has one plain-number column per `<set>_<metric>` and no highlighting.
+    With `ci`, an AUC cell whose bootstrap interval was computed (evaluate(bootstrap=N))
+    prints it; CSV gives it as `<set>_auc_lo` / `<set>_auc_hi` columns.
     """
     if format not in _WRITERS:
         raise TableError(f"unknown table format {format!r}; choose from {list(FORMATS)}")
@@ -269,6 +295,6 @@ def render(
         sets = (sets,)
     if not isinstance(digits, int) or digits < 0:
         raise TableError(f"digits must be a non-negative integer, got {digits!r}")
-    groups, rows = _layout(df, tuple(metrics), sets, digits)
+    groups, rows = _layout(df, tuple(metrics), sets, digits, ci)
     return _WRITERS[format](groups, rows, digits)
 

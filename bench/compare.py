@@ -1,0 +1,61 @@
+"""Compare two runs of the same suite image by image: the same code on CPU and CUDA, before
+and after an upgrade, or on two machines. Tables are pure functions of the scores, so equal
+scores (within a tolerance) mean equal tables; both checks are reported."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from bench.api import BenchError
+
+KEY = ["detector", "weights", "condition_key", "image_sha"]
+
+
+@dataclass
+class RunComparison:
+    devices: tuple[str, str]
+    matched: int  # scores present in both runs
+    only_a: int
+    only_b: int
+    max_abs_diff: float  # of the logits, over matched scores
+    mean_abs_diff: float
+    sign_flips: int  # matched scores on different sides of the threshold (logit 0)
+    same_table: bool  # the default markdown tables are identical, digit for digit
+    worst: pd.DataFrame  # the largest differences, for a look
+
+    def within(self, atol: float) -> bool:
+        return self.matched > 0 and self.only_a == 0 and self.only_b == 0 and self.max_abs_diff <= atol
+
+    def summary(self) -> str:
+        return (f"devices: {self.devices[0]} vs {self.devices[1]}\n"
+                f"matched scores: {self.matched} (only in A: {self.only_a}, only in B: {self.only_b})\n"
+                f"logit |A-B|: max {self.max_abs_diff:.3g}, mean {self.mean_abs_diff:.3g}; sign flips: {self.sign_flips}\n"
+                f"tables identical: {'yes' if self.same_table else 'no'}")
+
+
+def compare_runs(run_a: str | Path, run_b: str | Path, top: int = 5) -> RunComparison:
+    """Match the scores of two run folders on (detector, weights, condition, image sha)."""
+    from bench.metrics import evaluate
+    from bench.runner import load_run
+    from bench.tables import render
+
+    (man_a, a), (man_b, b) = load_run(run_a), load_run(run_b)
+    for name, df in ((run_a, a), (run_b, b)):
+        if df.duplicated(KEY + ["set"]).any():
+            raise BenchError(f"{name}: the same image is scored twice under one key; not a single run")
+    a1, b1 = a.drop_duplicates(KEY), b.drop_duplicates(KEY)  # an image in two sets is one score
+    both = a1.merge(b1[KEY + ["logit"]], on=KEY, suffixes=("_a", "_b"))
+    diff = (both["logit_a"] - both["logit_b"]).abs()
+    both = both.assign(abs_diff=diff)
+    flips = int(((both["logit_a"] > 0) != (both["logit_b"] > 0)).sum())
+    same = not a.empty and not b.empty and render(evaluate(a)) == render(evaluate(b))
+    return RunComparison(
+        devices=(str(man_a.get("device", "?")), str(man_b.get("device", "?"))),
+        matched=len(both), only_a=len(a1) - len(both), only_b=len(b1) - len(both),
+        max_abs_diff=float(diff.max()) if len(both) else float("nan"),
+        mean_abs_diff=float(diff.mean()) if len(both) else float("nan"),
+        sign_flips=flips, same_table=same,
+        worst=both.nlargest(top, "abs_diff")[["detector", "condition_key", "path", "logit_a", "logit_b", "abs_diff"]],
+    )

@@ -1,0 +1,31 @@
+"""bench compare: two runs matched score by score (how the CPU/CUDA check is done)."""
+from __future__ import annotations
+
+import pandas as pd
+
+from bench.cli import main
+from bench.compare import compare_runs
+from bench.runner import RunConfig, run
+
+
+def _run(tmp_path, plugin, suite, name):
+    cfg = RunConfig(suite="tinyfolder", out=tmp_path / name, batch_size=4, workers=0)
+    return run(cfg, detectors=[plugin.TinyDetector()], suite=suite, progress=False).run_dir
+
+
+def test_equal_runs_match_and_a_changed_score_is_found(tmp_path, plugin, folder_suite_dir, capsys):
+    suite = plugin.load_folder(folder_suite_dir)
+    a, b = _run(tmp_path, plugin, suite, "a"), _run(tmp_path, plugin, suite, "b")
+    cmp = compare_runs(a, b)
+    assert cmp.matched == 14 and cmp.only_a == cmp.only_b == 0 and cmp.max_abs_diff == 0.0 and cmp.same_table
+    assert main(["compare", str(a), str(b)]) == 0 and "tables identical: yes" in capsys.readouterr().out
+
+    scores = pd.read_parquet(b / "scores.parquet")
+    i = scores.index[scores["logit"] > 0][0]
+    scores.loc[i, "logit"] = -scores.loc[i, "logit"]  # one fake now reads real
+    scores.drop(index=scores.index[-1]).to_parquet(b / "scores.parquet", index=False)  # and one score is missing
+    cmp = compare_runs(a, b)
+    assert (cmp.matched, cmp.only_a, cmp.only_b, cmp.sign_flips) == (13, 1, 0, 1) and not cmp.same_table
+    assert cmp.worst.iloc[0]["path"] == scores.loc[i, "path"]
+    assert main(["compare", str(a), str(b), "--atol", "100"]) == 1  # a missing score always fails
+    assert "only in A: 1" in capsys.readouterr().out
