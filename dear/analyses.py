@@ -38,6 +38,13 @@ def _plt():
     return plt
 
 
+def _save(fig: Any, path: Path) -> None:
+    """Write a figure as PNG (150 dpi) and free it."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=150)
+    _plt().close(fig)
+
+
 def _activations(model: GatedResNet, image, layer: str, device: str) -> torch.Tensor:
     """(C, h, w) ungated activations of `layer` for one PIL image at native resolution."""
     x = ImageNetNormalize()(image)[None].to(device)
@@ -123,9 +130,7 @@ def rad_vs_robustness(
     ax.set_ylabel(f"activation MSE under WEBP q={quality} ({reduce})")
     ax.set_title(f"RAD vs robustness, Spearman(|RAD-med|, MSE) = {summary['spearman_abs_centered_rad_vs_mse']:.2f}")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out_dir / "rad_vs_robustness.png", dpi=150)
-    plt.close(fig)
+    _save(fig, out_dir / "rad_vs_robustness.png")
     return df
 
 
@@ -175,11 +180,9 @@ def activation_maps(
             ax.set_yticks([])
             if r == 0:
                 ax.set_title(title, fontsize=7)
-    fig.tight_layout()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_dir / "activation_maps.png", dpi=150)
-    plt.close(fig)
+    _save(fig, out_dir / "activation_maps.png")
     np.savez(out_dir / "activation_maps.npz", channels=np.array(list(picks.values())),
              rad=rad.scores[list(picks.values())], **saved)
     return {"channels": picks, "images": [str(p) for p, _ in pairs]}
@@ -266,9 +269,7 @@ def alpha_sensitivity(
     ax.set_xlabel("alpha (fraction pruned at each end)")
     ax.set_ylabel(f"{suites[0]} avg (%)")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out_dir / "alpha_sensitivity.png", dpi=150)
-    plt.close(fig)
+    _save(fig, out_dir / "alpha_sensitivity.png")
     return df
 
 
@@ -343,7 +344,5 @@ def inpaint_ablation(
     ax.set_xticks(xs, avg["model"], rotation=20, fontsize=7)
     ax.set_ylabel(f"{suites[0]} avg (%)")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out_dir / "inpaint_ablation.png", dpi=150)
-    plt.close(fig)
+    _save(fig, out_dir / "inpaint_ablation.png")
     return df

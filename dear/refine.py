@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Literal
+from typing import Any, Iterable, Literal
 
 import torch
 from torch.utils.data import DataLoader
@@ -31,26 +31,14 @@ def refine(
     train_loader: Iterable,
     inpaint_loader: Iterable,
     val_loader: Iterable,
-    *,
-    freeze_bn: bool = True,
-    lr: float = 1e-4,
-    patience: int = 5,
-    delta: float = 1e-3,
-    min_lr: float = 1e-6,
-    max_epochs: int = 1000,
-    steps_per_epoch: int | None = None,
-    device: str = "cpu",
-    progress: bool = True,
+    **options: Any,
 ) -> RefitResult:
-    """Write `gate` into the model, zero the head and refit it (BCE main + BCE inpaint).
-
-    `freeze_bn=False` replicates the official loop, which calls `train()` every epoch so the
-    frozen backbone's BatchNorm statistics drift during the refit."""
-    return refit_head(
-        model, train_loader, val_loader, nonneg=False, gate=gate, extra_loader=inpaint_loader,
-        freeze_bn=freeze_bn, lr=lr, patience=patience, delta=delta, min_lr=min_lr,
-        max_epochs=max_epochs, steps_per_epoch=steps_per_epoch, device=device, progress=progress,
-    )
+    """Write `gate` into the model, zero the head and refit it (BCE main + BCE inpaint): the
+    shared `detectors.head.refit_head` with the gate and the inpainted batches; `options` are
+    its own (freeze_bn, lr, patience, delta, min_lr, max_epochs, steps_per_epoch, device,
+    progress). `freeze_bn=False` replicates the official loop, which calls `train()` every
+    epoch so the frozen backbone's BatchNorm statistics drift during the refit."""
+    return refit_head(model, train_loader, val_loader, nonneg=False, gate=gate, extra_loader=inpaint_loader, **options)
 
 
 @dataclass(frozen=True)

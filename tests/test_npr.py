@@ -1,7 +1,6 @@
 """NPR: the official raw state dict loads and matches an independent functional forward."""
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ from bench.registry import create_detector
 from detectors.npr import NPR_ARCHS, NPRDetector, NPRNet, load_npr_checkpoint, npr, npr_residual
 from detectors.preprocess import ResizeNormalize
 from detectors.resnet import BadCheckpointError
+from official_states import batch_norm, random_bottleneck_state, reference_stages
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -23,38 +23,7 @@ PLANES, BLOCKS = (64, 128), (3, 4)
 
 def official_npr_state(seed: int = 0) -> dict[str, torch.Tensor]:
     """Random tensors under the names/shapes of NPR.pth (conv1, bn1, layer1, layer2, fc1)."""
-    g = torch.Generator().manual_seed(seed)
-    sd: dict[str, torch.Tensor] = {}
-
-    def conv(name, cout, cin, k):
-        sd[name] = torch.randn(cout, cin, k, k, generator=g) * math.sqrt(1.0 / (cin * k * k))
-
-    def bn(name, c):
-        sd[f"{name}.weight"] = 0.5 + torch.rand(c, generator=g)
-        sd[f"{name}.bias"] = 0.1 * torch.randn(c, generator=g)
-        sd[f"{name}.running_mean"] = 0.1 * torch.randn(c, generator=g)
-        sd[f"{name}.running_var"] = 0.5 + torch.rand(c, generator=g)
-        sd[f"{name}.num_batches_tracked"] = torch.tensor(5)
-
-    conv("conv1.weight", 64, 3, 3)
-    bn("bn1", 64)
-    inplanes = 64
-    for i, (planes, blocks) in enumerate(zip(PLANES, BLOCKS), 1):
-        for j in range(blocks):
-            p = f"layer{i}.{j}"
-            conv(f"{p}.conv1.weight", planes, inplanes, 1)
-            bn(f"{p}.bn1", planes)
-            conv(f"{p}.conv2.weight", planes, planes, 3)
-            bn(f"{p}.bn2", planes)
-            conv(f"{p}.conv3.weight", planes * 4, planes, 1)
-            bn(f"{p}.bn3", planes * 4)
-            if j == 0:
-                conv(f"{p}.downsample.0.weight", planes * 4, inplanes, 1)
-                bn(f"{p}.downsample.1", planes * 4)
-            inplanes = planes * 4
-    sd["fc1.weight"] = torch.randn(1, 512, generator=g) / math.sqrt(512)
-    sd["fc1.bias"] = torch.randn(1, generator=g)
-    return sd
+    return random_bottleneck_state(3, PLANES, BLOCKS, "fc1", seed, counter=5)
 
 
 def reference_npr(x: torch.Tensor, sd: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -65,21 +34,8 @@ def reference_npr(x: torch.Tensor, sd: dict[str, torch.Tensor]) -> torch.Tensor:
     x = x[..., : h // 2 * 2, : w // 2 * 2]
     up = x[..., ::2, ::2].repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1)
     x = (x - up) * 2.0 / 3.0
-
-    def bn(t, p):
-        return F.batch_norm(t, sd[f"{p}.running_mean"], sd[f"{p}.running_var"], sd[f"{p}.weight"], sd[f"{p}.bias"], False, 0.0, 1e-5)
-
-    x = F.relu(bn(F.conv2d(x, sd["conv1.weight"], stride=2, padding=1), "bn1"))
-    x = F.max_pool2d(x, 3, stride=2, padding=1)
-    for i, blocks in enumerate(BLOCKS, 1):
-        for j in range(blocks):
-            p = f"layer{i}.{j}"
-            stride = 2 if (i > 1 and j == 0) else 1
-            out = F.relu(bn(F.conv2d(x, sd[f"{p}.conv1.weight"]), f"{p}.bn1"))
-            out = F.relu(bn(F.conv2d(out, sd[f"{p}.conv2.weight"], stride=stride, padding=1), f"{p}.bn2"))
-            out = bn(F.conv2d(out, sd[f"{p}.conv3.weight"]), f"{p}.bn3")
-            idt = bn(F.conv2d(x, sd[f"{p}.downsample.0.weight"], stride=stride), f"{p}.downsample.1") if j == 0 else x
-            x = F.relu(out + idt)
+    x = F.relu(batch_norm(sd)(F.conv2d(x, sd["conv1.weight"], stride=2, padding=1), "bn1"))
+    x = reference_stages(F.max_pool2d(x, 3, stride=2, padding=1), sd, BLOCKS)
     return F.linear(x.mean(dim=(2, 3)), sd["fc1.weight"], sd["fc1.bias"])[:, 0]
 
 

@@ -1,7 +1,6 @@
 """res50nodown: official checkpoint wrappings load and match an independent functional forward."""
 from __future__ import annotations
 
-import math
 
 import pytest
 import torch
@@ -17,6 +16,7 @@ from detectors.resnet import (
     build_res50nodown,
     load_resnet_checkpoint,
 )
+from official_states import batch_norm, random_bottleneck_state, reference_stages
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -27,61 +27,15 @@ BLOCKS = (3, 4, 6, 3)
 
 def official_state(seed: int = 0, with_counters: bool = True) -> dict[str, torch.Tensor]:
     """Random tensors under the official res50nodown names and shapes (torchvision layout)."""
-    g = torch.Generator().manual_seed(seed)
-    sd: dict[str, torch.Tensor] = {}
-
-    def conv(name: str, cout: int, cin: int, k: int) -> None:
-        sd[name] = torch.randn(cout, cin, k, k, generator=g) * math.sqrt(1.0 / (cin * k * k))
-
-    def bn(name: str, c: int) -> None:
-        sd[f"{name}.weight"] = 0.5 + torch.rand(c, generator=g)
-        sd[f"{name}.bias"] = 0.1 * torch.randn(c, generator=g)
-        sd[f"{name}.running_mean"] = 0.1 * torch.randn(c, generator=g)
-        sd[f"{name}.running_var"] = 0.5 + torch.rand(c, generator=g)
-        if with_counters:
-            sd[f"{name}.num_batches_tracked"] = torch.tensor(1000)
-
-    conv("conv1.weight", 64, 3, 7)
-    bn("bn1", 64)
-    inplanes = 64
-    for i, (planes, blocks) in enumerate(zip(PLANES, BLOCKS), 1):
-        for j in range(blocks):
-            p = f"layer{i}.{j}"
-            conv(f"{p}.conv1.weight", planes, inplanes, 1)
-            bn(f"{p}.bn1", planes)
-            conv(f"{p}.conv2.weight", planes, planes, 3)
-            bn(f"{p}.bn2", planes)
-            conv(f"{p}.conv3.weight", planes * 4, planes, 1)
-            bn(f"{p}.bn3", planes * 4)
-            if j == 0:
-                conv(f"{p}.downsample.0.weight", planes * 4, inplanes, 1)
-                bn(f"{p}.downsample.1", planes * 4)
-            inplanes = planes * 4
-    sd["fc.weight"] = torch.randn(1, 2048, generator=g) / math.sqrt(2048)
-    sd["fc.bias"] = torch.randn(1, generator=g)
-    return sd
+    return random_bottleneck_state(7, PLANES, BLOCKS, "fc", seed, counter=1000 if with_counters else None)
 
 
 def reference_logits(x: torch.Tensor, sd: dict[str, torch.Tensor], gate: torch.Tensor | None = None) -> torch.Tensor:
     """res50nodown written with plain functional ops, in float64; the head is applied per
     position and then averaged, as grip-unina/DMimageDetection does."""
     sd = {k: v.double() for k, v in sd.items()}
-    x = x.double()
-
-    def bn(t: torch.Tensor, p: str) -> torch.Tensor:
-        return F.batch_norm(t, sd[f"{p}.running_mean"], sd[f"{p}.running_var"], sd[f"{p}.weight"], sd[f"{p}.bias"], False, 0.0, 1e-5)
-
-    x = F.relu(bn(F.conv2d(x, sd["conv1.weight"], stride=1, padding=3), "bn1"))
-    x = F.max_pool2d(x, 3, stride=1, padding=1)
-    for i, blocks in enumerate(BLOCKS, 1):
-        for j in range(blocks):
-            p = f"layer{i}.{j}"
-            stride = 2 if (i > 1 and j == 0) else 1
-            out = F.relu(bn(F.conv2d(x, sd[f"{p}.conv1.weight"]), f"{p}.bn1"))
-            out = F.relu(bn(F.conv2d(out, sd[f"{p}.conv2.weight"], stride=stride, padding=1), f"{p}.bn2"))
-            out = bn(F.conv2d(out, sd[f"{p}.conv3.weight"]), f"{p}.bn3")
-            idt = bn(F.conv2d(x, sd[f"{p}.downsample.0.weight"], stride=stride), f"{p}.downsample.1") if j == 0 else x
-            x = F.relu(out + idt)
+    x = F.relu(batch_norm(sd)(F.conv2d(x.double(), sd["conv1.weight"], stride=1, padding=3), "bn1"))
+    x = reference_stages(F.max_pool2d(x, 3, stride=1, padding=1), sd, BLOCKS)
     if gate is not None:
         x = x * gate.double().view(1, -1, 1, 1)
     per_position = torch.einsum("bchw,oc->bohw", x, sd["fc.weight"]) + sd["fc.bias"].view(1, -1, 1, 1)
