@@ -104,6 +104,8 @@ def _add_dear(p: argparse.ArgumentParser) -> None:
                        help="count: official code (int(C*alpha) per end); percentile: the paper's Algorithm 1")
         q.add_argument("--max-batches", type=int, default=100, help="RAD batches of 64 (default 100)")
         q.add_argument("--max-epochs", type=int, default=1000)
+        q.add_argument("--lr", type=float, default=1e-4, help="refit learning rate (official: 1e-4; the bundled .mini weights use 1e-2)")
+        q.add_argument("--steps-per-epoch", type=int, help="refit steps between validations (default: one pass over the data)")
         q.add_argument("--bn-drift", action="store_true", help="let BN statistics drift during the refit, as the official code does")
         q.add_argument("--device", default="cpu")
         q.add_argument("--seed", type=int, default=0)
@@ -128,10 +130,12 @@ def _add_dear(p: argparse.ArgumentParser) -> None:
             q.add_argument("--diag", type=Path, help="diagnostic set (default: <world>/diag)")
         if name in ("prune", "refine"):
             q.add_argument(("--rad" if name == "prune" else "--gate"), type=Path, required=True)
-    a = sub.add_parser("analyze", help="the paper's analyses: robustness (Fig. 4), maps (Fig. 3), alpha (sensitivity), ablation (Fig. 8)")
-    a.add_argument("analysis", choices=["robustness", "maps", "alpha", "ablation"])
+    a = sub.add_parser("analyze", help="the paper's analyses: robustness (Fig. 4), maps (Fig. 3), alpha (sensitivity), "
+                       "ablation (Fig. 8); probe: converged linear heads with and without the inpainted stream")
+    a.add_argument("analysis", choices=["robustness", "maps", "alpha", "ablation", "probe"])
     common(a)
     a.add_argument("--rad", type=Path, help="a saved RAD vector (default: computed)")
+    a.add_argument("--gate", type=Path, help="probe: a saved gate (default: pruned from the RAD vector)")
 
 
 def _dear_config(args: argparse.Namespace, kind: str) -> Any:
@@ -139,6 +143,7 @@ def _dear_config(args: argparse.Namespace, kind: str) -> Any:
 
     make = DearConfig.dear_r if kind == "rajan" else DearConfig.dear_c
     kw: dict[str, Any] = {"mode": args.mode, "max_batches": args.max_batches, "max_epochs": args.max_epochs,
+                          "lr": args.lr, "steps_per_epoch": args.steps_per_epoch,
                           "freeze_bn": not args.bn_drift, "device": args.device, "seed": args.seed}
     if args.alpha is not None:
         kw.update(alpha_low=args.alpha, alpha_high=args.alpha)
@@ -192,8 +197,18 @@ def _dear_analysis(args: argparse.Namespace, config: Any, world: Path, kind: str
         df = analyses.inpaint_ablation(kind, out, world=world)
     else:
         model, _, label = pipeline.load_base_model(args.base, args.kind)
-        rad = RADResult.load(args.rad) if args.rad else pipeline.dissect(model, world / "diag", config, out / "rad.npz", label)
-        if args.analysis == "robustness":
+        if args.analysis == "probe" and args.gate:
+            from dear.prune import load_gate
+
+            rad, gate = None, load_gate(args.gate)[0]
+        else:
+            rad = RADResult.load(args.rad) if args.rad else pipeline.dissect(model, world / "diag", config, out / "rad.npz", label)
+            gate = pipeline.prune(rad, config)
+        if args.analysis == "probe":
+            from dear.refine import RefineData
+
+            df = analyses.refit_probe(model, gate, RefineData.from_world(world, kind), out, config=config, device=args.device)
+        elif args.analysis == "robustness":
             from detectors.training import list_images
 
             df = analyses.rad_vs_robustness(model, rad, list_images(world / "test" / "real"), out,
@@ -255,7 +270,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     """Every bundled weight from scratch: generators -> world -> detectors -> Stay-Positive -> DEAR."""
     import shutil
 
-    from dear.pipeline import DearConfig, run_dear
+    from dear.pipeline import build_mini
     from detectors.training import mini_config, train_mini
     from suites.mini import generators, world
 
@@ -276,10 +291,9 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         times[name] = time.perf_counter() - t
     for name, kind in DEAR.items():
         t = time.perf_counter()
-        make = DearConfig.dear_r if kind == "rajan" else DearConfig.dear_c
-        config = make(max_batches=2, max_epochs=1, steps_per_epoch=2) if args.reduced else make()
-        run_dear(dets / f"{kind}.mini.safetensors", out / name, config, world=root, kind=kind)
-        shutil.copy(out / name / "model_best.pth", dets / f"{name}.mini.pth")
+        res = build_mini(name, out, world=root, base=dets / f"{kind}.mini.safetensors", install=False,
+                         **({"max_batches": 2, "max_epochs": 1, "steps_per_epoch": 2} if args.reduced else {}))
+        shutil.copy(res.checkpoint, dets / res.checkpoint.name)
         times[name] = time.perf_counter() - t
     (out / "times.json").write_text(json.dumps({k: round(v, 1) for k, v in times.items()}, indent=1))
     _out(json.dumps({k: round(v, 1) for k, v in times.items()}, indent=1))

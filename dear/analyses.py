@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import random
 from pathlib import Path
 from typing import Any, Sequence
@@ -24,7 +25,7 @@ from bench.api import BenchError, DetectorInfo
 from dear.dissect import RADResult, _GateOnes, diagnostic_pairs, layer_activations
 from dear.pipeline import DearConfig, default_world, dissect, load_base_model, prune, refine_stage
 from dear.prune import bilateral_gate
-from dear.refine import RefineData
+from dear.refine import RefineData, refine_loaders
 from detectors.preprocess import ImageNetNormalize
 from detectors.resnet import GatedResNet, ResNetDetector
 
@@ -221,6 +222,74 @@ def evaluate(model: GatedResNet, world: Path, label: str, suites: Sequence[str] 
             avg = {k: float(np.mean([r[k] for r in gen_rows])) for k in ("auc", "ap", "racc", "facc", "acc", "eer", "tpr1", "tpr5", "asym")}
             rows.append({"model": label, "suite": suite_name, "set": "avg", "kind": "avg", **avg})
     return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- (e) refit probe
+
+
+def refit_probe(
+    model: GatedResNet,
+    gate: torch.Tensor,
+    data: RefineData,
+    out_dir: Path,
+    *,
+    batches: int = 30,
+    costs: Sequence[float] = (0.1, 1.0, 10.0, 100.0),
+    config: DearConfig | None = None,
+    device: str = "cpu",
+) -> pd.DataFrame:
+    """Is a failed refit an optimisation problem or a data problem? Fit the head to convergence
+    (scikit-learn's logistic regression, inverse regularisation `costs`) on the gated, pooled
+    features of `batches` training batches, with and without as many inpainted batches (the
+    refit's two BCE streams), and score balanced accuracy on the validation set the refit
+    early-stops on. A probe that fails too means the features and data, not the lr or the
+    step budget, are what the refit cannot get past. Writes refit_probe.csv and .png."""
+    import itertools
+
+    from sklearn.linear_model import LogisticRegression
+
+    from detectors.training import balanced_accuracy
+
+    config = config or DearConfig()
+    model = model.to(device).eval()
+    model.gate.set_(gate)
+    torch.manual_seed(config.seed)
+    train, inpaint, val = refine_loaders(data, batch_size=config.batch_size, inpaint_batch_size=config.inpaint_batch_size,
+                                         crop=config.crop, seed=config.seed)
+
+    def features(batches_of: Any) -> tuple[np.ndarray, np.ndarray]:
+        xs, ys = [], []
+        with torch.no_grad():
+            for x, y in batches_of:
+                xs.append(model.pooled(x.to(device)).float().cpu())
+                ys.append(torch.as_tensor(y).float().reshape(-1))
+        return torch.cat(xs).numpy(), torch.cat(ys).numpy()
+
+    main = features(itertools.islice(itertools.chain.from_iterable(itertools.repeat(train)), batches))
+    extra = features(itertools.islice(itertools.cycle(inpaint), batches))
+    xv, yv = features(val)
+    streams = {"main": main, "main+inpainted": (np.r_[main[0], extra[0]], np.r_[main[1], extra[1]])}
+    rows = []
+    for name, (x, y) in streams.items():
+        for c in costs:
+            clf = LogisticRegression(C=c, max_iter=10000).fit(x, y)
+            rows.append({"data": name, "C": c, "train_acc": float(clf.score(x, y)),
+                         "val_bacc": balanced_accuracy(yv, clf.decision_function(xv)), "n_train": len(y),
+                         "inpainted_fake_share": float(extra[1].mean()) if name != "main" else math.nan})
+    df = pd.DataFrame(rows)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out_dir / "refit_probe.csv", index=False)
+    fig, ax = _plt().subplots(figsize=(5, 3.5))
+    for name, g in df.groupby("data", sort=False):
+        ax.plot(g["C"], g["val_bacc"], "o-", label=name)
+    ax.axhline(0.5, color="grey", ls="--", lw=1, label="zero head")
+    ax.set_xscale("log")
+    ax.set_xlabel("C (inverse L2 strength) of the converged linear probe")
+    ax.set_ylabel("val balanced accuracy")
+    ax.legend(fontsize=7)
+    _save(fig, out_dir / "refit_probe.png")
+    return df
 
 
 # --------------------------------------------------------------------------- (c) alpha

@@ -26,7 +26,7 @@ def _weights(name: str, folder: str, base: str, alpha: float) -> tuple[WeightSpe
         ),
         WeightSpec(
             "mini", f"{name}.mini.pth", bundled=f"dear:weights/{name}.mini.pth",
-            where=f"Bundled with aigi-bench; rebuild with dear.pipeline.run_dear('{base}.mini', alpha_low={alpha}, alpha_high={alpha}, ...).",
+            where=f"Bundled with aigi-bench (DEAR on {base}.mini, alpha {alpha}); rebuild with dear.pipeline.build_mini('{name}').",
         ),
     )
 

@@ -33,6 +33,7 @@ import io
 import json
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -624,6 +625,10 @@ def train_mini(detector: str, world: Path, out: Path, config: TrainConfig | None
             max_epochs=config.max_epochs, steps_per_epoch=config.steps_per_epoch, device=config.device, progress=config.progress,
         )
         summary = asdict(result)
+        if result.best_epoch == 0:  # the zero head (every logit 0, "all real") was never beaten
+            warnings.warn(f"train_mini({detector!r}): the refit head never beat the zero head on validation, so {target.name} "
+                          f"scores every image 0; give it more steps or a larger lr (val bacc: {[round(h['val_bacc'], 3) for h in result.history]})",
+                          stacklevel=2)
     else:
         if detector == "npr":
             model = NPRNet(NPR_ARCHS["mini"])

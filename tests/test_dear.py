@@ -407,3 +407,25 @@ def test_analyses_on_fixture_world(tmp_path):
     assert len(avg) == 2 and avg["auc"].between(0, 100).all()
     assert int(load_gate(out / "alpha" / "alpha_0.1" / "gate.npz")[0].sum()) == 256 - 2 * 25
     assert len(pd.read_csv(out / "alpha" / "alpha_sensitivity.csv")) == len(sens)
+
+
+def test_refit_probe_structure_and_a_known_answer(tmp_path):
+    """Two streams x costs rows; with every channel gated off the features are all zero, so
+    any converged head is a constant and its balanced accuracy is exactly 0.5."""
+    import pandas as pd
+
+    from dear.analyses import refit_probe
+    from dear.pipeline import DearConfig, load_base_model
+    from dear.refine import RefineData
+
+    world = _fixture_world(tmp_path / "world")
+    model, kind, _ = load_base_model(_random_base(tmp_path / "base.pth"), "corvi")
+    data = RefineData.from_world(world, kind)
+    cfg = DearConfig.dear_c(batch_size=4, inpaint_batch_size=4, crop=32)
+    df = refit_probe(model, torch.ones(256), data, tmp_path / "probe", batches=2, costs=(1.0, 10.0), config=cfg)
+    assert list(df["data"]) == ["main", "main", "main+inpainted", "main+inpainted"]
+    assert df["val_bacc"].between(0, 1).all() and (df["n_train"] == [8, 8, 16, 16]).all()
+    assert df["inpainted_fake_share"].iloc[2] > 0 and df["inpainted_fake_share"].iloc[:2].isna().all()
+    assert len(pd.read_csv(tmp_path / "probe" / "refit_probe.csv")) == 4 and (tmp_path / "probe" / "refit_probe.png").is_file()
+    off = refit_probe(model, torch.zeros(256), data, tmp_path / "off", batches=2, costs=(1.0,), config=cfg)
+    assert (off["val_bacc"] == 0.5).all()

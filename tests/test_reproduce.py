@@ -11,6 +11,7 @@ from bench.registry import create_detector
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:.*never beat the zero head:UserWarning")  # 2 steps: expected
 def test_reproduce_reduced_writes_every_weight_and_they_load(tmp_path, monkeypatch):
     monkeypatch.setenv("AIGI_BENCH_HOME", str(tmp_path / "home"))
     out = tmp_path / "repro"
