@@ -160,8 +160,10 @@ def default_detector_names(weights_tag: str | None) -> list[str]:
             if local_path(name, weight).is_file() or bundled_path(weight) is not None:
                 names.append(f"{name}.{tag}")
             else:
-                log.warning("%s.%s is skipped: its weights are not on this machine (%s); name it in --detectors to "
-                            "fetch them", name, tag, local_path(name, weight))  # fmt: skip
+                how = ("name it in --detectors to fetch them" if weight.hf_repo else
+                       f"{weight.where} Put the file at that path to include it" if weight.where else "put the file at that path")
+                log.warning("%s.%s is skipped: its weights are not on this machine (%s); %s",
+                            name, tag, local_path(name, weight), how)  # fmt: skip
         elif callable(spec):
             names.append(name)
     return names

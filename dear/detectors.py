@@ -26,7 +26,8 @@ def _weights(name: str, folder: str, base: str, alpha: float) -> tuple[WeightSpe
         ),
         WeightSpec(
             "mini", f"{name}.mini.pth", bundled=f"dear:weights/{name}.mini.pth",
-            where=f"Bundled with aigi-bench (DEAR on {base}.mini, alpha {alpha}); rebuild with dear.pipeline.build_mini('{name}').",
+            where=f"Made by dear.pipeline.build_mini('{name}') (DEAR on {base}.mini, alpha {alpha}) and bundled when its refit "
+                  f"beats the zero head (DEAR-c's does not on AIGI-mini; see the README).",
         ),
     )
 
