@@ -15,6 +15,7 @@ Conventions shared by every source here:
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
 import os
@@ -28,6 +29,7 @@ from bench.api import FAKE, REAL, BenchError, ImageRecord, ImageSet, MissingData
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
 DATA_ROOT_ENV = "AIGI_BENCH_DATA"
+HF_PREFIX = "hf:"  # a data root on the Hugging Face Hub
 DEFAULT_DATA_ROOT = "data"  # DEAR's configs use data_root: ./data
 REAL_DIRS = ("real", "0_real")  # folder names that mean label 0 (0_real: CNNDetection/Chameleon style)
 FAKE_DIRS = ("fake", "1_fake")
@@ -71,9 +73,38 @@ def first_n(items: Sequence, max_per_set: int | None) -> list:
 
 
 def resolve_data_root(data_root: str | os.PathLike | None) -> Path:
-    """--data-root, else $AIGI_BENCH_DATA, else ./data; returned absolute."""
+    """--data-root, else $AIGI_BENCH_DATA, else ./data; returned absolute. `hf:<owner>/<name>[/<sub>]`
+    names a Hugging Face dataset repository of image folders: it is downloaded once (see
+    `hub_snapshot`) and the root is its folder `<sub>`."""
     chosen = data_root if data_root is not None else os.environ.get(DATA_ROOT_ENV) or DEFAULT_DATA_ROOT
+    if str(chosen).startswith(HF_PREFIX):
+        return hub_snapshot(str(chosen))
     return Path(chosen).expanduser().absolute()
+
+
+@functools.lru_cache(maxsize=None)
+def hub_snapshot(spec: str) -> Path:
+    """`hf:<owner>/<name>[/<sub>]` -> the local copy of that dataset repository's files (under
+    $AIGI_BENCH_HOME/hf-datasets/<owner>/<name>, fetched with huggingface_hub.snapshot_download,
+    which skips files already there) joined with `<sub>`. Once per process."""
+    parts = [p for p in spec[len(HF_PREFIX):].split("/") if p]
+    if len(parts) < 2:
+        raise BenchError(f"{spec!r}: expected hf:<owner>/<name>[/<folder inside it>]")
+    repo, sub = "/".join(parts[:2]), parts[2:]
+    from bench.weights import home
+
+    local = home() / "hf-datasets" / repo
+    try:
+        from huggingface_hub import snapshot_download  # installed with `datasets`
+
+        snapshot_download(repo, repo_type="dataset", local_dir=str(local))
+    except Exception as exc:  # offline, unknown repo, gated: one message naming the way out
+        raise MissingDataError(
+            f"Hugging Face dataset repository {repo!r} could not be downloaded: {type(exc).__name__}: {exc}. "
+            f"Download it where there is a network (`huggingface-cli download {repo} --repo-type dataset --local-dir DIR`) "
+            f"and pass --data-root DIR{'/' + '/'.join(sub) if sub else ''}"
+        ) from exc
+    return local.joinpath(*sub)
 
 
 def _label_subdirs(folder: Path) -> tuple[list[Path], list[Path]]:
@@ -451,7 +482,6 @@ def from_hf_dataset(
     return suite_from_rows(name, rows, source=f"{dataset}:{split}", description=f"{dataset} ({split})")
 
 
-HF_PREFIX = "hf:"
 _HF_OPTIONS = {"split": "split", "image": "image_column", "label": "label_column", "set": "set_column", "real": "real_sets"}
 
 

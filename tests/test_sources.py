@@ -392,3 +392,40 @@ def test_hf_spec_through_the_folder_suite_and_the_cli(tmp_path, capsys):
     assert rc != 0 and "nosuchdet" in capsys.readouterr().err  # names are checked first; the spec itself parsed
     with pytest.raises(MissingDataError, match="could not be loaded.*save_to_disk"):
         FolderSource().load(f"hf:{tmp_path / 'not-a-dataset'}?split=test")
+
+
+def test_layout_suite_from_a_hub_dataset_repository(tmp_path, monkeypatch):
+    """`--data-root hf:<owner>/<name>/<sub>` for a folder layout: the repository's files are
+    fetched once into $AIGI_BENCH_HOME/hf-datasets and <sub> is the data root. The download
+    is replaced by a local fake (no network here); its arguments are checked."""
+    huggingface_hub = pytest.importorskip("huggingface_hub")
+    from suites.sources import hub_snapshot
+
+    calls = []
+
+    def fake_download(repo_id, *, repo_type, local_dir, **kw):
+        calls.append((repo_id, repo_type))
+        root = Path(local_dir) / "dataset"
+        _img(root / "test/real/redcaps/r0.png", seed=0)
+        _img(root / "test/fake/flux/f0.png", seed=1)
+        return local_dir
+
+    monkeypatch.setenv("AIGI_BENCH_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_download)
+    hub_snapshot.cache_clear()
+    suite = catalog.synthetic.load("hf:someone/DearLayout/dataset")
+    assert _names(suite) == ["redcaps", "flux"] and calls == [("someone/DearLayout", "dataset")]
+    assert suite.source == str(tmp_path / "home" / "hf-datasets" / "someone" / "DearLayout" / "dataset")
+    assert catalog.synthetic.availability("hf:someone/DearLayout/dataset") is None and len(calls) == 1  # once per process
+
+    def offline(repo_id, **kw):
+        raise OSError("no network")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    hub_snapshot.cache_clear()
+    with pytest.raises(MissingDataError, match="could not be downloaded.*huggingface-cli download other/Repo"):
+        catalog.synthetic.load("hf:other/Repo")
+    assert "could not be downloaded" in catalog.synthetic.availability("hf:other/Repo")
+    with pytest.raises(BenchError, match="expected hf:<owner>/<name>"):
+        hub_snapshot("hf:justaname")
+    hub_snapshot.cache_clear()
