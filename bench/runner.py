@@ -40,6 +40,7 @@ from bench.store import ScoreRow, ScoreStore, sha256_bytes
 log = logging.getLogger("bench")
 
 ORIGINAL = "original"
+PENDING_BYTES = 256 * 2**20  # preprocessed tensors held back waiting for a same-shape batch
 
 SCORE_COLUMNS = [
     "detector", "weights", "display_name", "family", "calibrated",
@@ -319,8 +320,11 @@ def _score_detector(
         computed += len(rows)
         bar.update(len(items))
 
+    def nbytes(key: tuple[Any, ...]) -> int:
+        return sum(it.tensor.nelement() * it.tensor.element_size() for it in buckets[key])
+
     try:
-        pending = 0
+        pending, pending_bytes = 0, 0
         for item in loader:
             if item.error is not None:
                 path, _, cond = work[item.index]
@@ -332,12 +336,14 @@ def _score_detector(
             key = tuple(item.tensor.shape)
             buckets.setdefault(key, []).append(item)
             pending += 1
+            pending_bytes += item.tensor.nelement() * item.tensor.element_size()
             if len(buckets[key]) >= config.batch_size:
-                pending -= len(buckets[key])
+                pending, pending_bytes = pending - len(buckets[key]), pending_bytes - nbytes(key)
                 flush(key)
-            elif pending > 4 * config.batch_size:  # many distinct sizes: bound memory
+            # Many distinct sizes (post-processed images rarely share one): bound what waits.
+            while pending > 4 * config.batch_size or (pending_bytes > PENDING_BYTES and buckets):
                 largest = max(buckets, key=lambda k: len(buckets[k]))
-                pending -= len(buckets[largest])
+                pending, pending_bytes = pending - len(buckets[largest]), pending_bytes - nbytes(largest)
                 flush(largest)
         for key in list(buckets):
             flush(key)
