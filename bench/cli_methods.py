@@ -289,11 +289,14 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         t = time.perf_counter()
         train_mini(name, root, dets, mini_config(name, **fast), summary_path=dets / f"{name}.train.json")
         times[name] = time.perf_counter() - t
+    unlearned = []  # DEAR heads that never beat the zero head: written, never installed (as build_mini)
     for name, kind in DEAR.items():
         t = time.perf_counter()
         res = build_mini(name, out, world=root, base=dets / f"{kind}.mini.safetensors", install=False,
                          **({"max_batches": 2, "max_epochs": 1, "steps_per_epoch": 2} if args.reduced else {}))
         shutil.copy(res.checkpoint, dets / res.checkpoint.name)
+        if not res.head_learned:
+            unlearned.append(res.checkpoint.name)
         times[name] = time.perf_counter() - t
     (out / "times.json").write_text(json.dumps({k: round(v, 1) for k, v in times.items()}, indent=1))
     _out(json.dumps({k: round(v, 1) for k, v in times.items()}, indent=1))
@@ -306,8 +309,11 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         for f in gens.glob("*.safetensors"):
             shutil.copy(f, targets["generators"] / f.name)
         for f in dets.glob("*.mini.*"):
-            shutil.copy(f, targets["dear" if f.suffix == ".pth" else "detectors"] / f.name)
+            if f.name not in unlearned:
+                shutil.copy(f, targets["dear" if f.suffix == ".pth" else "detectors"] / f.name)
         _out(f"installed into {', '.join(str(v) for v in targets.values())}")
+        if unlearned:
+            _out(f"not installed (the refit never beat the zero head): {', '.join(unlearned)}")
     return 0
 
 
