@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -165,7 +166,11 @@ def _cmd_dear(args: argparse.Namespace) -> int:
         res = pipeline.run_dear(args.base, args.out, config, world=world, kind=args.kind, inpainter=args.inpainter,
                                 diag_limit=args.diag_limit)
         _out(json.dumps({"checkpoint": str(res.checkpoint), "timings_s": {k: round(v, 1) for k, v in res.timings.items()},
-                         "gate": res.gate_summary}, indent=1))
+                         "gate": res.gate_summary, "head_learned": res.head_learned}, indent=1))
+        if not res.head_learned:
+            print(f"bench: warning: the refit never beat the zero head on validation, so {res.checkpoint} scores every "
+                  f"image 0 (the official loop would have written no checkpoint); see {res.summary} and "
+                  "`bench dear analyze probe`", file=sys.stderr)
         return 0
     if cmd == "dissect":
         rad = pipeline.dissect(args.base, args.diag or world / "diag", config, args.out / "rad.npz", kind=args.kind)

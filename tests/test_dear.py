@@ -429,3 +429,21 @@ def test_refit_probe_structure_and_a_known_answer(tmp_path):
     assert len(pd.read_csv(tmp_path / "probe" / "refit_probe.csv")) == 4 and (tmp_path / "probe" / "refit_probe.png").is_file()
     off = refit_probe(model, torch.zeros(256), data, tmp_path / "off", batches=2, costs=(1.0,), config=cfg)
     assert (off["val_bacc"] == 0.5).all()
+
+
+def test_cli_run_warns_when_the_head_is_not_learned(tmp_path, capsys):
+    """`bench dear run` with no refit epoch keeps the zero head: the checkpoint is written and
+    the command says, on stderr, that it scores every image 0."""
+    import json
+
+    from bench.cli import main
+
+    world = _fixture_world(tmp_path / "world", size=96)
+    base = _random_base(tmp_path / "base.pth")
+    out = tmp_path / "out"
+    assert main(["dear", "run", "--base", str(base), "--kind", "corvi", "--world", str(world), "--out", str(out),
+                 "--max-batches", "1", "--max-epochs", "0"]) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out[captured.out.index("{"):])
+    assert report["head_learned"] is False and report["gate"]["pruned"] == 2 * int(256 * 0.2)
+    assert "never beat the zero head" in captured.err and (out / "model_best.pth").is_file()
