@@ -114,14 +114,9 @@ def scan(kind: str, refresh: bool = False) -> LoadReport:
             table.pop(kind, None)
     if kind in _cache:
         return _cache[kind]
-    done = _partial.pop(kind, LoadReport())
-    report = LoadReport()
+    report = _partial.pop(kind, None) or LoadReport()  # keeps the objects lookups already handed out
     for name in _entry_points(kind):
-        if name in done.loaded or name in done.errors:  # keep objects already handed out
-            for table in ("loaded", "origin", "errors"):
-                if name in getattr(done, table):
-                    getattr(report, table)[name] = getattr(done, table)[name]
-        else:
+        if name not in report.loaded and name not in report.errors:
             _load(kind, name, report)
     _cache[kind] = report
     return report

@@ -292,12 +292,17 @@ def _score_detector(
     )
     amp = torch.autocast(device_type="cuda", dtype=torch.bfloat16) if (config.amp and on_cuda) else contextlib.nullcontext()
     buckets: dict[tuple[Any, ...], list[_Item]] = {}
+    pending, pending_bytes = 0, 0  # what the buckets hold, kept by add and flush
     computed = 0
     bar = tqdm(total=len(work), unit="img", desc=f"{det.info.name}", disable=not progress, dynamic_ncols=True)
 
+    def nbytes(item: _Item) -> int:
+        return item.tensor.nelement() * item.tensor.element_size()
+
     def flush(key: tuple[Any, ...]) -> None:
-        nonlocal computed
+        nonlocal computed, pending, pending_bytes
         items = buckets.pop(key)
+        pending, pending_bytes = pending - len(items), pending_bytes - sum(map(nbytes, items))
         shape = (len(items), *key)
         try:
             batch = torch.stack([it.tensor for it in items]).to(device, non_blocking=on_cuda)
@@ -320,11 +325,7 @@ def _score_detector(
         computed += len(rows)
         bar.update(len(items))
 
-    def nbytes(key: tuple[Any, ...]) -> int:
-        return sum(it.tensor.nelement() * it.tensor.element_size() for it in buckets[key])
-
     try:
-        pending, pending_bytes = 0, 0
         for item in loader:
             if item.error is not None:
                 path, _, cond = work[item.index]
@@ -335,16 +336,12 @@ def _score_detector(
             # (each item carries its own condition key).
             key = tuple(item.tensor.shape)
             buckets.setdefault(key, []).append(item)
-            pending += 1
-            pending_bytes += item.tensor.nelement() * item.tensor.element_size()
+            pending, pending_bytes = pending + 1, pending_bytes + nbytes(item)
             if len(buckets[key]) >= config.batch_size:
-                pending, pending_bytes = pending - len(buckets[key]), pending_bytes - nbytes(key)
                 flush(key)
             # Many distinct sizes (post-processed images rarely share one): bound what waits.
-            while pending > 4 * config.batch_size or (pending_bytes > PENDING_BYTES and buckets):
-                largest = max(buckets, key=lambda k: len(buckets[k]))
-                pending, pending_bytes = pending - len(buckets[largest]), pending_bytes - nbytes(largest)
-                flush(largest)
+            while pending > 4 * config.batch_size or pending_bytes > PENDING_BYTES:
+                flush(max(buckets, key=lambda k: len(buckets[k])))
         for key in list(buckets):
             flush(key)
     finally:
@@ -426,7 +423,7 @@ def _execute(config: RunConfig, detectors: list[Detector] | None, suite: Suite |
             names = default_detector_names(tag)
             if not names:
                 raise BenchError(f"no registered detector has {tag!r} weights for suite {config.suite!r}; name some with --detectors")
-            for name, why in registry.scan("detectors").errors.items():
+            for name, why in sorted(registry.scan("detectors").errors.items()):
                 log.warning("detector plugin %r did not load and is skipped: %s", name, why)
         for name in map(_with_default_tag, names):
             try:
@@ -499,6 +496,7 @@ def _assemble(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The scores table (columns SCORE_COLUMNS, suite set order) and the per-image failures."""
     set_meta = {s.name: (i, s) for i, s in enumerate(suite.sets)}
+    known = [s for s in sha_of.values() if s is not None]
     rows: list[dict[str, Any]] = []
     fails: list[dict[str, Any]] = []
     for det in dets:
@@ -507,7 +505,6 @@ def _assemble(
 
         def lookup(key: str) -> tuple[dict, dict]:
             if key not in cache:
-                known = [s for s in sha_of.values() if s is not None]
                 cache[key] = (store.get_many(fp, key, known), store.failures(fp, key))
             return cache[key]
 
