@@ -244,11 +244,9 @@ def refit_probe(
     refit's two BCE streams), and score balanced accuracy on the validation set the refit
     early-stops on. A probe that fails too means the features and data, not the lr or the
     step budget, are what the refit cannot get past. Writes refit_probe.csv and .png."""
-    import itertools
-
     from sklearn.linear_model import LogisticRegression
 
-    from detectors.training import balanced_accuracy
+    from detectors.training import balanced_accuracy, epoch_batches
 
     config = config or DearConfig()
     model = model.to(device).eval()
@@ -265,8 +263,8 @@ def refit_probe(
                 ys.append(torch.as_tensor(y).float().reshape(-1))
         return torch.cat(xs).numpy(), torch.cat(ys).numpy()
 
-    main = features(itertools.islice(itertools.chain.from_iterable(itertools.repeat(train)), batches))
-    extra = features(itertools.islice(itertools.cycle(inpaint), batches))
+    # Fresh passes (new augmentations) as needed, as the refit draws both of its streams.
+    main, extra = features(epoch_batches(train, batches)), features(epoch_batches(inpaint, batches))
     xv, yv = features(val)
     streams = {"main": main, "main+inpainted": (np.r_[main[0], extra[0]], np.r_[main[1], extra[1]])}
     rows = []
