@@ -202,25 +202,24 @@ def _dear_analysis(args: argparse.Namespace, config: Any, world: Path, kind: str
         df = analyses.inpaint_ablation(kind, out, world=world)
     else:
         model, _, label = pipeline.load_base_model(args.base, args.kind)
-        if args.analysis == "probe" and args.gate:
-            from dear.prune import load_gate
 
-            rad, gate = None, load_gate(args.gate)[0]
-        else:
-            rad = RADResult.load(args.rad) if args.rad else pipeline.dissect(model, world / "diag", config, out / "rad.npz", label)
-            gate = pipeline.prune(rad, config)
+        def rad() -> RADResult:
+            return RADResult.load(args.rad) if args.rad else pipeline.dissect(model, world / "diag", config, out / "rad.npz", label)
+
+        df = None
         if args.analysis == "probe":
+            from dear.prune import load_gate
             from dear.refine import RefineData
 
+            gate = load_gate(args.gate)[0] if args.gate else pipeline.prune(rad(), config)
             df = analyses.refit_probe(model, gate, RefineData.from_world(world, kind), out, config=config, device=args.device)
         elif args.analysis == "robustness":
             from detectors.training import list_images
 
-            df = analyses.rad_vs_robustness(model, rad, list_images(world / "test" / "real"), out,
+            df = analyses.rad_vs_robustness(model, rad(), list_images(world / "test" / "real"), out,
                                             alpha=(config.alpha_low, config.alpha_high), device=args.device)
         else:
-            analyses.activation_maps(model, rad, world / "diag", out, originals=world / "train" / "real", device=args.device)
-            df = None
+            analyses.activation_maps(model, rad(), world / "diag", out, originals=world / "train" / "real", device=args.device)
     if df is not None:
         _out(df.to_string(index=False))
     _out(f"outputs: {out}")
