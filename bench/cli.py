@@ -18,6 +18,7 @@ from typing import Any, Callable, Sequence
 
 from bench import registry
 from bench.api import BenchError
+from bench.precision import PRECISIONS
 
 EXIT_FAILED_DETECTOR = 1
 EXIT_ERROR = 2
@@ -129,7 +130,9 @@ def _add_run_options(p: argparse.ArgumentParser, post: bool = True) -> None:
     p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes (default: 2)")
-    p.add_argument("--amp", action="store_true", help="bf16 autocast on CUDA (ignored on CPU)")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="CUDA numerics: fp32 (TF32 off, matches CPU), tf32 (PyTorch's GPU default) or bf16 autocast; CPU runs fp32")
+    p.add_argument("--amp", dest="precision", action="store_const", const="bf16", help="shorthand for --precision bf16")
     p.add_argument("--max-per-set", type=int, help="score at most this many images per set")
     p.add_argument("--data-root", help="where the suite's data lives (suite-specific)")
 
@@ -140,7 +143,7 @@ def _config(args: argparse.Namespace) -> Any:
     return RunConfig(
         suite=args.suite, detectors=args.detectors, post_process=getattr(args, "post_process", False), chain=args.chain,
         fakes_only=args.fakes_only, seed=args.seed, out=args.out, run_name=args.run_name, device=args.device,
-        batch_size=args.batch_size, workers=args.workers, amp=args.amp, max_per_set=args.max_per_set, data_root=args.data_root,
+        batch_size=args.batch_size, workers=args.workers, precision=args.precision, max_per_set=args.max_per_set, data_root=args.data_root,
         processed_copies=getattr(args, "processed_copies", False),
     )  # fmt: skip
 
@@ -290,6 +293,60 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- speed
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        h, _, w = text.lower().partition("x")
+        size = (int(h), int(w or h))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a size like 256 or 512x384, got {text!r}") from None
+    if min(size) < 1:
+        raise argparse.ArgumentTypeError(f"a size must be positive, got {text!r}")
+    return size
+
+
+def _add_speed(p: argparse.ArgumentParser) -> None:
+    from bench.precision import PRECISIONS
+
+    p.add_argument("--detectors", type=_csv_list, default=[],
+                   help="comma-separated names with optional weight tag (default: every detector with .mini weights)")
+    p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="CUDA numerics, as in `bench run` (default: fp32)")
+    p.add_argument("--size", type=_size, default=(256, 256), help="input image size, 256 or HxW (default: 256)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batches", type=int, default=10, help="timed batches after warm-up (default: 10)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed warm-up batches (default: 2)")
+    p.add_argument("--output", type=Path, help="also write the results as .csv or .json")
+
+
+def _cmd_speed(args: argparse.Namespace) -> int:
+    """Images/s of preprocessing (one CPU core) and forward (device), peak memory; exit 1 if a detector failed."""
+    import pandas as pd
+    from tabulate import tabulate
+
+    from bench.runner import default_detector_names
+    from bench.speed import measure_many
+
+    names = args.detectors or default_detector_names("mini")
+    results, errors = measure_many(names, device=args.device, precision=args.precision, size=args.size,
+                                   batch_size=args.batch_size, batches=args.batches, warmup=args.warmup)  # fmt: skip
+    table = pd.DataFrame([r.as_row() for r in results])
+    if not table.empty:
+        _out(tabulate(table, headers="keys", showindex=False, floatfmt=".1f"))
+    if args.output is not None and not table.empty:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        if args.output.suffix == ".json":
+            table.to_json(args.output, orient="records", indent=2)
+        else:
+            table.to_csv(args.output, index=False)
+        _out(f"results: {args.output}")
+    for name, why in errors.items():
+        print(f"bench: {name} was not measured: {why}", file=sys.stderr)
+    return EXIT_FAILED_DETECTOR if errors else 0
+
+
 COMMANDS: list[Command] = [
     Command("list", "list detectors, suites, post-processing chains and broken plugins", _add_list, _cmd_list),
     Command("run", "score a suite and print its table", _add_run_options, _cmd_run),
@@ -297,6 +354,7 @@ COMMANDS: list[Command] = [
     Command("plot", "write score-distribution and accuracy figures of a run", _add_plot, _cmd_plot),
     Command("sweep", "score a suite under one chain parameter at several values and plot AP/AUC", _add_sweep, _cmd_sweep),
     Command("compare", "compare two runs score by score (e.g. CPU against CUDA)", _add_compare, _cmd_compare),
+    Command("speed", "measure detectors' images/s and peak memory on a device (a benchmark)", _add_speed, _cmd_speed),
 ]
 
 

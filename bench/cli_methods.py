@@ -109,6 +109,8 @@ def _add_dear(p: argparse.ArgumentParser) -> None:
         q.add_argument("--steps-per-epoch", type=int, help="refit steps between validations (default: one pass over the data)")
         q.add_argument("--bn-drift", action="store_true", help="let BN statistics drift during the refit, as the official code does")
         q.add_argument("--device", default="cpu")
+        q.add_argument("--workers", type=int, default=0,
+                       help="DataLoader worker processes (default 0; other counts draw other augmentations)")
         q.add_argument("--seed", type=int, default=0)
 
     run = sub.add_parser("run", help="all stages: dissect -> prune -> refine -> checkpoint (timed)")
@@ -145,7 +147,7 @@ def _dear_config(args: argparse.Namespace, kind: str) -> Any:
     make = DearConfig.dear_r if kind == "rajan" else DearConfig.dear_c
     kw: dict[str, Any] = {"mode": args.mode, "max_batches": args.max_batches, "max_epochs": args.max_epochs,
                           "lr": args.lr, "steps_per_epoch": args.steps_per_epoch,
-                          "freeze_bn": not args.bn_drift, "device": args.device, "seed": args.seed}
+                          "freeze_bn": not args.bn_drift, "device": args.device, "num_workers": args.workers, "seed": args.seed}
     if args.alpha is not None:
         kw.update(alpha_low=args.alpha, alpha_high=args.alpha)
     return make(**kw)

@@ -15,7 +15,7 @@ KEY = ["detector", "weights", "condition_key", "image_sha"]
 
 @dataclass
 class RunComparison:
-    devices: tuple[str, str]
+    devices: tuple[str, str]  # "cuda (fp32)": device and effective precision of each run
     matched: int  # scores present in both runs
     only_a: int
     only_b: int
@@ -52,10 +52,14 @@ def compare_runs(run_a: str | Path, run_b: str | Path, top: int = 5) -> RunCompa
     flips = int(((both["logit_a"] > 0) != (both["logit_b"] > 0)).sum())
     same = not a.empty and not b.empty and render(evaluate(a)) == render(evaluate(b))
     return RunComparison(
-        devices=(str(man_a.get("device", "?")), str(man_b.get("device", "?"))),
+        devices=(_numerics(man_a), _numerics(man_b)),
         matched=len(both), only_a=len(a1) - len(both), only_b=len(b1) - len(both),
         max_abs_diff=float(diff.max()) if len(both) else float("nan"),
         mean_abs_diff=float(diff.mean()) if len(both) else float("nan"),
         sign_flips=flips, same_table=same,
         worst=both.nlargest(top, "abs_diff")[["detector", "condition_key", "path", "logit_a", "logit_b", "abs_diff"]],
     )
+
+
+def _numerics(manifest: dict) -> str:
+    return f"{manifest.get('device', '?')} ({manifest.get('precision', 'fp32')})"

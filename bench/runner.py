@@ -18,7 +18,6 @@ computed or stored twice.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
@@ -35,6 +34,7 @@ import pandas as pd
 
 from bench import registry
 from bench.api import FAKE, REAL, BadImageError, BenchError, Detector, ImageRecord, MissingDataError, Suite, Transform, derive_seed
+from bench.precision import cache_suffix, compute_precision, effective_precision
 from bench.store import ScoreRow, ScoreStore, sha256_bytes
 
 log = logging.getLogger("bench")
@@ -65,7 +65,7 @@ class RunConfig:
     device: str | None = None  # default: "cuda" when available, else "cpu"
     batch_size: int = 32
     workers: int = 2
-    amp: bool = False  # bf16 autocast on CUDA; ignored on CPU
+    precision: str = "fp32"  # on CUDA: fp32 (TF32 off), tf32 or bf16 autocast; CPU runs fp32 (bench.precision)
     max_per_set: int | None = None
     data_root: str | None = None
     conditions: list[str] | None = None  # extra chain specs, e.g. ["webp:quality=50"]
@@ -77,6 +77,7 @@ class RunConfig:
             raise BenchError(f"batch size must be at least 1, got {self.batch_size}")
         if self.workers < 0:
             raise BenchError(f"workers must be 0 or more, got {self.workers}")
+        effective_precision(self.precision, "cuda")  # an unknown name fails here, before any work
 
 
 @dataclass(frozen=True)
@@ -290,7 +291,6 @@ def _score_detector(
         dataset, batch_size=None, shuffle=False, num_workers=config.workers, collate_fn=_identity,
         pin_memory=on_cuda, persistent_workers=False,
     )
-    amp = torch.autocast(device_type="cuda", dtype=torch.bfloat16) if (config.amp and on_cuda) else contextlib.nullcontext()
     buckets: dict[tuple[Any, ...], list[_Item]] = {}
     pending, pending_bytes = 0, 0  # what the buckets hold, kept by add and flush
     computed = 0
@@ -306,7 +306,7 @@ def _score_detector(
         shape = (len(items), *key)
         try:
             batch = torch.stack([it.tensor for it in items]).to(device, non_blocking=on_cuda)
-            with torch.inference_mode(), amp:
+            with torch.inference_mode(), compute_precision(config.precision, device):
                 out = det.forward(batch)
             logits = torch.as_tensor(out).detach().float().reshape(-1).cpu().tolist()
         except Exception as exc:
@@ -409,6 +409,9 @@ def _execute(config: RunConfig, detectors: list[Detector] | None, suite: Suite |
     if not suite.records:
         raise MissingDataError(f"suite {suite.name!r} has no images ({suite.source or 'no source'})")
     device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    precision = effective_precision(config.precision, device)
+    if precision != config.precision:
+        log.warning("precision %s applies to CUDA only; on %s the run computes in %s", config.precision, device, precision)
     run_dir = config.out / (config.run_name or config.suite or suite.name)
 
     errors: dict[str, str] = {}
@@ -443,7 +446,7 @@ def _execute(config: RunConfig, detectors: list[Detector] | None, suite: Suite |
         stats: list[dict[str, Any]] = []
         for det in built:
             label = _label(det)
-            fp = _fingerprint(det)
+            fp = _fingerprint(det) + cache_suffix(precision)  # other numerics, other scores
             t0 = time.perf_counter()
             computed = 0
             todo = 0
@@ -467,9 +470,9 @@ def _execute(config: RunConfig, detectors: list[Detector] | None, suite: Suite |
             if label in errors:
                 log.warning("detector %s stopped; its finished batches are kept (reason in the run's errors)", label)
             stats.append({"detector": label, "to_compute": todo, "computed": computed, "seconds": round(time.perf_counter() - t0, 3)})
-        scores, failures = _assemble(store, suite, built, conds, records_of, sha_of, path_of, unreadable)
+        scores, failures = _assemble(store, suite, built, conds, records_of, sha_of, path_of, unreadable, cache_suffix(precision))
 
-    manifest = _manifest(config, suite, source, built, conds, device, started, stats, scores, failures, errors, extra)
+    manifest = _manifest(config, suite, source, built, conds, device, precision, started, stats, scores, failures, errors, extra)
     _export(run_dir, manifest, scores, failures)
     return RunResult(run_dir, scores, failures, errors, manifest)
 
@@ -492,15 +495,16 @@ def _label(det: Detector) -> str:
 
 def _assemble(
     store: ScoreStore, suite: Suite, dets: list[Detector], conds: list[Condition], records_of: list[list[ImageRecord]],
-    sha_of: dict[str, str | None], path_of: dict[str, str], unreadable: dict[str, str],
+    sha_of: dict[str, str | None], path_of: dict[str, str], unreadable: dict[str, str], key_suffix: str = "",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The scores table (columns SCORE_COLUMNS, suite set order) and the per-image failures."""
+    """The scores table (columns SCORE_COLUMNS, suite set order) and the per-image failures;
+    `key_suffix` selects the scores of one precision (`bench.precision.cache_suffix`)."""
     set_meta = {s.name: (i, s) for i, s in enumerate(suite.sets)}
     known = [s for s in sha_of.values() if s is not None]
     rows: list[dict[str, Any]] = []
     fails: list[dict[str, Any]] = []
     for det in dets:
-        fp, info = _fingerprint(det), det.info
+        fp, info = _fingerprint(det) + key_suffix, det.info
         cache: dict[str, tuple[dict, dict]] = {}  # store key -> (scores by sha, failures by path)
 
         def lookup(key: str) -> tuple[dict, dict]:
@@ -549,7 +553,7 @@ def _versions() -> dict[str, str]:
 
 
 def _manifest(
-    config: RunConfig, suite: Suite, source: Any, dets: list[Detector], conds: list[Condition], device: str,
+    config: RunConfig, suite: Suite, source: Any, dets: list[Detector], conds: list[Condition], device: str, precision: str,
     started: datetime, stats: list[dict[str, Any]], scores: pd.DataFrame, failures: pd.DataFrame,
     errors: dict[str, str], extra: dict[str, Any],
 ) -> dict[str, Any]:
@@ -572,6 +576,7 @@ def _manifest(
         "seed": config.seed,
         "chain": config.chain if config.post_process else None,
         "device": device,
+        "precision": precision,
         "versions": _versions(),
         "started": started.isoformat(timespec="seconds"),
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -170,6 +170,13 @@ def latex_escape(text: str) -> str:
     return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text))
 
 
+_MARKUP = {  # per format: best, second, "[lo, hi]" interval templates
+    "latex": (r"\textbf{{{}}}", r"\underline{{{}}}", r"$_{{[{},\,{}]}}$"),
+    "markdown": ("**{}**", "<u>{}</u>", " [{}, {}]"),
+    "html": ("<b>{}</b>", "<u>{}</u>", " [{}, {}]"),
+}
+
+
 def _cell(v: float, mark: str, digits: int, fmt: str, interval: tuple[float, float] | None = None) -> str:
     """One value with its highlight; an AUC with a bootstrap interval gets it after the value
     ("94.7 [90.1, 98.2]"; in LaTeX as a small subscript), unmarked: the mark ranks the value."""
@@ -178,13 +185,9 @@ def _cell(v: float, mark: str, digits: int, fmt: str, interval: tuple[float, flo
     text = _fmt(v, digits)
     if fmt == "latex":
         text = text.replace("-", "$-$", 1)
-        text = {"best": rf"\textbf{{{text}}}", "second": rf"\underline{{{text}}}"}.get(mark, text)
-        return text + (rf"$_{{[{_fmt(interval[0], digits)},\,{_fmt(interval[1], digits)}]}}$" if interval else "")
-    if fmt == "markdown":
-        text = {"best": f"**{text}**", "second": f"<u>{text}</u>"}.get(mark, text)
-    else:  # html
-        text = {"best": f"<b>{text}</b>", "second": f"<u>{text}</u>"}.get(mark, text)
-    return text + (f" [{_fmt(interval[0], digits)}, {_fmt(interval[1], digits)}]" if interval else "")
+    best, second, ci = _MARKUP[fmt]
+    text = {"best": best, "second": second}.get(mark, "{}").format(text)
+    return text + (ci.format(_fmt(interval[0], digits), _fmt(interval[1], digits)) if interval else "")
 
 
 def _latex(groups: list[_Group], rows: list[_Row], digits: int) -> str:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from bench.api import BenchError, MissingDataError
+from detectors.resnet import ChannelGate
 
 PruneMode = Literal["count", "percentile"]
 
@@ -69,17 +70,14 @@ def bilateral_gate(
 
 
 def apply_gate(model: torch.nn.Module, gate: torch.Tensor | np.ndarray) -> torch.nn.Module:
-    """Write `gate` into `model.gate.gate` (the buffer saved as "gate.gate"); returns the model."""
-    buf = getattr(getattr(model, "gate", None), "gate", None)
-    if not isinstance(buf, torch.Tensor):
-        raise PruneError(f"{type(model).__name__} has no channel gate buffer `gate.gate`")
-    g = torch.as_tensor(gate, dtype=buf.dtype).detach().reshape(-1)
-    if g.numel() != buf.numel():
-        raise PruneError(f"gate has {g.numel()} channels but the model's layer has {buf.numel()}")
-    if bool(((g < 0) | (g > 1)).any()):
-        raise PruneError("gate values must lie in [0, 1]")
-    with torch.no_grad():
-        buf.copy_(g.to(buf.device))
+    """Write `gate` into `model.gate` (the buffer saved as "gate.gate"); returns the model."""
+    module = getattr(model, "gate", None)
+    if not isinstance(module, ChannelGate):
+        raise PruneError(f"{type(model).__name__} has no channel gate (`gate.gate`)")
+    try:
+        module.set_(torch.as_tensor(gate))
+    except ValueError as exc:
+        raise PruneError(str(exc)) from exc
     return model
 
 

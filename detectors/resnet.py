@@ -77,9 +77,12 @@ class ChannelGate(nn.Module):
 
     @torch.no_grad()
     def set_(self, gate: torch.Tensor) -> None:
-        gate = torch.as_tensor(gate, dtype=self.gate.dtype).reshape(-1)
+        """Copy `gate` (C values in [0, 1]) into the buffer, on the buffer's device."""
+        gate = torch.as_tensor(gate, dtype=self.gate.dtype).detach().reshape(-1)
         if gate.numel() != self.gate.numel():
-            raise ValueError(f"gate has {gate.numel()} entries, the model has {self.gate.numel()} channels")
+            raise ValueError(f"gate has {gate.numel()} channels but the model's layer has {self.gate.numel()}")
+        if bool(((gate < 0) | (gate > 1)).any()):
+            raise ValueError("gate values must lie in [0, 1]")
         self.gate.copy_(gate.to(self.gate.device))
 
 

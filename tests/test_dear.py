@@ -442,8 +442,9 @@ def test_cli_run_warns_when_the_head_is_not_learned(tmp_path, capsys):
     base = _random_base(tmp_path / "base.pth")
     out = tmp_path / "out"
     assert main(["dear", "run", "--base", str(base), "--kind", "corvi", "--world", str(world), "--out", str(out),
-                 "--max-batches", "1", "--max-epochs", "0"]) == 0
+                 "--max-batches", "1", "--max-epochs", "0", "--workers", "1"]) == 0
     captured = capsys.readouterr()
     report = json.loads(captured.out[captured.out.index("{"):])
     assert report["head_learned"] is False and report["gate"]["pruned"] == 2 * int(256 * 0.2)
     assert "never beat the zero head" in captured.err and (out / "model_best.pth").is_file()
+    assert json.loads((out / "summary.json").read_text())["config"]["num_workers"] == 1  # data loaded in a worker

@@ -1,0 +1,79 @@
+"""How a forward pass computes (fp32, tf32 or bf16), and what that means for cached scores.
+
+Why this is explicit: on Ampere and newer GPUs PyTorch runs fp32 convolutions on TF32 tensor
+cores by default (`torch.backends.cudnn.conv.fp32_precision == "tf32"`, formerly
+`torch.backends.cudnn.allow_tf32 = True`), which keeps 10 mantissa bits of each input, so GPU
+logits drift from CPU ones and "the same table on another machine" silently stops holding
+(`bench compare` measures by how much). Here fp32 means IEEE fp32 unless the user asks
+for `tf32` (fast, PyTorch's GPU default) or `bf16` (autocast, fastest).
+
+Scores computed at another precision are other numbers, so they are cached under their own key:
+the weights digest plus "+tf32" or "+bf16". fp32 keeps the bare digest. On CPU every precision
+runs as fp32: TF32 does not exist there, and bf16 autocast on CPUs without bf16 units is
+slower than fp32, so it would only cost accuracy.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+from bench.api import BenchError
+
+PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "bf16")
+
+
+def effective_precision(precision: str, device: str) -> str:
+    """The precision a forward on `device` really runs at: `precision` on CUDA, fp32 elsewhere."""
+    if precision not in PRECISIONS:
+        raise BenchError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    return precision if str(device).startswith("cuda") else "fp32"
+
+
+def cache_suffix(precision: str) -> str:
+    """What an effective precision adds to a detector's cache key ("" for fp32)."""
+    return "" if precision == "fp32" else f"+{precision}"
+
+
+@contextlib.contextmanager
+def tf32_enabled(enabled: bool) -> Iterator[None]:
+    """Allow or forbid TF32 in cuDNN convolutions and CUDA matmuls for the block, then restore.
+
+    Uses the `fp32_precision` settings of PyTorch >= 2.9 where they exist ("tf32" / "ieee"),
+    else the older `allow_tf32` flags; PyTorch refuses a mix of the two, so only one is touched.
+    The flags are process-wide and only read by CUDA kernels, so this is safe without a GPU."""
+    import torch
+
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    if conv is not None and hasattr(conv, "fp32_precision"):
+        matmul = torch.backends.cuda.matmul
+        saved = (conv.fp32_precision, matmul.fp32_precision)
+        mode = "tf32" if enabled else "ieee"
+        conv.fp32_precision, matmul.fp32_precision = mode, mode
+        try:
+            yield
+        finally:
+            conv.fp32_precision, matmul.fp32_precision = saved
+        return
+    saved_flags = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved_flags
+
+
+@contextlib.contextmanager
+def compute_precision(precision: str, device: str) -> Iterator[str]:
+    """Run the block's forwards at `precision` on `device`; yields the effective precision.
+
+    fp32: TF32 off. tf32: TF32 on. bf16: autocast to bfloat16 (TF32 off for what stays fp32).
+    On CPU nothing changes and the block runs in fp32."""
+    import torch
+
+    effective = effective_precision(precision, device)
+    if not str(device).startswith("cuda"):
+        yield effective
+        return
+    autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16) if effective == "bf16" else contextlib.nullcontext()
+    with tf32_enabled(effective == "tf32"), autocast:
+        yield effective

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The GPU checks of aigi-bench, each a plain `bench` command, timed, with the evidence saved.
+#
+#   benchmarks/device_check.sh harness [OUT_DIR]   # CPU vs CUDA tables (fp32, tf32, bf16) and `bench speed`
+#   benchmarks/device_check.sh dear [OUT_DIR]      # every DEAR stage timed on the device (DEAR-r on rajan.mini)
+#
+# Each part fits one 10-minute call of a lent GPU machine. Without a GPU, DEVICE=cpu rehearses
+# the same commands (the comparisons then compare CPU with CPU). OUT_DIR (default: $OUT, else
+# results/device-check) receives at most four files: <part>.log (every command's output, compare
+# summaries included), <part>-times.txt, and for the harness speed-fp32.csv and speed-bf16.csv.
+# Installs with --no-deps when `bench` is missing, for machines that have the dependencies but
+# no network; AIGI-mini is built fresh in a temporary AIGI_BENCH_HOME. RUN_ARGS is added to every
+# `bench run` (RUN_ARGS="--max-per-set 4 --detectors npr.mini" makes a quick rehearsal).
+# Exits 1 when the fp32 CUDA table does not match the CPU one within 1e-3 (after all checks ran).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+part=${1:?usage: benchmarks/device_check.sh harness|dear [OUT_DIR]}
+out=$(realpath -m "${2:-${OUT:-results/device-check}}")
+device=${DEVICE:-cuda}
+read -r -a run_args <<<"${RUN_ARGS:-}"
+status=0
+mkdir -p "$out"
+rm -f "$out/$part.log" "$out/$part-times.txt"
+work=$(mktemp -d)
+export AIGI_BENCH_HOME=${AIGI_BENCH_HOME:-$work/home} PYTHONUNBUFFERED=1
+command -v bench >/dev/null || python3 -m pip install -q --no-deps --no-build-isolation -e .
+python3 -c "import torch; print('torch', torch.__version__, '| cuda', torch.cuda.is_available() and torch.cuda.get_device_name())" | tee "$out/$part.log"
+
+timed() {  # timed NAME CMD...: run, keep the log, print the wall time
+  local name=$1 start=$SECONDS; shift
+  echo "== $name: $*" | tee -a "$out/$part.log"
+  "$@" 2>&1 | tee -a "$out/$part.log"
+  echo "== $name took $((SECONDS - start)) s" | tee -a "$out/$part-times.txt"
+}
+
+case $part in
+harness)
+  timed world bench world build
+  timed run-cpu bench run --suite mini --post-process --device cpu --out "$work/cpu" "${run_args[@]}"
+  timed run-fp32 bench run --suite mini --post-process --device "$device" --out "$work/dev" "${run_args[@]}"
+  timed compare-fp32 bench compare "$work/cpu/mini" "$work/dev/mini" --atol 1e-3 || status=1
+  # The faster numerics are reported, not required to match: their drift is the measurement.
+  for p in tf32 bf16; do
+    timed "run-$p" bench run --suite mini --post-process --device "$device" --precision "$p" --out "$work/dev" --run-name "mini-$p" "${run_args[@]}"
+    timed "compare-$p" bench compare "$work/cpu/mini" "$work/dev/mini-$p" --atol 1e-3 || true
+  done
+  for p in fp32 bf16; do
+    timed "speed-$p" bench speed --device "$device" --precision "$p" --size 256 --batch-size 64 --batches 20 --output "$out/speed-$p.csv"
+  done
+  ;;
+dear)
+  timed world bench world build
+  timed dear-r bench dear run --base rajan.mini --alpha 0.3 --lr 1e-2 --steps-per-epoch 25 --max-epochs 20 --device "$device" --workers 8 --out "$work/dear-r"
+  ;;
+*)
+  echo "unknown part $part: choose harness or dear" >&2
+  exit 2
+  ;;
+esac
+echo "evidence in $out"
+exit $status
