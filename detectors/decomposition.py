@@ -30,8 +30,8 @@ def decompose_pooled(model: GatedResNet, pooled: torch.Tensor) -> pd.DataFrame:
     w = model.fc.weight.detach().reshape(-1).double()
     b = float(model.fc.bias.detach().reshape(-1)[0])
     contrib = pooled.detach().double() * w
-    fake = contrib.where(w > 0, torch.zeros((), dtype=contrib.dtype)).sum(1)
-    real = -contrib.where(w < 0, torch.zeros((), dtype=contrib.dtype)).sum(1)
+    fake = contrib.where(w > 0, 0.0).sum(1)  # a Python scalar: no tensor on another device
+    real = -contrib.where(w < 0, 0.0).sum(1)
     return pd.DataFrame({
         "bias": b,
         "fake_score": fake.cpu().numpy(),
