@@ -24,6 +24,7 @@ rm -f "$out/$part.log" "$out/$part-times.txt"
 work=$(mktemp -d)
 export AIGI_BENCH_HOME=${AIGI_BENCH_HOME:-$work/home} PYTHONUNBUFFERED=1
 command -v bench >/dev/null || python3 -m pip install -q --no-deps --no-build-isolation -e .
+command -v bench >/dev/null || bench() { python3 -m bench "$@"; }  # installed, but its bin/ is not on PATH
 python3 -c "import torch; print('torch', torch.__version__, '| cuda', torch.cuda.is_available() and torch.cuda.get_device_name())" | tee "$out/$part.log"
 
 timed() {  # timed NAME CMD...: run, keep the log, print the wall time
