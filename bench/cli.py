@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 
 from bench import registry
 from bench.api import BenchError
-from bench.precision import PRECISIONS
+from bench.devices import PRECISIONS
 
 EXIT_FAILED_DETECTOR = 1
 EXIT_ERROR = 2
@@ -38,6 +38,16 @@ def _csv_list(text: str) -> list[str]:
 
 def _out(msg: str = "") -> None:
     print(msg, flush=True)
+
+
+def _device(text: str) -> str:
+    """--device: checked against this machine when the command line is read."""
+    from bench.devices import resolve_device
+
+    try:
+        return resolve_device(text)
+    except BenchError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 # --------------------------------------------------------------------------- list
@@ -127,7 +137,7 @@ def _add_run_options(p: argparse.ArgumentParser, post: bool = True) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the per-image post-processing draws (default: 0)")
     p.add_argument("--out", type=Path, default=Path("results"), help="output folder holding cache.sqlite and run folders (default: results)")
     p.add_argument("--run-name", help="run folder name (default: the suite name)")
-    p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+    p.add_argument("--device", type=_device, help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes (default: 2)")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
@@ -308,11 +318,11 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def _add_speed(p: argparse.ArgumentParser) -> None:
-    from bench.precision import PRECISIONS
+    from bench.devices import PRECISIONS
 
     p.add_argument("--detectors", type=_csv_list, default=[],
                    help="comma-separated names with optional weight tag (default: every detector with .mini weights)")
-    p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+    p.add_argument("--device", type=_device, help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="CUDA numerics, as in `bench run` (default: fp32)")
     p.add_argument("--size", type=_size, default=(256, 256), help="input image size, 256 or HxW (default: 256)")
     p.add_argument("--batch-size", type=int, default=32)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.api import BenchError
-from bench.cli import Command, _csv_list, _out
+from bench.cli import Command, _csv_list, _device, _out
 
 # --------------------------------------------------------------------------- world
 
@@ -66,7 +66,7 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("results/weights"), help="folder for <detector>.mini.safetensors")
     p.add_argument("--max-epochs", type=int, help="cap on epochs (CPU budget)")
     p.add_argument("--steps-per-epoch", type=int, help="cap on steps per epoch")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", type=_device, default="cpu")
     p.add_argument("--seed", type=int, default=0)
 
 
@@ -108,7 +108,7 @@ def _add_dear(p: argparse.ArgumentParser) -> None:
         q.add_argument("--lr", type=float, default=1e-4, help="refit learning rate (official: 1e-4; the bundled .mini weights use 1e-2)")
         q.add_argument("--steps-per-epoch", type=int, help="refit steps between validations (default: one pass over the data)")
         q.add_argument("--bn-drift", action="store_true", help="let BN statistics drift during the refit, as the official code does")
-        q.add_argument("--device", default="cpu")
+        q.add_argument("--device", type=_device, default="cpu")
         q.add_argument("--workers", type=int, default=0,
                        help="DataLoader worker processes (default 0; other counts draw other augmentations)")
         q.add_argument("--seed", type=int, default=0)
@@ -238,7 +238,7 @@ def _add_analyze(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-per-set", type=int, default=40)
     p.add_argument("--data-root")
     p.add_argument("--out", type=Path, default=Path("results/analysis"))
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", type=_device, default="cpu")
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:

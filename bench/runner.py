@@ -34,7 +34,7 @@ import pandas as pd
 
 from bench import registry
 from bench.api import FAKE, REAL, BadImageError, BenchError, Detector, ImageRecord, MissingDataError, Suite, Transform, derive_seed
-from bench.precision import cache_suffix, compute_precision, effective_precision
+from bench.devices import cache_suffix, compute_precision, effective_precision, resolve_device
 from bench.store import ScoreRow, ScoreStore, sha256_bytes
 
 log = logging.getLogger("bench")
@@ -65,7 +65,7 @@ class RunConfig:
     device: str | None = None  # default: "cuda" when available, else "cpu"
     batch_size: int = 32
     workers: int = 2
-    precision: str = "fp32"  # on CUDA: fp32 (TF32 off), tf32 or bf16 autocast; CPU runs fp32 (bench.precision)
+    precision: str = "fp32"  # on CUDA: fp32 (TF32 off), tf32 or bf16 autocast; CPU runs fp32 (bench.devices)
     max_per_set: int | None = None
     data_root: str | None = None
     conditions: list[str] | None = None  # extra chain specs, e.g. ["webp:quality=50"]
@@ -391,10 +391,13 @@ def sweep(
 
 
 def _execute(config: RunConfig, detectors: list[Detector] | None, suite: Suite | None, progress: bool, extra: dict[str, Any]) -> RunResult:
-    import torch
-
     started = datetime.now(timezone.utc)
-    # Names are checked before any data is loaded: a typo fails in a second, not after a world build.
+    # Names and the device are checked before any data is loaded: a typo fails in a second,
+    # not after a world build.
+    device = resolve_device(config.device)
+    precision = effective_precision(config.precision, device)
+    if precision != config.precision:
+        log.warning("precision %s applies to CUDA only; on %s the run computes in %s", config.precision, device, precision)
     pairs = conditions_for(config)
     conds: list[Condition] = [c for c, _ in pairs]
     transforms: list[Transform | None] = [t for _, t in pairs]
@@ -408,10 +411,6 @@ def _execute(config: RunConfig, detectors: list[Detector] | None, suite: Suite |
         suite, source = _load_suite(config)
     if not suite.records:
         raise MissingDataError(f"suite {suite.name!r} has no images ({suite.source or 'no source'})")
-    device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    precision = effective_precision(config.precision, device)
-    if precision != config.precision:
-        log.warning("precision %s applies to CUDA only; on %s the run computes in %s", config.precision, device, precision)
     run_dir = config.out / (config.run_name or config.suite or suite.name)
 
     errors: dict[str, str] = {}
@@ -498,7 +497,7 @@ def _assemble(
     sha_of: dict[str, str | None], path_of: dict[str, str], unreadable: dict[str, str], key_suffix: str = "",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The scores table (columns SCORE_COLUMNS, suite set order) and the per-image failures;
-    `key_suffix` selects the scores of one precision (`bench.precision.cache_suffix`)."""
+    `key_suffix` selects the scores of one precision (`bench.devices.cache_suffix`)."""
     set_meta = {s.name: (i, s) for i, s in enumerate(suite.sets)}
     known = [s for s in sha_of.values() if s is not None]
     rows: list[dict[str, Any]] = []

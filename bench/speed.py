@@ -5,7 +5,7 @@ A run spends its time per image in two places, measured apart because they scale
 - the detector's own *preprocessing* (PIL image -> tensor), timed here on one CPU core; the
   runner spreads it over `--workers` DataLoader processes;
 - the *forward* on the device: same-shape batches, under the run's precision
-  (`bench.precision`) and `torch.inference_mode`, after warm-up batches, synchronised on CUDA
+  (`bench.devices`) and `torch.inference_mode`, after warm-up batches, synchronised on CUDA
   so that queued kernels are counted.
 
 Inputs are seeded noise images of one size: speed does not depend on the content, and no data
@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from bench.api import BenchError, Detector
-from bench.precision import compute_precision, effective_precision
+from bench.devices import compute_precision, effective_precision, resolve_device
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ def measure_many(
     from bench import registry
     from bench.runner import _with_default_tag, check_detector_name
 
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(device)
     effective_precision(precision, device)  # an unknown precision fails before any detector is built
     for name in names:
         check_detector_name(name)

@@ -1,6 +1,10 @@
-"""How a forward pass computes (fp32, tf32 or bf16), and what that means for cached scores.
+"""Where a forward pass runs and how it computes (fp32, tf32 or bf16), and what that means for
+cached scores.
 
-Why this is explicit: on Ampere and newer GPUs PyTorch runs fp32 convolutions on TF32 tensor
+A device is checked before any work: "gpu", or "cuda" on a machine without a usable GPU, is a
+one-line error naming what is there, not a traceback per detector after the data is loaded.
+
+Why the precision is explicit: on Ampere and newer GPUs PyTorch runs fp32 convolutions on TF32 tensor
 cores by default (`torch.backends.cudnn.conv.fp32_precision == "tf32"`, formerly
 `torch.backends.cudnn.allow_tf32 = True`), which keeps 10 mantissa bits of each input, so GPU
 logits drift from CPU ones and "the same table on another machine" silently stops holding
@@ -20,6 +24,27 @@ from typing import Iterator
 from bench.api import BenchError
 
 PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "bf16")
+
+
+def resolve_device(device: str | None = None) -> str:
+    """`device` checked against this machine ("cuda" when None and a GPU is usable, else "cpu")."""
+    import torch
+
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise BenchError(f"unknown device {device!r}: use cpu, cuda, cuda:N or mps") from exc
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            build = f"built for CUDA {torch.version.cuda}" if torch.version.cuda else "built without CUDA"
+            raise BenchError(f"device {device!r}: no usable CUDA GPU here (torch {torch.__version__}, {build}); use --device cpu")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise BenchError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise BenchError(f"device {device!r}: MPS is not available here; use --device cpu")
+    return str(parsed)
 
 
 def effective_precision(precision: str, device: str) -> str:

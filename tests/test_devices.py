@@ -8,7 +8,7 @@ import torch
 
 from bench import runner
 from bench.api import BenchError
-from bench.precision import cache_suffix, compute_precision, effective_precision, tf32_enabled
+from bench.devices import cache_suffix, compute_precision, effective_precision, resolve_device, tf32_enabled
 from bench.runner import RunConfig, run
 
 
@@ -85,3 +85,21 @@ def test_cli_precision_flags():
     assert parse(["sweep", "--suite", "mini", "--param", "q", "--values", "1", "--precision", "tf32"]).precision == "tf32"
     with pytest.raises(SystemExit):
         parse(["run", "--suite", "mini", "--precision", "fp16"])
+
+
+def test_devices_are_checked_before_any_work(tmp_path, monkeypatch):
+    assert resolve_device("cpu") == "cpu"
+    assert resolve_device(None) == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(BenchError, match="unknown device 'gpu'"):
+        resolve_device("gpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(BenchError, match="no usable CUDA GPU here"):
+        resolve_device("cuda:0")
+    # the run refuses before it loads a suite (this one does not even exist)
+    with pytest.raises(BenchError, match="no usable CUDA GPU here"):
+        run(RunConfig(suite="no-such-suite", out=tmp_path, device="cuda"), progress=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert resolve_device("cuda:0") == "cuda:0"
+    with pytest.raises(BenchError, match="has 1 CUDA device"):
+        resolve_device("cuda:3")
