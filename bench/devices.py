@@ -68,9 +68,8 @@ def tf32_enabled(enabled: bool) -> Iterator[None]:
     The flags are process-wide and only read by CUDA kernels, so this is safe without a GPU."""
     import torch
 
-    conv = getattr(torch.backends.cudnn, "conv", None)
-    if conv is not None and hasattr(conv, "fp32_precision"):
-        matmul = torch.backends.cuda.matmul
+    conv, matmul = getattr(torch.backends.cudnn, "conv", None), torch.backends.cuda.matmul
+    if hasattr(conv, "fp32_precision") and hasattr(matmul, "fp32_precision"):
         saved = (conv.fp32_precision, matmul.fp32_precision)
         mode = "tf32" if enabled else "ieee"
         conv.fp32_precision, matmul.fp32_precision = mode, mode
