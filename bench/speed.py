@@ -31,6 +31,7 @@ from bench.devices import compute_precision, effective_precision, resolve_device
 class SpeedResult:
     detector: str  # weights label, "corvi.mini"
     device: str
+    hardware: str  # "NVIDIA H100 80GB HBM3", or "cpu, 2 threads": timings compare only on the same
     precision: str  # effective: CPU runs fp32 whatever was asked
     image_size: str  # "HxW" of the input images
     tensor_shape: str  # what the forward sees per image, "CxHxW"
@@ -98,7 +99,9 @@ def measure(
         raise BenchError(f"{det.weights or det.info.name}: forward returned {torch.as_tensor(out).numel()} logits for {batch_size} images")
     median = statistics.median(times)
     return SpeedResult(
-        detector=det.weights or det.info.name, device=str(device), precision=effective,
+        detector=det.weights or det.info.name, device=str(device),
+        hardware=torch.cuda.get_device_name(device) if on_cuda else f"{device}, {torch.get_num_threads()} threads",
+        precision=effective,
         image_size=f"{size[0]}x{size[1]}", tensor_shape="x".join(map(str, shapes.pop())),
         batch_size=batch_size, batches=batches,
         preprocess_img_s=batch_size / preprocess_s, forward_img_s=batch_size / median, forward_ms_per_batch=1000 * median,

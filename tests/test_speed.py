@@ -22,6 +22,7 @@ def test_measure_times_warmup_plus_batches_at_the_detectors_own_shape(plugin):
     r = measure(native, size=(20, 30), batch_size=3, batches=2, warmup=1)
     assert native.batch_shapes == [(3, 3, 20, 30)] * 3  # one warm-up, two timed, one batch shape
     assert isinstance(r, SpeedResult) and (r.detector, r.device, r.precision) == ("tiny.test", "cpu", "fp32")
+    assert r.hardware.startswith("cpu, ") and r.hardware.endswith(" threads")
     assert (r.image_size, r.tensor_shape, r.batch_size, r.batches) == ("20x30", "3x20x30", 3, 2)
     assert r.preprocess_img_s > 0 and r.forward_img_s > 0 and r.forward_ms_per_batch > 0
     assert r.forward_img_s == pytest.approx(3000 / r.forward_ms_per_batch)
