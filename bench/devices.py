@@ -14,7 +14,8 @@ for `tf32` (fast, PyTorch's GPU default) or `bf16` (autocast, fastest).
 Scores computed at another precision are other numbers, so they are cached under their own key:
 the weights digest plus "+tf32" or "+bf16". fp32 keeps the bare digest. On CPU every precision
 runs as fp32: TF32 does not exist there, and bf16 autocast on CPUs without bf16 units is
-slower than fp32, so it would only cost accuracy.
+slower than fp32 (corvi.mini on this project's 2-core machine, no avx512_bf16: 1.70 s against
+0.24 s for a batch of 8 at 192x192), so it would only cost accuracy.
 """
 from __future__ import annotations
 
