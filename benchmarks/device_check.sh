@@ -2,7 +2,8 @@
 # The GPU checks of aigi-bench, each a plain `bench` command, timed, with the evidence saved.
 #
 #   benchmarks/device_check.sh harness [OUT_DIR]   # CPU vs CUDA tables (fp32, tf32, bf16) and `bench speed`
-#   benchmarks/device_check.sh dear [OUT_DIR]      # every DEAR stage timed on the device (DEAR-r on rajan.mini)
+#   benchmarks/device_check.sh dear [OUT_DIR]      # every DEAR stage timed on the device (DEAR-r on rajan.mini),
+#                                                  # then a few training and Stay-Positive refit steps there
 #
 # Each part fits one 10-minute call of a lent GPU machine. Without a GPU, DEVICE=cpu rehearses
 # the same commands (the comparisons then compare CPU with CPU). OUT_DIR (default: $OUT, else
@@ -52,6 +53,9 @@ harness)
 dear)
   timed world bench world build
   timed dear-r bench dear run --base rajan.mini --alpha 0.3 --lr 1e-2 --steps-per-epoch 25 --max-epochs 20 --device "$device" --workers 8 --out "$work/dear-r"
+  # The training recipe and the shared head refit on the device: a few steps each, for the CUDA path.
+  timed train-corvi bench train corvi --max-epochs 1 --steps-per-epoch 20 --device "$device" --out "$work/train"
+  timed train-corvi-plus bench train corvi-plus --max-epochs 1 --steps-per-epoch 20 --device "$device" --out "$work/train"
   ;;
 *)
   echo "unknown part $part: choose harness or dear" >&2
