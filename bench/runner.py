@@ -217,6 +217,12 @@ def _fingerprint(det: Detector) -> str:
     return f"unversioned:{cls.__module__}.{cls.__qualname__}:{det.info.name}:{det.weights}"
 
 
+def _score_key(det: Detector, precision: str) -> str:
+    """Where a detector's scores at an effective precision live in the store: other numerics,
+    other scores (fp32 keeps the bare weights fingerprint, see `bench.devices.cache_suffix`)."""
+    return _fingerprint(det) + cache_suffix(precision)
+
+
 # --------------------------------------------------------------------------- data loading
 
 
@@ -306,7 +312,7 @@ def _score_detector(
         shape = (len(items), *key)
         try:
             batch = torch.stack([it.tensor for it in items]).to(device, non_blocking=on_cuda)
-            with torch.inference_mode(), compute_precision(config.precision, device):
+            with torch.inference_mode():
                 out = det.forward(batch)
             logits = torch.as_tensor(out).detach().float().reshape(-1).cpu().tolist()
         except Exception as exc:
@@ -326,24 +332,26 @@ def _score_detector(
         bar.update(len(items))
 
     try:
-        for item in loader:
-            if item.error is not None:
-                path, _, cond = work[item.index]
-                store.record_failure(path, fp, conds[cond].store_key, item.error)
-                bar.update(1)
-                continue
-            # Bucket by exact tensor shape: no resizing, no padding. Conditions may share a batch
-            # (each item carries its own condition key).
-            key = tuple(item.tensor.shape)
-            buckets.setdefault(key, []).append(item)
-            pending, pending_bytes = pending + 1, pending_bytes + nbytes(item)
-            if len(buckets[key]) >= config.batch_size:
+        # Once per detector: the TF32 flags are set and restored around the loop, not per batch.
+        with compute_precision(config.precision, device):
+            for item in loader:
+                if item.error is not None:
+                    path, _, cond = work[item.index]
+                    store.record_failure(path, fp, conds[cond].store_key, item.error)
+                    bar.update(1)
+                    continue
+                # Bucket by exact tensor shape: no resizing, no padding. Conditions may share a batch
+                # (each item carries its own condition key).
+                key = tuple(item.tensor.shape)
+                buckets.setdefault(key, []).append(item)
+                pending, pending_bytes = pending + 1, pending_bytes + nbytes(item)
+                if len(buckets[key]) >= config.batch_size:
+                    flush(key)
+                # Many distinct sizes (post-processed images rarely share one): bound what waits.
+                while pending > 4 * config.batch_size or pending_bytes > PENDING_BYTES:
+                    flush(max(buckets, key=lambda k: len(buckets[k])))
+            for key in list(buckets):
                 flush(key)
-            # Many distinct sizes (post-processed images rarely share one): bound what waits.
-            while pending > 4 * config.batch_size or pending_bytes > PENDING_BYTES:
-                flush(max(buckets, key=lambda k: len(buckets[k])))
-        for key in list(buckets):
-            flush(key)
     finally:
         bar.close()
     return computed
@@ -445,7 +453,7 @@ def _execute(config: RunConfig, detectors: list[Detector] | None, suite: Suite |
         stats: list[dict[str, Any]] = []
         for det in built:
             label = _label(det)
-            fp = _fingerprint(det) + cache_suffix(precision)  # other numerics, other scores
+            fp = _score_key(det, precision)
             t0 = time.perf_counter()
             computed = 0
             todo = 0
@@ -469,7 +477,7 @@ def _execute(config: RunConfig, detectors: list[Detector] | None, suite: Suite |
             if label in errors:
                 log.warning("detector %s stopped; its finished batches are kept (reason in the run's errors)", label)
             stats.append({"detector": label, "to_compute": todo, "computed": computed, "seconds": round(time.perf_counter() - t0, 3)})
-        scores, failures = _assemble(store, suite, built, conds, records_of, sha_of, path_of, unreadable, cache_suffix(precision))
+        scores, failures = _assemble(store, suite, built, conds, records_of, sha_of, path_of, unreadable, precision)
 
     manifest = _manifest(config, suite, source, built, conds, device, precision, started, stats, scores, failures, errors, extra)
     _export(run_dir, manifest, scores, failures)
@@ -494,16 +502,16 @@ def _label(det: Detector) -> str:
 
 def _assemble(
     store: ScoreStore, suite: Suite, dets: list[Detector], conds: list[Condition], records_of: list[list[ImageRecord]],
-    sha_of: dict[str, str | None], path_of: dict[str, str], unreadable: dict[str, str], key_suffix: str = "",
+    sha_of: dict[str, str | None], path_of: dict[str, str], unreadable: dict[str, str], precision: str = "fp32",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The scores table (columns SCORE_COLUMNS, suite set order) and the per-image failures;
-    `key_suffix` selects the scores of one precision (`bench.devices.cache_suffix`)."""
+    `precision` (the effective one) selects which cached scores are read."""
     set_meta = {s.name: (i, s) for i, s in enumerate(suite.sets)}
     known = [s for s in sha_of.values() if s is not None]
     rows: list[dict[str, Any]] = []
     fails: list[dict[str, Any]] = []
     for det in dets:
-        fp, info = _fingerprint(det) + key_suffix, det.info
+        fp, info = _score_key(det, precision), det.info
         cache: dict[str, tuple[dict, dict]] = {}  # store key -> (scores by sha, failures by path)
 
         def lookup(key: str) -> tuple[dict, dict]:
