@@ -137,7 +137,6 @@ class WeightSpec:
     hf_filename: str | None = None  # path inside that repo (defaults to filename)
     bundled: str | None = None  # "package:relative/path" of a file shipped with aigi-bench
     where: str = ""  # a sentence telling a user where the official file is published
-    sha256: str | None = None
 
 
 # --------------------------------------------------------------------------- images and suites

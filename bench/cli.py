@@ -188,6 +188,9 @@ def _finish(result: Any) -> int:
     if table_error is not None:
         print(f"bench: error: no table for this run: {table_error}", file=sys.stderr)
         return EXIT_ERROR
+    if result.scores.empty:  # e.g. every image failed to decode: nothing to report is not a success
+        print("bench: error: no image was scored in this run", file=sys.stderr)
+        return EXIT_ERROR
     return 0
 
 
@@ -214,8 +217,10 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         from bench.metrics import evaluate
 
         base = result.manifest["sweep"]["chain"].split(":")[0]
-        out = result.run_dir / f"sweep_{base}_{args.param}_{args.metric}.png"
-        _out(f"figure: {plots.sweep_figure(evaluate(result.scores), args.param, args.metric, out_path=out)}")
+        table = evaluate(result.scores)
+        for set_name in plots.summary_sets(table):
+            out = plots.summary_path(result.run_dir, f"sweep_{base}_{args.param}_{args.metric}", set_name)
+            _out(f"figure: {plots.sweep_figure(table, args.param, args.metric, out_path=out, set_name=set_name)}")
     return status
 
 
@@ -276,7 +281,9 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     out = args.out or run_dir
     paths = plots.score_distributions(scores, out)
     if scores["calibrated"].astype(bool).any():
-        paths.append(plots.accuracy_bars(evaluate(scores), out / "accuracy_bars.png"))
+        table = evaluate(scores)
+        for set_name in plots.summary_sets(table):
+            paths.append(plots.accuracy_bars(table, plots.summary_path(out, "accuracy_bars", set_name), set_name=set_name))
     else:
         print("bench: no calibrated detector in this run, so no accuracy bars (accuracies at logit 0 are not meaningful)", file=sys.stderr)
     for path in paths:

@@ -102,3 +102,17 @@ def compute_precision(precision: str, device: str) -> Iterator[str]:
     autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16) if effective == "bf16" else contextlib.nullcontext()
     with tf32_enabled(effective == "tf32"), autocast:
         yield effective
+
+
+def offload(detector: object, device: str) -> None:
+    """Move a detector that is done back to the CPU and return its GPU memory, so a run over many
+    detectors holds one of them on the GPU at a time. Does nothing off CUDA."""
+    if not str(device).startswith("cuda"):
+        return
+    import torch
+
+    try:
+        detector.to("cpu")  # type: ignore[attr-defined]
+    except Exception:  # a plugin that cannot move: its memory goes when the run ends
+        pass
+    torch.cuda.empty_cache()

@@ -314,11 +314,13 @@ def evaluate(scores: pd.DataFrame, bootstrap: int = 0, seed: int = 0) -> pd.Data
     describe = df[["detector", "weights", "display_name", "family", "calibrated"]].drop_duplicates(["detector", "weights"])
     labels, logits = df["label"].to_numpy(), df["logit"].to_numpy()
     cells = df.groupby(["condition", "detector", "weights", "suite", "set"], sort=False).indices
-    gen_sets = {(c, su, se) for c, _, _, su, se in cells if (su, se) in position and position[(su, se)] < n_gen}
+    # Avg is the mean over every generator set of the suite, in every block: a set with no scores
+    # under one condition (missing processed copies, an image set that failed the chain) makes that
+    # Avg NaN with a warning, never a mean over fewer sets beside full ones.
+    gen_all = {(su, se) for _, _, _, su, se in cells if (su, se) in position and position[(su, se)] < n_gen}
 
     rows: list[dict] = []
     for cond in condition_order(list(df["condition"].unique())):
-        gen_here = {(su, se) for c, su, se in gen_sets if c == cond}
         for d in describe.itertuples(index=False):
             base = {
                 "condition": cond, "detector": d.detector, "weights": d.weights, "display_name": d.display_name,
@@ -362,11 +364,11 @@ def evaluate(scores: pd.DataFrame, bootstrap: int = 0, seed: int = 0) -> pd.Data
             gen_rows = [r for r in set_rows if r["set_kind"] == "generator"]
             if gen_rows:
                 have = {(r["suite"], r["set"]) for r in gen_rows}
-                complete = have == gen_here
+                complete = have == gen_all
                 if not complete:
                     warnings.warn(
                         f"evaluate: {d.detector!r} under {cond!r} lacks generator set(s) "
-                        f"{sorted(se for _, se in gen_here - have)}; its Avg is NaN",
+                        f"{sorted(se for _, se in gen_all - have)}; its Avg is NaN",
                         stacklevel=2,
                     )
                 avg = {

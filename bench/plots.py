@@ -142,6 +142,27 @@ def score_distributions(scores_df: pd.DataFrame, out_dir: str | Path, bins: int 
     return paths
 
 
+# --------------------------------------------------------------------------- summary sets
+
+
+def summary_sets(metrics_df: pd.DataFrame) -> list[str]:
+    """The sets a summary figure (accuracy bars, sweep) is drawn for: the generator average
+    where the suite has generator sets, else each of its sets, because a wild-only suite has no
+    Avg (DEAR keeps in-the-wild sets apart)."""
+    from bench.metrics import AVG
+
+    if (metrics_df["set"] == AVG).any():
+        return [AVG]
+    return list(dict.fromkeys(metrics_df.sort_values("set_order", kind="stable")["set"]))
+
+
+def summary_path(out_dir: str | Path, stem: str, set_name: str) -> Path:
+    """`<stem>.png` for the generator average, `<stem>_<set>.png` for one set."""
+    from bench.metrics import AVG
+
+    return Path(out_dir) / (f"{stem}.png" if set_name == AVG else f"{stem}_{_slug(set_name)}.png")
+
+
 # --------------------------------------------------------------------------- accuracy bars
 
 

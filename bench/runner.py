@@ -34,7 +34,7 @@ import pandas as pd
 
 from bench import registry
 from bench.api import FAKE, REAL, BadImageError, BenchError, Detector, ImageRecord, MissingDataError, Suite, Transform, derive_seed
-from bench.devices import cache_suffix, compute_precision, effective_precision, resolve_device
+from bench.devices import cache_suffix, compute_precision, effective_precision, offload, resolve_device
 from bench.store import ScoreRow, ScoreStore, sha256_bytes
 
 log = logging.getLogger("bench")
@@ -116,6 +116,10 @@ def conditions_for(config: RunConfig) -> list[tuple[Condition, Transform | None]
     """
     if config.processed_copies and config.post_process:
         raise BenchError("choose one post-processed block: the chain (--post-process) or the stored copies (--processed-copies)")
+    if config.fakes_only and not (config.post_process or config.conditions):
+        # silently ignoring it would record `fakes_only: true` for a run that processed nothing
+        raise BenchError("--fakes-only applies to the post-processing chain: add --post-process "
+                         "(stored copies, --processed-copies, are scored as they are)")  # fmt: skip
     out: list[tuple[Condition, Transform | None]] = [(Condition(ORIGINAL, "Original"), None)]
     if config.processed_copies:
         out.append((Condition(COPIES_KEY, "Post-processed", copies=True), None))
@@ -385,7 +389,7 @@ def sweep(
     if not values:
         raise BenchError("a sweep needs at least one value")
     chain = "".join(chain.split())
-    sep = "," if ":" in chain else ":"
+    sep = "," if ":" in chain.rsplit("+", 1)[-1] else ":"  # the parameter belongs to the last step
     specs = [f"{chain}{sep}{param}={v}" for v in values]
     base = chain.split(":")[0]
     cfg = dataclasses.replace(config, conditions=specs, run_name=config.run_name or f"{config.suite}-sweep-{base}-{param}")
@@ -474,6 +478,8 @@ def _execute(config: RunConfig, detectors: list[Detector] | None, suite: Suite |
                 errors[label] = str(exc)
             except Exception as exc:  # never lose the other detectors' work
                 errors[label] = f"{type(exc).__name__}: {exc}"
+            finally:
+                offload(det, device)
             if label in errors:
                 log.warning("detector %s stopped; its finished batches are kept (reason in the run's errors)", label)
             stats.append({"detector": label, "to_compute": todo, "computed": computed, "seconds": round(time.perf_counter() - t0, 3)})
@@ -485,7 +491,7 @@ def _execute(config: RunConfig, detectors: list[Detector] | None, suite: Suite |
 
 
 def _hash_all(store: ScoreStore, paths: list[str], unreadable: dict[str, str], progress: bool, chunk: int = 2000) -> list[str | None]:
-    """Content hashes of every file (cached by size and mtime), with a bar on big first runs."""
+    """Content hashes of every file (cached by the file's stat stamp), with a bar on big first runs."""
     from tqdm.auto import tqdm
 
     out: list[str | None] = []
@@ -632,4 +638,8 @@ def load_run(run_dir: str | Path) -> tuple[dict[str, Any], pd.DataFrame]:
     missing = [c for c in SCORE_COLUMNS if c not in scores.columns]
     if missing:
         raise BenchError(f"{run_dir}: the scores table lacks columns {missing}")
+    stopped = sorted(manifest.get("errors") or {})
+    if stopped:  # their rows cover only what they scored before stopping: say so wherever the run is read
+        log.warning("%s is incomplete: %s did not finish (reasons in its manifest.json); their numbers, if any, cover only "
+                    "the images scored before they stopped (rerun the same command to resume)", run_dir, ", ".join(stopped))  # fmt: skip
     return manifest, scores

@@ -6,7 +6,10 @@ the file is called or which suite it belongs to. The database runs in WAL mode w
 synchronous=NORMAL and each batch is one transaction: after a `kill -9` at most the batch in
 flight is lost, and a rerun computes only what is missing.
 
-File hashes are cached by (path, size, mtime_ns) so an unchanged file is read once.
+File hashes are cached by path and a stamp of (size, mtime, ctime, inode), so an unchanged file
+is read once. ctime and the inode are in the stamp because copying tools (`cp -p`, `rsync -a`,
+`tar x`) restore a replaced file's mtime, and an equal-size replacement would otherwise keep the
+old hash; nothing but the kernel sets ctime.
 """
 from __future__ import annotations
 
@@ -27,8 +30,8 @@ CREATE TABLE IF NOT EXISTS scores (
     detector_fp TEXT NOT NULL, image_sha TEXT NOT NULL, condition_key TEXT NOT NULL,
     logit REAL NOT NULL, params TEXT NOT NULL DEFAULT '{}', created REAL NOT NULL,
     PRIMARY KEY (detector_fp, image_sha, condition_key));
-CREATE TABLE IF NOT EXISTS hashes (
-    path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, sha TEXT NOT NULL);
+DROP TABLE IF EXISTS hashes;
+CREATE TABLE IF NOT EXISTS file_hashes (path TEXT PRIMARY KEY, stamp TEXT NOT NULL, sha TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS failures (
     path TEXT NOT NULL, detector_fp TEXT NOT NULL, condition_key TEXT NOT NULL, reason TEXT NOT NULL,
     PRIMARY KEY (path, condition_key, detector_fp));
@@ -75,14 +78,18 @@ class ScoreStore:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        db = None
         try:
             # isolation_level=None: we issue BEGIN/COMMIT ourselves, one transaction per batch.
-            self._db = sqlite3.connect(str(path), timeout=60.0, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
+            db = sqlite3.connect(str(path), timeout=60.0, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
+            if db is not None:
+                db.close()
             raise BenchError(f"{path}: cannot open the score store ({exc}); move the file away to start a new one") from exc
+        self._db = db
 
     @classmethod
     def in_dir(cls, out: str | os.PathLike) -> "ScoreStore":
@@ -162,7 +169,7 @@ class ScoreStore:
     # ------------------------------------------------------------------ file hashes
 
     def file_sha(self, path: str | os.PathLike) -> str:
-        """sha256 of a file's bytes, read only when its size or mtime changed since last time."""
+        """sha256 of a file's bytes, read again only when its stamp (`_stamp`) changed."""
         return self.file_shas([path])[0]  # type: ignore[return-value]
 
     def file_shas(self, paths: Sequence[str | os.PathLike], errors: dict[str, str] | None = None) -> list[str | None]:
@@ -172,23 +179,23 @@ class ScoreStore:
         its reason lands in `errors[path]` (so one bad file does not stop a run).
         """
         keys = [str(Path(p).resolve()) for p in paths]
-        known: dict[str, tuple[int, int, str]] = {}
+        known: dict[str, tuple[str, str]] = {}
         for chunk in _chunks(list(dict.fromkeys(keys))):
             marks = ",".join("?" * len(chunk))
-            cur = self._db.execute(f"SELECT path, size, mtime_ns, sha FROM hashes WHERE path IN ({marks})", chunk)
-            known.update((p, (size, mtime, sha)) for p, size, mtime, sha in cur)
+            cur = self._db.execute(f"SELECT path, stamp, sha FROM file_hashes WHERE path IN ({marks})", chunk)
+            known.update((p, (stamp, sha)) for p, stamp, sha in cur)
         out: list[str | None] = []
-        fresh: dict[str, tuple[str, int, int, str]] = {}
+        fresh: dict[str, tuple[str, str, str]] = {}
         for original, key in zip(paths, keys):
             try:
-                st = os.stat(key)
+                stamp = _stamp(os.stat(key))
                 hit = known.get(key)
-                if hit is not None and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
-                    out.append(hit[2])
+                if hit is not None and hit[0] == stamp:
+                    out.append(hit[1])
                     continue
                 if key not in fresh:
-                    fresh[key] = (key, st.st_size, st.st_mtime_ns, sha256_file(key))
-                out.append(fresh[key][3])
+                    fresh[key] = (key, stamp, sha256_file(key))
+                out.append(fresh[key][2])
             except OSError as exc:
                 reason = f"cannot read the file ({exc.strerror or exc})"
                 if errors is None:
@@ -196,8 +203,13 @@ class ScoreStore:
                 errors[str(original)] = reason
                 out.append(None)
         if fresh:
-            self._write("INSERT OR REPLACE INTO hashes VALUES (?,?,?,?)", list(fresh.values()))
+            self._write("INSERT OR REPLACE INTO file_hashes VALUES (?,?,?)", list(fresh.values()))
         return out
+
+
+def _stamp(st: os.stat_result) -> str:
+    """What must be unchanged for a cached file hash to stand (see the module docstring)."""
+    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_dev}:{st.st_ino}"
 
 
 def sha256_bytes(data: bytes) -> str:

@@ -5,6 +5,8 @@ Each stage is a function taking paths and returning paths or results, so the CLI
 them and times every stage. Defaults are the official DEAR-c settings (dahyedahye/dear
 `configs/corvi_mask_gated.yaml`: alpha 0.2/0.2, 100 RAD batches of 64, crop 96, batches of
 64 + 64, Adam 1e-4, patience 5, delta 1e-3); `DearConfig.dear_r()` gives alpha 0.3/0.3.
+One deliberate deviation: BatchNorm stays in eval mode during the refit (`freeze_bn=True`),
+where the official loop lets its statistics drift; see `detectors.head`.
 By default the data is the AIGI-mini world: diag/, train/real with train/fake (Corvi) or
 train/recon (Rajan), val/real with val/fake.
 """

@@ -9,10 +9,14 @@ DEAR (dahyedahye/dear pipelines/corvi_mask_gated.py, dear/detector/corvi_mask_ga
 runs the same loop on a channel-gated model, adding per step the BCE of one batch of inpainted
 images (`extra_loader`, cycled) to the BCE of the main batch, without the clamp.
 
-BatchNorm: the official Stay-Positive loop calls model.train() at every step, so the frozen
-backbone's BN running statistics keep drifting during the "linear" refit (and its features use
-batch statistics); DEAR puts BN in eval. `freeze_bn=True` (default) keeps BN in eval mode;
-`freeze_bn=False` reproduces the Stay-Positive drift.
+BatchNorm: both official loops let BN drift. Stay-Positive calls model.train() at every step;
+DEAR's `freeze_backbone` puts BN in eval once ("keep BN in eval"), but its pipeline calls
+`detector.train()`, i.e. `model.train()`, at the start of every epoch, which undoes that. So in
+both, the frozen backbone's BN running statistics keep changing during the "linear" refit and its
+features use batch statistics. `freeze_bn=True` (our default, a deliberate deviation) keeps BN
+in eval mode, so the refit really is linear on fixed features: the features that RAD dissected,
+in eval mode, are the ones the head is fitted on. `freeze_bn=False` reproduces the official drift
+(`--bn-drift` on the command line).
 """
 from __future__ import annotations
 

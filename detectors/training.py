@@ -238,6 +238,26 @@ class RandomJPEG(v2.Transform):
             return _from_array(np.array(im.convert("RGB")), inpt)
 
 
+class SymmetricPadCrop(v2.RandomCrop):
+    """`v2.RandomCrop(size, pad_if_needed=True, padding_mode="symmetric")` that also pads masks
+    much smaller than the crop. torchvision pads a PIL image through `np.pad(mode="symmetric")`,
+    which repeats the mirror as often as needed, but its tensor kernel (used for a
+    `tv_tensors.Mask`) fails once the pad exceeds the side (a 40 px diagnostic pair at crop 96).
+    Masks are padded here with the same `np.pad`, so they stay aligned with their image; the
+    drawn parameters, and so every training run, are those of `v2.RandomCrop`."""
+
+    def __init__(self, size: int):
+        super().__init__(size, pad_if_needed=True, padding_mode="symmetric")
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        if isinstance(inpt, tv_tensors.Mask) and params["needs_pad"]:
+            left, top, right, bottom = params["padding"]
+            widths = [(0, 0)] * (inpt.ndim - 2) + [(top, bottom), (left, right)]
+            inpt = tv_tensors.wrap(torch.from_numpy(np.pad(inpt.numpy(), widths, mode="symmetric")), like=inpt)
+            params = {**params, "needs_pad": False}
+        return super().transform(inpt, params)
+
+
 def _to_model_input() -> list[v2.Transform]:
     return [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
 
@@ -261,7 +281,7 @@ def af_augmentation(crop: int = 96, resize: int = 256) -> v2.Compose:
             RandomJPEG((30, 100), p=0.5),
             RandomRot90(p=1.0),
             v2.RandomHorizontalFlip(),
-            v2.RandomCrop(crop, pad_if_needed=True, padding_mode="symmetric"),
+            SymmetricPadCrop(crop),
             *_to_model_input(),
         ]
     )
@@ -276,11 +296,12 @@ def npr_augmentation(load: int = 256, crop: int = 224) -> v2.Compose:
 
 
 def load_rgb(path: str | Path) -> Image.Image:
-    try:
-        with Image.open(path) as im:
-            return im.convert("RGB")
-    except Exception as exc:
-        raise BenchError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from exc
+    """An image as the runner reads it (`bench.images.load_image`: EXIF orientation applied,
+    16-bit data rescaled, alpha dropped), so training, dissection and the score decomposition
+    see the pixels that the benchmark scores. Raises BadImageError naming the file."""
+    from bench.images import load_image
+
+    return load_image(str(path))
 
 
 def list_images(folder: str | Path) -> list[Path]:

@@ -37,6 +37,7 @@ def test_every_subcommand_has_help(capsys):
         (["run", "--suite", "tinyfolder", "--detectors", "broken"], "'broken' is installed but failed to load: AttributeError"),
         (["run", "--suite", "tinyfolder", "--detectors", "mydet"], "suite 'tinyfolder' is not available"),
         (["run", "--suite", "tinyfolder", "--batch-size", "0"], "batch size must be at least 1"),
+        (["run", "--suite", "tinyfolder", "--processed-copies", "--fakes-only"], "--fakes-only applies to the post-processing chain"),
         (["table", "--run", "nowhere"], "nowhere: no run here"),
         (["sweep", "--suite", "tinyfolder", "--detectors", "mydet", "--chain", "tinyshift", "--param", "amount", "--values", ","],
          "a sweep needs at least one value"),
@@ -49,7 +50,7 @@ def test_errors_are_one_clean_line(env, capsys, args, message):
     assert "Traceback" not in err
 
 
-def test_run_table_plot_roundtrip(env, capsys, tmp_path, folder_suite_dir):
+def test_run_table_plot_roundtrip(env, capsys, caplog, tmp_path, folder_suite_dir):
     pytest.importorskip("suites.catalog")  # the built-in `folder` suite
     out = tmp_path / "res"
     rc = cli.main(["run", "--suite", "folder", "--data-root", str(folder_suite_dir), "--detectors", "mydet,heavy",
@@ -64,8 +65,9 @@ def test_run_table_plot_roundtrip(env, capsys, tmp_path, folder_suite_dir):
     scores = pd.read_parquet(out / "folder" / "scores.parquet")
     assert set(scores["detector"]) == {"mydet"} and len(scores) == 28
 
-    # tables from stored scores only
+    # tables from stored scores only; the run is marked incomplete wherever it is read
     assert cli.main(["table", "--run", str(out / "folder"), "--format", "latex", "--metrics", "auc,racc", "--output", "t/table.tex"]) == 0
+    assert "is incomplete: heavy.official did not finish" in caplog.text
     tex = (tmp_path / "t" / "table.tex").read_text()
     assert "\\begin{tabular}" in tex and "Mydet" in tex and "Post-processed" in tex
     capsys.readouterr()
@@ -92,6 +94,15 @@ def test_sweep_writes_figure(env, capsys, tmp_path, folder_suite_dir):
     assert f"figure: {fig}" in out and fig.read_bytes()[:4] == b"\x89PNG"
     scores = pd.read_parquet(run_dir / "scores.parquet")
     assert scores["condition"].drop_duplicates().tolist() == ["Original", "tinyshift:amount=0", "tinyshift:amount=40", "tinyshift:amount=80"]
+
+
+def test_run_that_scores_nothing_fails(env, capsys, tmp_path, folder_suite_dir):
+    for png in folder_suite_dir.rglob("*.png"):
+        png.write_bytes(b"not an image")
+    rc = cli.main(["run", "--suite", "tinyfolder", "--data-root", str(folder_suite_dir), "--detectors", "mydet",
+                   "--out", str(tmp_path / "res"), "--workers", "0"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 2 and "no image was scored" in err and "could not be scored" in err
 
 
 def test_list_shows_weights_status(env, capsys, tmp_path):

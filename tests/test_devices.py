@@ -8,7 +8,7 @@ import torch
 
 from bench import runner
 from bench.api import BenchError
-from bench.devices import cache_suffix, compute_precision, effective_precision, resolve_device, tf32_enabled
+from bench.devices import cache_suffix, compute_precision, effective_precision, offload, resolve_device, tf32_enabled
 from bench.runner import RunConfig, run
 
 
@@ -103,3 +103,20 @@ def test_devices_are_checked_before_any_work(tmp_path, monkeypatch):
     assert resolve_device("cuda:0") == "cuda:0"
     with pytest.raises(BenchError, match="has 1 CUDA device"):
         resolve_device("cuda:3")
+
+
+def test_offload_moves_a_finished_detector_off_the_gpu():
+    class Moves:
+        def __init__(self, fail: bool = False):
+            self.moved_to, self.fail = [], fail
+
+        def to(self, device: str):
+            self.moved_to.append(device)
+            if self.fail:
+                raise RuntimeError("cannot move")
+
+    on_cpu, on_gpu, stuck = Moves(), Moves(), Moves(fail=True)
+    offload(on_cpu, "cpu")
+    offload(on_gpu, "cuda:0")  # empty_cache is a no-op where CUDA was never initialised
+    offload(stuck, "cuda")  # a plugin that cannot move does not stop the run
+    assert on_cpu.moved_to == [] and on_gpu.moved_to == ["cpu"] and stuck.moved_to == ["cpu"]

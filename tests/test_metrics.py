@@ -311,6 +311,15 @@ def test_missing_generator_set_makes_avg_nan(scores):
     assert cell(t, "Original", "univfd", "avg").auc == 62.5  # others unaffected
 
 
+def test_set_missing_from_a_whole_block_makes_that_avg_nan(scores):
+    """Avg covers the suite's generator sets in every block, not the sets that block happens to have."""
+    s = scores[~((scores["condition"] == "Post-processed") & (scores["set"] == "gan"))]
+    with pytest.warns(UserWarning, match="lacks generator"):
+        t = M.evaluate(s)
+    assert math.isnan(cell(t, "Post-processed", "corvi", "avg").auc)
+    assert not math.isnan(cell(t, "Original", "corvi", "avg").auc)
+
+
 def test_two_weight_tags_stay_apart(scores):
     twin = scores[scores["detector"] == "corvi"].assign(weights="official")
     with warnings.catch_warnings():

@@ -61,6 +61,16 @@ def test_accuracy_bars(scores, tmp_path):
         plots.accuracy_bars(uncal, tmp_path / "none.png")
 
 
+def test_summary_sets_without_generator_sets(scores, tmp_path):
+    """A wild-only suite has no Avg: summary figures are drawn per set, named after it."""
+    assert plots.summary_sets(evaluate(scores)) == ["avg"]
+    wild_only = evaluate(scores[scores["set"] == "wild"])
+    assert plots.summary_sets(wild_only) == ["wild"]
+    out = plots.summary_path(tmp_path, "accuracy_bars", "wild")
+    assert out.name == "accuracy_bars_wild.png"
+    assert_png(plots.accuracy_bars(wild_only, out, set_name="wild"))
+
+
 def sweep_metrics(scores: pd.DataFrame) -> pd.DataFrame:
     """The fixture's post-processed scores relabelled as a WEBP quality sweep, logits shrunk
     towards 0 as quality drops, plus the Original block."""

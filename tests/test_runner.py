@@ -261,6 +261,10 @@ def test_sweep_conditions_and_manifest(tmp_path, plugin, folder_suite_dir):
     np.testing.assert_allclose(by["tinyshift:amount=0"], by["Original"], rtol=1e-6)  # amount 0 = identity
     with pytest.raises(BenchError):
         sweep(_cfg(tmp_path), "tinyshift", "amount", [], detectors=[plugin.TinyDetector()], suite=suite, progress=False)
+    # a composed chain: the swept parameter belongs to its last step
+    comp = sweep(_cfg(tmp_path), "tinyshift:amount=5+tinyshift", "amount", [10], detectors=[plugin.TinyDetector()], suite=suite,
+                 progress=False)  # fmt: skip
+    assert comp.scores["condition"].drop_duplicates().tolist() == ["Original", "tinyshift:amount=5+tinyshift:amount=10"]
 
 
 CRASH_SCRIPT = textwrap.dedent("""

@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -89,6 +90,13 @@ def test_file_sha_is_cached_until_the_file_changes(tmp_path, monkeypatch):
         g.write_bytes(b"x")
         assert store.file_shas([f, g, g]) == [hashlib.sha256(b"hello, world").hexdigest()] + [hashlib.sha256(b"x").hexdigest()] * 2
         assert len(calls) == 3
+        # replaced by equal-size bytes with the old mtime restored (cp -p, rsync -a): ctime still moves
+        before = os.stat(g)
+        time.sleep(0.01)
+        g.write_bytes(b"y")
+        os.utime(g, ns=(before.st_atime_ns, before.st_mtime_ns))
+        assert store.file_sha(g) == hashlib.sha256(b"y").hexdigest()
+        assert len(calls) == 4
 
 
 def test_unreadable_file(tmp_path):

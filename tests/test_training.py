@@ -8,11 +8,13 @@ import pytest
 import torch
 from PIL import Image
 from torchvision import tv_tensors
+from torchvision.transforms import v2
 
 from bench.api import BenchError
 from detectors.training import (
     EarlyStopping,
     PairedImages,
+    SymmetricPadCrop,
     TrainConfig,
     af_augmentation,
     balanced_accuracy,
@@ -90,6 +92,40 @@ def test_augmentation_keeps_masks_aligned_and_binary():
         thr = (gray[m[0] == 1].median() + gray[m[0] == 0].median()) / 2
         agreement.append(((gray > thr) == (m[0] == 1)).float().mean().item())
     assert len(agreement) >= 8 and np.mean(agreement) > 0.9, agreement
+
+
+def test_training_reads_images_as_the_runner_does(tmp_path):
+    """16-bit data is rescaled (PIL's convert("RGB") would clip it to white) and an unreadable
+    file is a BadImageError naming it."""
+    from bench.api import BadImageError
+    from bench.images import load_image
+    from detectors.training import load_rgb
+
+    wide = np.full((8, 8), 32768, dtype=np.uint16)
+    Image.fromarray(wide).save(tmp_path / "sixteen.png")
+    x = np.array(load_rgb(tmp_path / "sixteen.png"))
+    assert x.shape == (8, 8, 3) and np.all(x == 128)
+    assert np.array_equal(x, np.array(load_image(str(tmp_path / "sixteen.png"))))
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n")
+    with pytest.raises(BadImageError, match="broken.png"):
+        load_rgb(tmp_path / "broken.png")
+
+
+def test_crop_pads_small_masks_like_their_image():
+    """A 40 px image and mask at crop 96 (pad 56 > side): the mask is mirror-padded exactly as
+    the PIL image is, where torchvision's tensor kernel would fail."""
+    rng = np.random.default_rng(2)
+    mask = torch.from_numpy(rng.integers(0, 2, (40, 40), dtype=np.uint8))[None]
+    img = Image.fromarray(mask[0].numpy() * 255).convert("RGB")
+    crop = SymmetricPadCrop(96)
+    for seed in range(5):
+        torch.manual_seed(seed)
+        x, m = crop(img, tv_tensors.Mask(mask))
+        assert isinstance(m, tv_tensors.Mask) and m.shape == (1, 96, 96) and x.size == (96, 96)
+        assert torch.equal(torch.from_numpy(np.array(x)[..., 0] > 127)[None], m.bool())
+        torch.manual_seed(seed)  # the same draw as v2.RandomCrop: training runs are unchanged
+        ref = v2.RandomCrop(96, pad_if_needed=True, padding_mode="symmetric")(img)
+        assert np.array_equal(np.array(ref), np.array(x))
 
 
 def _write_world(root: Path, n: int = 4) -> Path:
