@@ -62,6 +62,13 @@ def _label(display: str, weights: str, clash: bool) -> str:
     return f"{display} ({weights})" if clash and weights else display
 
 
+def _tagged(detector: str, weights: str) -> str:
+    """"corvi.mini" for detector "corvi" with weights "corvi.mini" (the runner's label) or "mini"."""
+    if not weights or weights.startswith(f"{detector}."):
+        return weights or detector
+    return f"{detector}.{weights}"
+
+
 def _set_display(df: pd.DataFrame, set_name: str) -> str:
     return str(df["set_display"].iloc[0]) if "set_display" in df.columns and len(df) else set_name
 
@@ -137,7 +144,7 @@ def score_distributions(scores_df: pd.DataFrame, out_dir: str | Path, bins: int 
                 ax.legend(fontsize="small", frameon=False)
             note = "" if calibrated else " (uncalibrated: threshold 0 not meaningful)"
             fig.suptitle(f"{_label(first['display_name'], wt, multi)} - {cond}{note}")
-            name = f"scores_{_slug(det)}{'-' + _slug(wt) if wt else ''}_{_slug(cond)}.png"
+            name = f"scores_{_slug(_tagged(det, wt))}_{_slug(cond)}.png"
             paths.append(_save(fig, out_dir / name))
     return paths
 
