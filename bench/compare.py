@@ -24,6 +24,7 @@ class RunComparison:
     sign_flips: int  # matched scores on different sides of the threshold (logit 0)
     same_table: bool  # the default markdown tables are identical, digit for digit
     worst: pd.DataFrame  # the largest differences, for a look
+    table_error: str | None = None  # why a table could not be computed (then same_table is False)
 
     def within(self, atol: float) -> bool:
         return self.matched > 0 and self.only_a == 0 and self.only_b == 0 and self.max_abs_diff <= atol
@@ -32,7 +33,8 @@ class RunComparison:
         return (f"devices: {self.devices[0]} vs {self.devices[1]}\n"
                 f"matched scores: {self.matched} (only in A: {self.only_a}, only in B: {self.only_b})\n"
                 f"logit |A-B|: max {self.max_abs_diff:.3g}, mean {self.mean_abs_diff:.3g}; sign flips: {self.sign_flips}\n"
-                f"tables identical: {'yes' if self.same_table else 'no'}")
+                f"tables identical: {'yes' if self.same_table else 'no'}"
+                + (f" (no table: {self.table_error})" if self.table_error else ""))
 
 
 def compare_runs(run_a: str | Path, run_b: str | Path, top: int = 5) -> RunComparison:
@@ -50,13 +52,17 @@ def compare_runs(run_a: str | Path, run_b: str | Path, top: int = 5) -> RunCompa
     diff = (both["logit_a"] - both["logit_b"]).abs()
     both = both.assign(abs_diff=diff)
     flips = int(((both["logit_a"] > 0) != (both["logit_b"] > 0)).sum())
-    same = not a.empty and not b.empty and render(evaluate(a)) == render(evaluate(b))
+    same, table_error = False, None
+    try:  # the score comparison stands on its own even where a table cannot be computed
+        same = not a.empty and not b.empty and render(evaluate(a)) == render(evaluate(b))
+    except BenchError as exc:
+        table_error = str(exc)
     return RunComparison(
         devices=(_numerics(man_a), _numerics(man_b)),
         matched=len(both), only_a=len(a1) - len(both), only_b=len(b1) - len(both),
         max_abs_diff=float(diff.max()) if len(both) else float("nan"),
         mean_abs_diff=float(diff.mean()) if len(both) else float("nan"),
-        sign_flips=flips, same_table=same,
+        sign_flips=flips, same_table=same, table_error=table_error,
         worst=both.nlargest(top, "abs_diff")[["detector", "condition_key", "path", "logit_a", "logit_b", "abs_diff"]],
     )
 

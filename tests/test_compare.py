@@ -29,3 +29,14 @@ def test_equal_runs_match_and_a_changed_score_is_found(tmp_path, plugin, folder_
     assert cmp.worst.iloc[0]["path"] == scores.loc[i, "path"]
     assert main(["compare", str(a), str(b), "--atol", "100"]) == 1  # a missing score always fails
     assert "only in A: 1" in capsys.readouterr().out
+
+
+def test_scores_are_compared_even_without_a_table(tmp_path, plugin, folder_suite_dir):
+    suite = plugin.load_folder(folder_suite_dir)
+    a, b = _run(tmp_path, plugin, suite, "a"), _run(tmp_path, plugin, suite, "b")
+    for run_dir in (a, b):  # no reals left: AUC has no meaning, the per-image comparison still does
+        scores = pd.read_parquet(run_dir / "scores.parquet")
+        scores[scores["label"] == 1].to_parquet(run_dir / "scores.parquet", index=False)
+    cmp = compare_runs(a, b)
+    assert cmp.matched == 8 and cmp.max_abs_diff == 0.0 and cmp.within(1e-6)
+    assert not cmp.same_table and cmp.table_error and "no table:" in cmp.summary()
