@@ -51,7 +51,6 @@ def test_errors_are_one_clean_line(env, capsys, args, message):
 
 
 def test_run_table_plot_roundtrip(env, capsys, caplog, tmp_path, folder_suite_dir):
-    pytest.importorskip("suites.catalog")  # the built-in `folder` suite
     out = tmp_path / "res"
     rc = cli.main(["run", "--suite", "folder", "--data-root", str(folder_suite_dir), "--detectors", "mydet,heavy",
                    "--post-process", "--chain", "tinyshift", "--out", str(out), "--workers", "0", "--batch-size", "3"])  # fmt: skip

@@ -60,6 +60,27 @@ def test_rad_known_answer_and_skips_invalid_samples():
     assert torch.equal(model.gate.gate, torch.zeros(3))  # gate restored after scoring
 
 
+def test_rad_averages_batches_not_samples():
+    """The official compute_rad_scores averages per-batch means: a batch of 1 weighs as much as a
+    batch of 4 (a per-sample mean would give -0.6 for channel 0 here)."""
+    model = MaskNet()
+    m1, m4 = _mask_batch(1, seed=5), _mask_batch(4, seed=6)
+    one = (m1.repeat(1, 3, 1, 1), m1, torch.tensor([True]))  # channel 0 fires inside: +1
+    four = ((1 - m4).repeat(1, 3, 1, 1), m4, torch.ones(4, dtype=torch.bool))  # fires outside: -1
+    rad = rad_scores(model, [one, four], layer="feat", max_batches=None)
+    np.testing.assert_allclose(rad.scores, [0.0, 0.0, 0.0], atol=1e-5)
+    assert (rad.n_samples, rad.n_batches) == (5, 2)
+
+
+def test_rad_mask_is_thresholded_at_one_half():
+    """Soft masks are binarised at > 0.5 before the resize, as in the official code."""
+    feat = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    m = _mask_batch(2)
+    torch.testing.assert_close(rad_batch(feat, 0.6 * m), rad_batch(feat, m))
+    torch.testing.assert_close(rad_batch(feat, 0.4 * m), rad_batch(feat, 0 * m))
+    assert not torch.allclose(rad_batch(feat, m), rad_batch(feat, 0 * m))
+
+
 def test_rad_max_batches_counts_skipped_batches_and_all_invalid_fails():
     model = MaskNet()
     m = _mask_batch(2)
@@ -373,6 +394,12 @@ def test_pipeline_end_to_end_on_reduced_world(tmp_path):
     assert rad.num_channels == 256 and 0 < rad.n_samples <= 12
     det = create_detector("dear-r", path=res.checkpoint)
     assert torch.equal(det.model.gate.gate, load_gate(res.gate)[0])
+    base_state = load_base(base).state_dict()
+    for k, v in det.model.state_dict().items():  # only the gate and the head change
+        if k != "gate.gate" and ".fc." not in f".{k}":
+            assert torch.equal(v, base_state[k]), k
+    # the head is the refit's best: the zero head itself when validation never improved on it
+    assert bool(det.model.fc.weight.abs().sum() > 0) == res.head_learned
     reals = sorted((world / "test" / "real").iterdir())
     logits = det.score([Image.open(p).convert("RGB") for p in reals])
     assert logits.shape == (len(reals),) and np.isfinite(logits).all()

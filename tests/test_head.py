@@ -136,7 +136,16 @@ def test_decomposition_identity(tmp_path):
         recs.append(ImageRecord(str(path), i % 2, "set a" if i < 2 else "b"))
     df = decompose(model, recs)
     assert isinstance(df, pd.DataFrame) and len(df) == 4
-    assert np.allclose(df["bias"] + df["fake_score"] - df["real_score"], df["logit"])
+    # independently of decompose: the model's own logits, and eq. 1 from its pooled features
+    from detectors.preprocess import ImageNetNormalize
+
+    x = torch.stack([ImageNetNormalize()(Image.open(r.path).convert("RGB")) for r in recs])
+    with torch.no_grad():
+        logits, pooled = model(x).double(), model.pooled(x).double()
+    w = model.fc.weight.detach().double().reshape(-1)
+    np.testing.assert_allclose(df["logit"], logits.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(df["fake_score"], (pooled * w.clamp(min=0)).sum(1).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(df["real_score"], (pooled * (-w).clamp(min=0)).sum(1).numpy(), rtol=1e-6)
     assert (df["fake_score"] >= 0).all() and (df["real_score"] >= 0).all()
     with torch.no_grad():
         model.fc.weight.clamp_(min=0)  # a Stay-Positive head has no real evidence

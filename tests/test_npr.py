@@ -82,7 +82,11 @@ def test_npr_spec_and_preprocess():
     assert npr.default_weights == "mini" and {w.tag for w in npr.weights} == {"official", "mini"}
     arr = np.random.default_rng(0).integers(0, 256, (300, 411, 3), dtype=np.uint8)
     t = ResizeNormalize((256, 256))(Image.fromarray(arr))
+    # the official test transform, written out: PIL bilinear to 256x256, /255, ImageNet mean/std
+    resized = np.asarray(Image.fromarray(arr).resize((256, 256), Image.BILINEAR), dtype=np.float64) / 255.0
+    ref = (resized - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
     assert t.shape == (3, 256, 256)
+    np.testing.assert_allclose(t.permute(1, 2, 0).numpy(), ref, atol=1e-5)
     small = NPRNet(NPR_ARCHS["mini"]).eval()
     assert small.size == "mini" and small.num_features == 128
     with torch.no_grad():

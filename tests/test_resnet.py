@@ -95,6 +95,16 @@ def test_dear_format_loads_gate(tmp_path, state, image):
     assert torch.equal(model.gate.gate, gate)
     with torch.no_grad():
         _close(model(image), reference_logits(image, state, gate))
+    # the registered detector reads the official file the same way
+    det = create_detector("dear-c.official", path=path)
+    assert det.weights == "dear-c.official" and torch.equal(det.model.gate.gate, gate)
+    _close(det.forward(image), reference_logits(image, state, gate))
+    # and what we save is the official layout: every official name, with its shape, and nothing else
+    from dear.checkpoint import save_dear
+
+    raw = torch.load(save_dear(model, tmp_path / "again.pth"), map_location="cpu", weights_only=True)
+    assert list(raw) == ["model"]
+    assert {k: tuple(v.shape) for k, v in raw["model"].items()} == {k: tuple(v.shape) for k, v in ckpt["model"].items()}
 
 
 def test_own_safetensors_round_trip(tmp_path, image):

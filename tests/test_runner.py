@@ -210,8 +210,7 @@ def test_fakes_only_reuses_original_scores_for_reals(tmp_path, plugin, folder_su
     assert all("offset" in json.loads(p) for p in post.loc[post["label"] == 1, "params"])
 
 
-def test_real_rajan_chain_when_available(tmp_path, plugin, folder_suite_dir):
-    pytest.importorskip("suites.postprocess")
+def test_real_rajan_chain(tmp_path, plugin, folder_suite_dir):
     suite = plugin.load_folder(folder_suite_dir, max_per_set=1)
     res = run(_cfg(tmp_path, post_process=True), detectors=[plugin.TinyDetector()], suite=suite, progress=False)
     post = res.scores[res.scores["condition"] == "Post-processed"]

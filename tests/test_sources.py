@@ -264,7 +264,7 @@ def test_csv_errors_name_the_file_and_row(tmp_path, content, message):
 
 
 def test_hf_dataset_from_disk(tmp_path):
-    datasets = pytest.importorskip("datasets")
+    import datasets
     files = [_img(tmp_path / "src" / f"{i}.{'jpg' if i % 2 else 'png'}", seed=i) for i in range(6)]
     ds = datasets.Dataset.from_dict(
         {"image": [str(p) for p in files], "label": [0, 1, 0, 1, 0, 0], "gen": ["a", "real", "a", "real", "b", "b"]},
@@ -297,7 +297,7 @@ def test_hf_dataset_from_disk(tmp_path):
 
 
 def test_hf_dataset_errors_and_default_sets(tmp_path):
-    datasets = pytest.importorskip("datasets")
+    import datasets
     files = [_img(tmp_path / f"{i}.png", seed=i) for i in range(3)]
     ds = datasets.Dataset.from_dict({"img": [str(p) for p in files], "is_fake": ["real", "fake", "fake"]})
     ds = ds.cast_column("img", datasets.Image())
@@ -367,7 +367,7 @@ def test_registered_suites():
 def test_hf_spec_through_the_folder_suite_and_the_cli(tmp_path, capsys):
     """`--data-root hf:<saved dataset>?...`: an imagefolder-style dataset whose ClassLabel is the
     folder name, labelled through real=; then a bad spec and an unreachable Hub id."""
-    datasets = pytest.importorskip("datasets")
+    import datasets
     from bench.cli import main
     from suites.sources import parse_hf_spec
 
@@ -398,7 +398,7 @@ def test_layout_suite_from_a_hub_dataset_repository(tmp_path, monkeypatch):
     """`--data-root hf:<owner>/<name>/<sub>` for a folder layout: the repository's files are
     fetched once into $AIGI_BENCH_HOME/hf-datasets and <sub> is the data root. The download
     is replaced by a local fake (no network here); its arguments are checked."""
-    huggingface_hub = pytest.importorskip("huggingface_hub")
+    import huggingface_hub
     from suites.sources import hub_snapshot
 
     calls = []

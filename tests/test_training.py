@@ -174,7 +174,11 @@ def test_train_mini_end_to_end(tmp_path):
         logits = det.score([Image.open(world / "val" / "real" / "0000.png")])
         assert logits.shape == (1,) and np.isfinite(logits).all()
     plus = create_detector("corvi-plus.mini", path=out / "corvi-plus.mini.safetensors")
-    assert (plus.model.fc.weight >= 0).all()
+    assert (plus.model.fc.weight >= 0).all() and (plus.model.fc.weight > 0).any()  # refit, not left at zero
+    base = create_detector("corvi.mini", path=out / "corvi.mini.safetensors").model.state_dict()
+    for k, v in plus.model.state_dict().items():  # the backbone (BN statistics included) is frozen
+        if ".fc." not in f".{k}":
+            assert torch.equal(v, base[k]), k
     npr_cfg = TrainConfig.npr(batch_size=4, max_epochs=1, steps_per_epoch=1, crop=224, progress=False)
     det = create_detector("npr.mini", path=train_mini("npr", world, out, npr_cfg))
     assert det.model.size == "mini"

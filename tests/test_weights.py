@@ -1,0 +1,115 @@
+"""Weight tags: where a tag resolves (explicit file, weights folder, bundled file, Hub), the bundled
+.mini weights themselves, and checkpoints saved on a GPU loading on a CPU-only machine."""
+from __future__ import annotations
+
+import hashlib
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from bench.api import MissingWeightsError, WeightSpec
+from bench.registry import create_detector
+from bench.weights import bundled_path, load_state, resolve, sha256_file
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+BUNDLED = ["corvi", "rajan", "corvi-plus", "rajan-plus", "npr", "dear-r"]
+
+
+def test_resolution_order(tmp_path, monkeypatch):
+    """An explicit file, then $AIGI_BENCH_WEIGHTS/<detector>/<filename>, then the bundled file,
+    and the Hub only when none of those exists."""
+    monkeypatch.setenv("AIGI_BENCH_WEIGHTS", str(tmp_path / "weights"))
+    hub_calls: list[tuple[str, str]] = []
+
+    def hub(repo: str, filename: str) -> str:
+        hub_calls.append((repo, filename))
+        got = tmp_path / "hub" / filename
+        got.parent.mkdir(parents=True, exist_ok=True)
+        got.write_bytes(b"hub")
+        return str(got)
+
+    monkeypatch.setitem(sys.modules, "huggingface_hub", SimpleNamespace(hf_hub_download=hub))
+    bundled = "detectors:weights/corvi.mini.safetensors"
+    spec = WeightSpec("mini", "corvi.mini.safetensors", hf_repo="owner/repo", bundled=bundled)
+    assert resolve("corvi", spec) == bundled_path(spec)  # nothing local: the bundled file
+    cached = tmp_path / "weights" / "corvi" / "corvi.mini.safetensors"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"cached")
+    assert resolve("corvi", spec) == cached  # the weights folder beats the bundled file
+    explicit = tmp_path / "mine.safetensors"
+    explicit.write_bytes(b"mine")
+    assert resolve("corvi", spec, explicit) == explicit  # an explicit file beats everything
+    assert hub_calls == []
+    hub_only = WeightSpec("official", "w.pth", hf_repo="owner/repo", hf_filename="sub/w.pth")
+    assert resolve("corvi", hub_only).read_bytes() == b"hub" and hub_calls == [("owner/repo", "sub/w.pth")]
+    with pytest.raises(MissingWeightsError, match="no file at"):
+        resolve("corvi", spec, tmp_path / "absent.pth")
+
+
+def test_offline_hub_names_where_to_put_the_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("AIGI_BENCH_WEIGHTS", str(tmp_path / "weights"))
+
+    def offline(repo: str, filename: str) -> str:
+        raise OSError("no network")
+
+    monkeypatch.setitem(sys.modules, "huggingface_hub", SimpleNamespace(hf_hub_download=offline))
+    spec = WeightSpec("official", "model_best.pth", hf_repo="org/ckpts", hf_filename="dear_c/model_best.pth", where="See the paper.")
+    with pytest.raises(MissingWeightsError) as exc:
+        resolve("dear-c", spec)
+    message = str(exc.value)
+    assert str(tmp_path / "weights" / "dear-c" / "model_best.pth") in message
+    assert "Hugging Face org/ckpts/dear_c/model_best.pth: OSError" in message and "See the paper." in message
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_bundled_weights_are_what_the_detector_loads(name, monkeypatch, tmp_path):
+    monkeypatch.setenv("AIGI_BENCH_WEIGHTS", str(tmp_path / "empty"))
+    det = create_detector(name)
+    assert det.weights == f"{name}.mini"
+    suffix = ".pth" if name.startswith("dear") else ".safetensors"
+    package = "dear" if name.startswith("dear") else "detectors"
+    spec = WeightSpec("mini", f"{name}.mini{suffix}", bundled=f"{package}:weights/{name}.mini{suffix}")
+    assert det.fingerprint == sha256_file(bundled_path(spec))  # scores are cached under the file's digest
+
+
+def _state(name: str) -> dict[str, torch.Tensor]:
+    return dict(create_detector(name).model.state_dict())
+
+
+@pytest.mark.parametrize("base", ["corvi", "rajan"])
+def test_bundled_stay_positive_heads_refit_a_frozen_state(base):
+    """Corvi+ and Rajan+ differ from their base in the head only, and that head is non-negative."""
+    a, b = _state(base), _state(f"{base}-plus")
+    assert a.keys() == b.keys()
+    head = {k for k in a if k.endswith("fc.weight") or k.endswith("fc.bias")}
+    assert len(head) == 2
+    for k in a.keys() - head:
+        assert torch.equal(a[k], b[k]), k
+    weight = next(b[k] for k in head if k.endswith("weight"))
+    assert bool((weight >= 0).all()) and bool((weight > 0).any())
+
+
+def test_bundled_dear_r_gate_and_state():
+    """DEAR-r: Rajan's backbone unchanged, a 0/1 gate pruning int(C * 0.3) channels at each end."""
+    rajan, dear = _state("rajan"), _state("dear-r")
+    gate = dear.pop("gate.gate")
+    channels = gate.numel()
+    assert set(gate.unique().tolist()) == {0.0, 1.0}
+    assert int(gate.sum()) == channels - 2 * int(channels * 0.3)
+    for k, v in rajan.items():
+        if "fc." not in k and k != "gate.gate":
+            assert torch.equal(v, dear[k]), k
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="../shared is absent")
+def test_checkpoint_saved_on_a_gpu_loads_on_cpu():
+    """Official checkpoints are often saved from CUDA tensors; UFD's released head is one
+    (storages tagged cuda:0). It must load here, on CPU, without unpickling code."""
+    path = SHARED / "assets" / "ufd" / "fc_weights.pth"
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == "477100745713bcc957beb2b40859536859b6483fd6301b3b9293151b194c7847"
+    state = load_state(path)
+    assert {k: tuple(v.shape) for k, v in state.items()} == {"weight": (1, 768), "bias": (1,)}
+    assert all(v.device.type == "cpu" and v.dtype == torch.float32 for v in state.values())
