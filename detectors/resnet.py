@@ -284,8 +284,11 @@ class ResNetDetector(Detector):
         self.model = model.eval().to(memory_format=torch.channels_last)
         self.info = info
         self.weights = weights
-        self.fingerprint = fingerprint
         self.tile, self.tile_limit, self.tile_size = tile, tile_limit, tile_size
+        # Scores are cached under the fingerprint: another tiling gives other numbers on large images.
+        if fingerprint and (tile, tile_limit, tile_size) != (True, 1536, 1024):
+            fingerprint += f"+tile{tile_limit}/{tile_size}" if tile else "+whole"
+        self.fingerprint = fingerprint
 
     def preprocess(self) -> ImageNetNormalize:
         return ImageNetNormalize()

@@ -228,6 +228,16 @@ def test_tiling_through_mini_network():
         assert not torch.allclose(got, model(x), atol=1e-3)
 
 
+def test_tiling_is_part_of_the_cache_key():
+    """Scores are cached under the fingerprint, and another tiling gives other logits on large images."""
+    from detectors.resnet import corvi
+
+    model = build_res50nodown("mini")
+    keys = {ResNetDetector(model, corvi.info, fingerprint="d", **kw).fingerprint for kw in
+            ({}, {"tile": True, "tile_limit": 1536, "tile_size": 1024}, {"tile": False}, {"tile_limit": 48, "tile_size": 32})}
+    assert keys == {"d", "d+whole", "d+tile48/32"}
+
+
 def test_registry_specs():
     from detectors.resnet import corvi, corvi_plus, rajan, rajan_plus
 
