@@ -18,6 +18,10 @@ tv_tensors.Mask, for DEAR) through one call, so all drawn parameters are shared;
 transform draws one seed per call, so a pair of equal size also gets identical noise, as the
 reseeded official code does.
 
+JPEG in the augmentation goes through PIL only, where the official flags (`--cmp_method cv2,pil`)
+pick OpenCV or PIL per image: both encode with libjpeg's standard tables and 4:2:0 chroma at a
+given quality, and OpenCV is not worth a dependency for that coin.
+
 Validation is deterministic here: full images at native resolution (the test condition) through
 the detector's own test preprocessing, instead of the official re-use of the random training
 processing on the validation split.
