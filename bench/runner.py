@@ -376,7 +376,8 @@ def run(
     runner loads the registered suite itself).
 
     A detector that cannot be built or fails mid-run is reported in `RunResult.errors`; the others
-    still run and every finished score is stored and exported.
+    still run and every finished score is stored and exported. On CUDA each detector is moved
+    to the GPU for its turn and back to the CPU after it, so one model at a time holds GPU memory.
     """
     return _execute(config, detectors, suite, progress, {})
 
