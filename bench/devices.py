@@ -104,15 +104,17 @@ def compute_precision(precision: str, device: str) -> Iterator[str]:
         yield effective
 
 
-def offload(detector: object, device: str) -> None:
+def offload(detector: object | None, device: str) -> None:
     """Move a detector that is done back to the CPU and return its GPU memory, so a run over many
-    detectors holds one of them on the GPU at a time. Does nothing off CUDA."""
+    detectors holds one of them on the GPU at a time (None: one that failed to build, whose
+    partial allocations are returned all the same). Does nothing off CUDA."""
     if not str(device).startswith("cuda"):
         return
     import torch
 
-    try:
-        detector.to("cpu")  # type: ignore[attr-defined]
-    except Exception:  # a plugin that cannot move: its memory goes when the run ends
-        pass
+    if detector is not None:
+        try:
+            detector.to("cpu")  # type: ignore[attr-defined]
+        except Exception:  # a plugin that cannot move: its memory goes when the run ends
+            pass
     torch.cuda.empty_cache()

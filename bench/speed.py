@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from bench.api import BenchError, Detector
-from bench.devices import compute_precision, effective_precision, resolve_device
+from bench.devices import compute_precision, effective_precision, offload, resolve_device
 
 
 @dataclass(frozen=True)
@@ -114,8 +114,6 @@ def measure_many(
     names: Sequence[str], *, device: str | None = None, precision: str = "fp32", **kwargs: Any,
 ) -> tuple[list[SpeedResult], dict[str, str]]:
     """Build and measure each named detector; a detector that fails is reported, the rest go on."""
-    import torch
-
     from bench import registry
     from bench.runner import _with_default_tag, check_detector_name
 
@@ -125,10 +123,12 @@ def measure_many(
         check_detector_name(name)
     results, errors = [], {}
     for name in map(_with_default_tag, names):
+        det = None
         try:
-            results.append(measure(registry.create_detector(name), device=device, precision=precision, **kwargs))
+            det = registry.create_detector(name)
+            results.append(measure(det, device=device, precision=precision, **kwargs))
         except Exception as exc:  # a missing weight file or an OOM must not hide the other detectors
             errors[name] = str(exc) if isinstance(exc, BenchError) else f"{type(exc).__name__}: {exc}"
-        if str(device).startswith("cuda"):
-            torch.cuda.empty_cache()  # the detector is gone: give its memory back before the next
+        finally:
+            offload(det, device)  # give its GPU memory back before the next
     return results, errors

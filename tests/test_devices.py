@@ -119,4 +119,5 @@ def test_offload_moves_a_finished_detector_off_the_gpu():
     offload(on_cpu, "cpu")
     offload(on_gpu, "cuda:0")  # empty_cache is a no-op where CUDA was never initialised
     offload(stuck, "cuda")  # a plugin that cannot move does not stop the run
+    offload(None, "cuda")  # a detector that failed to build: only the cache is emptied
     assert on_cpu.moved_to == [] and on_gpu.moved_to == ["cpu"] and stuck.moved_to == ["cpu"]
