@@ -209,7 +209,7 @@ class ScoreStore:
 
 def _stamp(st: os.stat_result) -> str:
     """What must be unchanged for a cached file hash to stand (see the module docstring)."""
-    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_dev}:{st.st_ino}"
+    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}"  # no st_dev: it changes across remounts
 
 
 def sha256_bytes(data: bytes) -> str:

@@ -233,10 +233,13 @@ def diagnostic_pairs(root: str | Path) -> list[tuple[Path, Path]]:
 
 
 def read_mask(path: str | Path) -> np.ndarray:
-    """Binary (H, W) uint8 0/1 mask from an L/RGB PNG (> 127 is inside)."""
+    """Binary (H, W) uint8 0/1 mask from an L/RGB PNG (> 127 is inside), turned upright by its
+    EXIF orientation as its image is (`bench.images.load_image`), so the two stay aligned."""
+    from PIL import ImageOps
+
     try:
         with Image.open(path) as im:
-            return (np.asarray(im.convert("L")) > 127).astype(np.uint8)
+            return (np.asarray(ImageOps.exif_transpose(im).convert("L")) > 127).astype(np.uint8)
     except Exception as exc:
         raise BenchError(f"{path}: cannot read mask ({type(exc).__name__}: {exc})") from exc
 
