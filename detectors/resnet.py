@@ -262,6 +262,9 @@ def pooled_tiled(model: GatedResNet, x: torch.Tensor, tile: int = 1024) -> torch
     return (total / (h * w)).to(x.dtype)
 
 
+TILE_LIMIT, TILE_SIZE = 1536, 1024  # GRIP's tiling rule; the defaults keep the bare cache key
+
+
 class ResNetDetector(Detector):
     """A GatedResNet behind the Detector contract: native resolution, ImageNet normalisation.
 
@@ -277,8 +280,8 @@ class ResNetDetector(Detector):
         fingerprint: str = "",
         *,
         tile: bool = True,
-        tile_limit: int = 1536,
-        tile_size: int = 1024,
+        tile_limit: int = TILE_LIMIT,
+        tile_size: int = TILE_SIZE,
     ):
         # channels-last memory layout: same numbers, ~1.7x faster stride-1 stem on CPU
         self.model = model.eval().to(memory_format=torch.channels_last)
@@ -286,7 +289,7 @@ class ResNetDetector(Detector):
         self.weights = weights
         self.tile, self.tile_limit, self.tile_size = tile, tile_limit, tile_size
         # Scores are cached under the fingerprint: another tiling gives other numbers on large images.
-        if fingerprint and (tile, tile_limit, tile_size) != (True, 1536, 1024):
+        if fingerprint and (tile, tile_limit, tile_size) != (True, TILE_LIMIT, TILE_SIZE):
             fingerprint += f"+tile{tile_limit}/{tile_size}" if tile else "+whole"
         self.fingerprint = fingerprint
 
