@@ -209,18 +209,20 @@ def _add_sweep(p: argparse.ArgumentParser) -> None:
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from bench import plots
-    from bench.runner import sweep
+    from bench.runner import sweep, sweep_slug
 
     result = sweep(_config(args), args.chain, args.param, args.values)
     status = _finish(result)
     if not result.scores.empty:
         from bench.metrics import evaluate
 
-        base = result.manifest["sweep"]["chain"].split(":")[0]
+        info = result.manifest["sweep"]
+        x = {c["condition"]: c["value"] for c in info["conditions"]}
+        stem = f"sweep_{sweep_slug(info['chain'])}_{args.param}_{args.metric}"
         table = evaluate(result.scores)
         for set_name in plots.summary_sets(table):
-            out = plots.summary_path(result.run_dir, f"sweep_{base}_{args.param}_{args.metric}", set_name)
-            _out(f"figure: {plots.sweep_figure(table, args.param, args.metric, out_path=out, set_name=set_name)}")
+            out = plots.summary_path(result.run_dir, stem, set_name)
+            _out(f"figure: {plots.sweep_figure(table, args.param, args.metric, out_path=out, set_name=set_name, x=x)}")
     return status
 
 

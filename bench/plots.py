@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -246,10 +247,14 @@ def param_value(condition: str, param: str) -> float | None:
 
 
 def sweep_figure(
-    metrics_df: pd.DataFrame, param: str, metric: str = "ap", *, out_path: str | Path, set_name: str = "avg"
+    metrics_df: pd.DataFrame, param: str, metric: str = "ap", *, out_path: str | Path, set_name: str = "avg",
+    x: Mapping[str, float] | None = None,
 ) -> Path:
-    """`metric` on `set_name` against the value of `param` parsed from the condition labels, one line
-    per detector; each detector's unprocessed ("Original") value is a dotted line in its colour."""
+    """`metric` on `set_name` against `param`, one line per detector; each detector's unprocessed
+    ("Original") value is a dotted line in its colour.
+
+    The x value of a condition comes from `x` (condition label -> value, as a sweep run's manifest
+    records it) or, without it, is parsed from the label by `param_value`."""
     from bench.metrics import ORIGINAL
     from bench.tables import HEADERS
 
@@ -258,10 +263,11 @@ def sweep_figure(
     _need(metrics_df, ("condition", "detector", "display_name", "set", metric), "metrics table")
     df = metrics_df[metrics_df["set"] == set_name].copy()
     df["weights"] = _weights(df)
-    df["_x"] = [param_value(c, param) for c in df["condition"]]
+    df["_x"] = [x.get(c) if x is not None else param_value(c, param) for c in df["condition"]]
     sweep = df[df["_x"].notna()]
     if sweep.empty:
-        raise PlotError(f"no condition label sets {param!r} for set {set_name!r}; conditions: {sorted(set(metrics_df['condition']))}")
+        what = f"none of the swept conditions {sorted(x)} is" if x is not None else f"no condition label setting {param!r} is"
+        raise PlotError(f"{what} in the table for set {set_name!r}; conditions: {sorted(set(metrics_df['condition']))}")
     detectors = list(dict.fromkeys(zip(df["detector"], df["weights"], df["display_name"])))
     multi = len({d for d, _, _ in detectors}) < len(detectors)
     fig = _figure(6.4, 4.2)

@@ -24,6 +24,7 @@ import logging
 import math
 import platform
 import random
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -382,18 +383,26 @@ def run(
     return _execute(config, detectors, suite, progress, {})
 
 
+def sweep_slug(chain: str) -> str:
+    """The whole chain as a file-name part: "webp" -> "webp", "jpeg:quality=75+blur" ->
+    "jpeg-quality-75-blur", so a composed sweep never shares a folder with a plain one."""
+    return re.sub(r"[^A-Za-z0-9.]+", "-", "".join(chain.split())).strip("-") or "chain"
+
+
 def sweep(
     config: RunConfig, chain: str, param: str, values: Sequence[Any],
     detectors: list[Detector] | None = None, suite: Suite | None = None, progress: bool = True,
 ) -> RunResult:
-    """Run the conditions `chain:param=v` for each value (plus the original images)."""
+    """Run the conditions `chain:param=v` for each value (plus the original images).
+
+    The manifest's "sweep" entry maps each condition to its value, so figures never have to parse
+    the value back out of a label (a composed chain may set `param` in more than one step)."""
     if not values:
         raise BenchError("a sweep needs at least one value")
     chain = "".join(chain.split())
     sep = "," if ":" in chain.rsplit("+", 1)[-1] else ":"  # the parameter belongs to the last step
     specs = [f"{chain}{sep}{param}={v}" for v in values]
-    base = chain.split(":")[0]
-    cfg = dataclasses.replace(config, conditions=specs, run_name=config.run_name or f"{config.suite}-sweep-{base}-{param}")
+    cfg = dataclasses.replace(config, conditions=specs, run_name=config.run_name or f"{config.suite}-sweep-{sweep_slug(chain)}-{param}")
     points = []
     for spec, value in zip(specs, values):
         name = registry.create_chain(spec).name

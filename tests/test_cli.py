@@ -95,6 +95,18 @@ def test_sweep_writes_figure(env, capsys, tmp_path, folder_suite_dir):
     assert scores["condition"].drop_duplicates().tolist() == ["Original", "tinyshift:amount=0", "tinyshift:amount=40", "tinyshift:amount=80"]
 
 
+def test_sweep_of_a_composed_chain(env, capsys, tmp_path, folder_suite_dir):
+    """The swept parameter also appears in an earlier step: values come from the manifest, and
+    the folder and figure are named after the whole chain (not confused with a plain sweep)."""
+    rc = cli.main(["sweep", "--suite", "tinyfolder", "--data-root", str(folder_suite_dir), "--detectors", "mydet",
+                   "--chain", "tinyshift:amount=5+tinyshift", "--param", "amount", "--values", "0,40",
+                   "--out", str(tmp_path / "res"), "--workers", "0", "--max-per-set", "2"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    fig = tmp_path / "res" / "tinyfolder-sweep-tinyshift-amount-5-tinyshift-amount" / "sweep_tinyshift-amount-5-tinyshift_amount_ap.png"
+    assert f"figure: {fig}" in out and fig.read_bytes()[:4] == b"\x89PNG"
+
+
 def test_run_that_scores_nothing_fails(env, capsys, tmp_path, folder_suite_dir):
     for png in folder_suite_dir.rglob("*.png"):
         png.write_bytes(b"not an image")

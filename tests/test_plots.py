@@ -48,6 +48,9 @@ def test_score_distributions(scores, tmp_path):
         assert_png(p)
     with Image.open(paths[0]) as im:
         assert im.size[0] > im.size[1] * 2  # generator and wild panels side by side
+    # the runner labels weights in full ("corvi.mini"); file names must not double the detector
+    full = scores.assign(weights=scores["detector"] + "." + scores["weights"])
+    assert {p.name for p in plots.score_distributions(full, tmp_path / "full")} == {p.name for p in paths}
 
 
 def test_accuracy_bars(scores, tmp_path):
@@ -87,10 +90,23 @@ def test_sweep_figure(scores, tmp_path):
     assert_png(out)
     out2 = plots.sweep_figure(m, "webp.quality", "auc", out_path=tmp_path / "sweep_auc.png", set_name="sd")
     assert_png(out2)
-    with pytest.raises(plots.PlotError, match="no condition label sets 'sigma'"):
+    with pytest.raises(plots.PlotError, match="no condition label setting 'sigma'"):
         plots.sweep_figure(m, "sigma", out_path=tmp_path / "x.png")
     with pytest.raises(plots.PlotError, match="unknown metric"):
         plots.sweep_figure(m, "quality", "f1", out_path=tmp_path / "x.png")
+
+
+def test_sweep_figure_with_recorded_values(scores, tmp_path):
+    """A composed chain sets the parameter twice, so the label cannot be parsed; the values the
+    sweep recorded (condition -> value) are used instead."""
+    m = sweep_metrics(scores)
+    m["condition"] = m["condition"].str.replace("webp:", "webp:quality=95+webp:", regex=False)
+    with pytest.raises(plots.PlotError, match="more than once"):
+        plots.sweep_figure(m, "quality", out_path=tmp_path / "x.png")
+    x = {f"webp:quality=95+webp:quality={q}": q for q in (30, 60, 90)}
+    assert_png(plots.sweep_figure(m, "quality", out_path=tmp_path / "composed.png", x=x))
+    with pytest.raises(plots.PlotError, match="none of the swept conditions"):
+        plots.sweep_figure(m, "quality", out_path=tmp_path / "x.png", x={"webp:quality=10": 10})
 
 
 def test_param_value():
