@@ -131,6 +131,7 @@ def _add_dear(p: argparse.ArgumentParser) -> None:
         common(q, base=name != "prune")
         if name == "dissect":
             q.add_argument("--diag", type=Path, help="diagnostic set (default: <world>/diag)")
+            q.add_argument("--layer", default="layer4", help="module whose output is dissected (default: layer4, the last conv stage)")
         if name in ("prune", "refine"):
             q.add_argument(("--rad" if name == "prune" else "--gate"), type=Path, required=True)
     a = sub.add_parser("analyze", help="the paper's analyses: robustness (Fig. 4), maps (Fig. 3), alpha (sensitivity), "
@@ -139,6 +140,8 @@ def _add_dear(p: argparse.ArgumentParser) -> None:
     common(a)
     a.add_argument("--rad", type=Path, help="a saved RAD vector (default: computed)")
     a.add_argument("--gate", type=Path, help="probe: a saved gate (default: pruned from the RAD vector)")
+    a.add_argument("--reduce", choices=["spatial", "pooled"], default="spatial",
+                   help="robustness: per-channel MSE over feature-map positions (default) or of the pooled means the head sees")
 
 
 def _dear_config(args: argparse.Namespace, kind: str) -> Any:
@@ -150,6 +153,8 @@ def _dear_config(args: argparse.Namespace, kind: str) -> Any:
                           "freeze_bn": not args.bn_drift, "device": args.device, "num_workers": args.workers, "seed": args.seed}
     if args.alpha is not None:
         kw.update(alpha_low=args.alpha, alpha_high=args.alpha)
+    if getattr(args, "layer", None):
+        kw["layer"] = args.layer
     return make(**kw)
 
 
@@ -218,7 +223,7 @@ def _dear_analysis(args: argparse.Namespace, config: Any, world: Path, kind: str
         elif args.analysis == "robustness":
             from detectors.training import list_images
 
-            df = analyses.rad_vs_robustness(model, rad(), list_images(world / "test" / "real"), out,
+            df = analyses.rad_vs_robustness(model, rad(), list_images(world / "test" / "real"), out, reduce=args.reduce,
                                             alpha=(config.alpha_low, config.alpha_high), device=args.device)
         else:
             analyses.activation_maps(model, rad(), world / "diag", out, originals=world / "train" / "real", device=args.device)

@@ -63,14 +63,15 @@ def rad_vs_robustness(
     out_dir: Path,
     *,
     quality: int = 75,
-    reduce: str = "pooled",
+    reduce: str = "spatial",
     alpha: tuple[float, float] = (0.2, 0.2),
     device: str = "cpu",
 ) -> pd.DataFrame:
     """Per-channel MSE between activations of each image and of its WEBP(`quality`) copy.
 
-    `reduce="pooled"`: MSE of the spatial means (what the head sees); "spatial": mean over
-    positions of the squared map difference; `rel_mse` divides by the channel's mean squared
+    `reduce="spatial"` (the paper's per-channel activation MSE): mean over positions of the
+    squared map difference; "pooled": MSE of the spatial means (what the head sees, blind to
+    changes that cancel out over the map); `rel_mse` divides by the channel's mean squared
     activation (|RAD| and MSE both scale with a channel's magnitude, so the raw correlation is
     partly a size effect). Writes rad_vs_robustness.csv/.png/.json; the JSON holds Spearman
     correlations of both with |RAD - median RAD| and their means over the channels the count

@@ -94,10 +94,14 @@ class RADResult:
 
 
 def find_module(model: torch.nn.Module, name: str) -> torch.nn.Module:
-    """`model.get_submodule` with an error that lists the closest module names."""
+    """`model.get_submodule`, also by a unique dotted suffix ("layer4" finds "backbone.layer4"),
+    with an error that lists the closest module names."""
     modules = dict(model.named_modules())
     if name in modules:
         return modules[name]
+    by_suffix = [n for n in modules if n.endswith(f".{name}")]
+    if len(by_suffix) == 1:
+        return modules[by_suffix[0]]
     close = difflib.get_close_matches(name, list(modules), n=5, cutoff=0.4)
     top = [n for n in modules if n and "." not in n.removeprefix("backbone.")]
     raise DissectError(

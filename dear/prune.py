@@ -8,7 +8,9 @@ Two readings of the same rule are offered because the paper and the code differ 
   (`configs/corvi_mask_gated.yaml`, `configs/rajan_mask_gated.yaml`).
 - ``mode="percentile"`` (paper, Algorithm 1): ``tau_low = percentile(S, 100*alpha_low)``,
   ``tau_high = percentile(S, 100*(1 - alpha_high))``, keep ``tau_low <= S <= tau_high``.
-  Ties at a threshold are all kept, so the kept count can exceed the count rule's.
+  numpy's linear interpolation puts each threshold between two channels, so without ties
+  this keeps one channel fewer at each end than the count rule (1228 vs 1230 of 2048 at
+  0.2/0.2); ties at a threshold are all kept, which can add channels back.
 
 Alphas are fractions in [0, 1) in both modes.
 """

@@ -9,8 +9,9 @@ gen_inpaint_data.py):
   `blur_factor=33`, applied at 512x512 there);
 - the generated image is pasted through the blurred mask by hand, x = M*x_gen + (1-M)*x_real,
   in float and cast back to uint8 (truncation, as the official `astype(np.uint8)`).
-The official script works at 512x512 and resizes back bicubic; we composite at native size
-instead, so the blur radius is scaled with the image (`dear_blur_radius`).
+The official script works at 512x512 and resizes back bicubic (so does
+`dear.inpaint.StableDiffusionInpainter`); AIGI-mini's generators work at native size, so its
+diag/ set composites there with the blur radius scaled to the image (`dear_blur_radius`).
 """
 from __future__ import annotations
 

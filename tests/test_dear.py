@@ -108,6 +108,8 @@ def test_rad_unknown_layer_lists_close_names():
     model = build_res50nodown("mini")
     with pytest.raises(DissectError, match="backbone.layer4"):
         rad_scores(model, [], layer="backbone.layer44")
+    with pytest.raises(DissectError, match="no module 'conv2'"):  # a suffix shared by many blocks is not guessed
+        rad_scores(model, [], layer="conv2")
 
 
 def test_rad_on_gated_resnet_matches_manual_layer4():
@@ -123,6 +125,8 @@ def test_rad_on_gated_resnet_matches_manual_layer4():
     manual = ((f * mm).sum((2, 3)) / (mm.sum((2, 3)) + 1e-6) - (f * (1 - mm)).sum((2, 3)) / ((1 - mm).sum((2, 3)) + 1e-6)).mean(0)
     np.testing.assert_allclose(rad.scores, manual.double().numpy(), rtol=1e-5, atol=1e-6)
     assert rad.num_channels == model.num_features == 256
+    short = rad_scores(model, [(x, m, torch.ones(3, dtype=torch.bool))], layer="layer4")  # the spec's name, a unique suffix
+    np.testing.assert_array_equal(short.scores, rad.scores)
     assert float(model.gate.gate[:10].sum()) == 0  # the pruned gate is back
 
 
@@ -271,10 +275,13 @@ def test_diagnostic_pairs_missing_mask(tmp_path):
 
 
 class _Negative:
+    """Inverts the colours inside the (hard) mask."""
+
     name = "negative"
 
     def inpaint(self, image, mask, seed=0):
-        return Image.fromarray(255 - np.asarray(image))
+        a, m = np.asarray(image), np.asarray(mask)[..., None] > 0
+        return Image.fromarray(np.where(m, 255 - a, a))
 
 
 def test_make_diagnostic_set(tmp_path):
@@ -299,6 +306,45 @@ def test_make_diagnostic_set(tmp_path):
     assert diagnostic_pairs(tmp_path / "diag") == pairs
 
 
+class _FakeSDPipeline:
+    """Stands in for diffusers' inpainting pipeline: returns a flat blue 512 image and blurs masks
+    with PIL's GaussianBlur, as `VaeImageProcessor.blur` does."""
+
+    class mask_processor:  # noqa: N801 - the attribute name diffusers uses
+        @staticmethod
+        def blur(image, blur_factor=4):
+            from PIL import ImageFilter
+
+            return image.filter(ImageFilter.GaussianBlur(blur_factor))
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, prompt, image, mask_image, generator):
+        self.calls.append((prompt, image.size, mask_image.size))
+        return type("Out", (), {"images": [Image.new("RGB", image.size, (0, 0, 255))]})()
+
+
+def test_stable_diffusion_inpainter_composites_at_512(tmp_path):
+    """The official order: composite at 512 over the resized real, then resize back, so the
+    background too went through the 512 round trip (gen_inpaint_data.py)."""
+    from dear.inpaint import StableDiffusionInpainter
+
+    sd = StableDiffusionInpainter.__new__(StableDiffusionInpainter)  # no diffusers, no weights
+    sd._pipe, sd.device, sd.size, sd.blur_factor, sd.name = _FakeSDPipeline(), "cpu", 512, 33.0, "sd:fake"
+    real = Image.fromarray(np.random.default_rng(0).integers(0, 255, (300, 200, 3), dtype=np.uint8))
+    mask = Image.new("L", (200, 300))
+    mask.paste(255, (60, 90, 140, 210))
+    out = sd.inpaint(real, mask, seed=3)
+    assert out.size == (200, 300) and sd._pipe.calls == [("", (512, 512), (512, 512))]
+    a = np.asarray(out).astype(int)
+    round_trip = np.asarray(real.resize((512, 512), Image.Resampling.BICUBIC).resize((200, 300), Image.Resampling.BICUBIC)).astype(int)
+    assert np.abs(a[140:160, 90:110] - [0, 0, 255]).max() <= 4  # mask centre: the generated pixels (blur sigma 33 at 512)
+    corner = (slice(0, 20), slice(0, 20))  # far from the blurred edge: the real, resampled twice
+    assert np.abs(a[corner] - round_trip[corner]).max() <= 1
+    assert np.abs(a[corner] - np.asarray(real).astype(int)[corner]).mean() > 5  # not the untouched real
+
+
 def test_mini_generator_inpainter(tmp_path):
     from dear.inpaint import MiniGeneratorInpainter, make_diagnostic_set
     from suites.mini import generators as gens
@@ -310,6 +356,7 @@ def test_mini_generator_inpainter(tmp_path):
     inp = MiniGeneratorInpainter()
     out = inp.inpaint(Image.open(real).convert("RGB"), Image.new("L", (96, 64)))
     assert out.size == (96, 64)
+    assert np.array_equal(np.asarray(out), np.asarray(Image.open(real)))  # an empty mask keeps the real
     [(img, msk)] = make_diagnostic_set([real], tmp_path / "diag", inp, progress=False)
     a, b = np.asarray(Image.open(img)).astype(int), np.asarray(Image.open(real)).astype(int)
     m = np.asarray(Image.open(msk)) > 0
