@@ -36,6 +36,26 @@ def _csv_list(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
+def _count(minimum: int) -> Any:
+    """argparse type: an integer of at least `minimum`, refused when the command line is read."""
+
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    parse.__name__ = "int"  # argparse names the type in "invalid int value: 'x'"
+    return parse
+
+
+def _nonnegative(text: str) -> float:
+    value = float(text)
+    if not value >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    return value
+
+
 def _out(msg: str = "") -> None:
     print(msg, flush=True)
 
@@ -132,7 +152,10 @@ def _add_run_options(p: argparse.ArgumentParser, post: bool = True) -> None:
         p.add_argument("--post-process", action="store_true", help="also score the post-processed images")
         p.add_argument("--processed-copies", action="store_true",
                        help="the post-processed block is the suite's stored copies (DEAR's test_processed/), not a chain")
-    p.add_argument("--chain", default="rajan", help="post-processing chain spec (default: rajan)")
+    if post:
+        p.add_argument("--chain", help="post-processing chain spec for --post-process (default: rajan)")
+    else:
+        p.add_argument("--chain", required=True, help="post-processing chain spec whose last step takes the swept parameter, e.g. webp")
     p.add_argument("--fakes-only", action="store_true", help="post-process fakes only (Stay-Positive protocol); reals keep their original score")
     p.add_argument("--seed", type=int, default=0, help="seed of the per-image post-processing draws (default: 0)")
     p.add_argument("--out", type=Path, default=Path("results"), help="output folder holding cache.sqlite and run folders (default: results)")
@@ -150,8 +173,11 @@ def _add_run_options(p: argparse.ArgumentParser, post: bool = True) -> None:
 def _config(args: argparse.Namespace) -> Any:
     from bench.runner import RunConfig
 
+    post_process = getattr(args, "post_process", False)
+    if args.chain and "post_process" in args and not post_process:  # `run`: a chain nobody applies is a mistake
+        raise BenchError(f"--chain {args.chain!r} applies to the post-processed block: add --post-process")
     return RunConfig(
-        suite=args.suite, detectors=args.detectors, post_process=getattr(args, "post_process", False), chain=args.chain,
+        suite=args.suite, detectors=args.detectors, post_process=post_process, chain=args.chain or "rajan",
         fakes_only=args.fakes_only, seed=args.seed, out=args.out, run_name=args.run_name, device=args.device,
         batch_size=args.batch_size, workers=args.workers, precision=args.precision, max_per_set=args.max_per_set, data_root=args.data_root,
         processed_copies=getattr(args, "processed_copies", False),
@@ -184,6 +210,9 @@ def _finish(result: Any) -> int:
         print("bench: these detectors did not finish (their finished scores are saved; rerun to resume):", file=sys.stderr)
         for name, why in result.errors.items():
             print(f"  {name}: {why}", file=sys.stderr)
+        if result.scores.empty:
+            print("bench: error: no image was scored in this run", file=sys.stderr)
+            return EXIT_ERROR
         return EXIT_FAILED_DETECTOR
     if table_error is not None:
         print(f"bench: error: no table for this run: {table_error}", file=sys.stderr)
@@ -296,7 +325,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 def _add_compare(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_a", type=Path, help="a run folder, e.g. results/cpu/mini")
     p.add_argument("run_b", type=Path, help="another run folder of the same suite, e.g. results/cuda/mini")
-    p.add_argument("--atol", type=float, default=1e-3, help="largest logit difference accepted (default: 1e-3)")
+    p.add_argument("--atol", type=_nonnegative, default=1e-3, help="largest logit difference accepted (default: 1e-3)")
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
@@ -306,7 +335,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     cmp = compare_runs(args.run_a, args.run_b)
     _out(cmp.summary())
     if not cmp.within(args.atol):
-        _out(f"largest differences:\n{cmp.worst.to_string(index=False)}")
+        if cmp.max_abs_diff > args.atol:
+            _out(f"largest differences:\n{cmp.worst.to_string(index=False)}")
+        if cmp.unmatched is not None and len(cmp.unmatched):
+            _out(f"scored in one run only (first {len(cmp.unmatched)}):\n{cmp.unmatched.to_string(index=False)}")
         print(f"bench: the runs differ beyond atol={args.atol:g}", file=sys.stderr)
         return EXIT_FAILED_DETECTOR
     return 0
@@ -334,9 +366,9 @@ def _add_speed(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", type=_device, help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="CUDA numerics, as in `bench run` (default: fp32)")
     p.add_argument("--size", type=_size, default=(256, 256), help="input image size, 256 or HxW (default: 256)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--batches", type=int, default=10, help="timed batches after warm-up (default: 10)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed warm-up batches (default: 2)")
+    p.add_argument("--batch-size", type=_count(1), default=32)
+    p.add_argument("--batches", type=_count(1), default=10, help="timed batches after warm-up (default: 10)")
+    p.add_argument("--warmup", type=_count(0), default=2, help="untimed warm-up batches (default: 2)")
     p.add_argument("--output", type=Path, help="also write the results as .csv or .json")
 
 
@@ -407,3 +439,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:  # an output path that is a file, a full disk: the OS message names the path
+        print(f"bench: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR

@@ -49,7 +49,8 @@ def _cmd_world(args: argparse.Namespace) -> int:
         path = world.ensure_world(seed=args.seed, root=args.root, config=config, generators_dir=args.generators_dir)
     problems = world.verify_world(path)
     if problems:
-        raise BenchError(f"world at {path} does not match its manifest: {'; '.join(problems[:5])}")
+        raise BenchError(f"world at {path} does not match its manifest: {'; '.join(problems[:5])}; "
+                         "rebuild it with `bench world build --force`")
     size = sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
     _out(f"world: {path} ({size / 2**20:.1f} MiB, verified, {time.perf_counter() - t:.1f} s)")
     return 0
@@ -247,16 +248,22 @@ def _add_analyze(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
+    import pandas as pd
+
     from bench import registry
     from detectors.decomposition import decompose, plot_decomposition
 
     suite = registry.get_suite(args.suite).load(args.data_root, args.max_per_set)
     for name in args.detectors:
         det = registry.create_detector(name)
-        df = decompose(det, suite.records, device=args.device)
+        errors: dict[str, str] = {}
+        df = decompose(det, suite.records, device=args.device, errors=errors)
         out = args.out / f"decomposition-{det.info.name}"
         out.mkdir(parents=True, exist_ok=True)
         df.to_csv(out / "decomposition.csv", index=False)
+        if errors:
+            pd.DataFrame(list(errors.items()), columns=["path", "error"]).to_csv(out / "failures.csv", index=False)
+            print(f"bench: {len(errors)} image(s) could not be read and were skipped; see {out / 'failures.csv'}", file=sys.stderr)
         figs = plot_decomposition(df, out, title=f"{det.info.display_name} ({det.weights})")
         summary = df.groupby(["set", "label"])[["fake_score", "real_score", "logit"]].mean().round(3)
         _out(f"== {det.info.display_name}\n{summary.to_string()}\n" + "\n".join(f"figure: {f}" for f in figs))

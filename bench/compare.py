@@ -25,6 +25,7 @@ class RunComparison:
     same_table: bool  # the default markdown tables are identical, digit for digit
     worst: pd.DataFrame  # the largest differences, for a look
     table_error: str | None = None  # why a table could not be computed (then same_table is False)
+    unmatched: pd.DataFrame | None = None  # a few scores found in one run only, with the run ("A"/"B")
 
     def within(self, atol: float) -> bool:
         return self.matched > 0 and self.only_a == 0 and self.only_b == 0 and self.max_abs_diff <= atol
@@ -49,6 +50,13 @@ def compare_runs(run_a: str | Path, run_b: str | Path, top: int = 5) -> RunCompa
             raise BenchError(f"{name}: the same image is scored twice under one key; not a single run")
     a1, b1 = a.drop_duplicates(KEY), b.drop_duplicates(KEY)  # an image in two sets is one score
     both = a1.merge(b1[KEY + ["logit"]], on=KEY, suffixes=("_a", "_b"))
+    sides = a1[KEY + ["path"]].merge(b1[KEY + ["path"]], on=KEY, how="outer", indicator=True, suffixes=("_a", "_b"))
+    lone = sides[sides["_merge"] != "both"]
+    unmatched = pd.DataFrame({
+        "run": lone["_merge"].map({"left_only": "A", "right_only": "B"}).astype(str),
+        "detector": lone["detector"], "condition_key": lone["condition_key"],
+        "path": lone["path_a"].where(lone["_merge"] == "left_only", lone["path_b"]),
+    }).head(top)  # fmt: skip
     diff = (both["logit_a"] - both["logit_b"]).abs()
     both = both.assign(abs_diff=diff)
     flips = int(((both["logit_a"] > 0) != (both["logit_b"] > 0)).sum())
@@ -64,6 +72,7 @@ def compare_runs(run_a: str | Path, run_b: str | Path, top: int = 5) -> RunCompa
         mean_abs_diff=float(diff.mean()) if len(both) else float("nan"),
         sign_flips=flips, same_table=same, table_error=table_error,
         worst=both.nlargest(top, "abs_diff")[["detector", "condition_key", "path", "logit_a", "logit_b", "abs_diff"]],
+        unmatched=unmatched,
     )
 
 

@@ -176,12 +176,12 @@ def summary_path(out_dir: str | Path, stem: str, set_name: str) -> Path:
 
 def accuracy_bars(metrics_df: pd.DataFrame, out_path: str | Path, set_name: str = "avg") -> Path:
     """R.Acc and F.Acc bars per calibrated detector on `set_name` (default: the average over
-    generator sets), Original and Post-processed side by side: solid = Original, hatched =
-    Post-processed; blue = reals, red = fakes. A table with neither block (a sweep-only run)
-    shows each of its conditions instead, in condition order."""
+    generator sets), every condition of the table side by side in condition order (Original,
+    Post-processed, then any swept chain): solid = the first, hatched = the others; blue =
+    reals, red = fakes."""
     import numpy as np
 
-    from bench.metrics import ORIGINAL, POST_PROCESSED, condition_order
+    from bench.metrics import condition_order
 
     _need(metrics_df, ("condition", "detector", "display_name", "calibrated", "set", "racc", "facc"), "metrics table")
     on_set = metrics_df[metrics_df["set"] == set_name]
@@ -191,13 +191,13 @@ def accuracy_bars(metrics_df: pd.DataFrame, out_path: str | Path, set_name: str 
     present = condition_order(list(df["condition"].unique()))
     if not present:
         raise PlotError(f"no calibrated detector has {set_name!r} rows")
-    conds = [c for c in (ORIGINAL, POST_PROCESSED) if c in present] or present  # e.g. a sweep-only run
+    conds = present
     detectors = list(dict.fromkeys(zip(df["detector"], df["weights"], df["display_name"])))
     multi = len({d for d, _, _ in detectors}) < len(detectors)
     x = np.arange(len(detectors))
     nbar = 2 * len(conds)
     width = 0.8 / nbar
-    fig = _figure(max(5.0, 1.3 * len(detectors) + 2.0), 4.2)
+    fig = _figure(max(5.0, 1.3 * max(1.0, nbar / 4) * len(detectors) + 2.0), 4.2)
     ax = fig.subplots()
     hatches = [None, "//", "..", "xx", "\\\\", "++", "--", "oo"]
     styles = {c: {"hatch": hatches[i % len(hatches)], "alpha": 1.0 if i == 0 else 0.55} for i, c in enumerate(conds)}
@@ -218,7 +218,7 @@ def accuracy_bars(metrics_df: pd.DataFrame, out_path: str | Path, set_name: str 
     ax.set_xlabel("detector" + (f" (uncalibrated, not shown: {', '.join(skipped)})" if skipped else ""))
     where = "average over generator sets" if set_name == "avg" else f"set {_set_display(df, set_name)}"
     ax.set_title(f"Real and fake accuracy ({where})")
-    ax.legend(fontsize="small", ncol=len(conds), loc="upper center", bbox_to_anchor=(0.5, -0.18), frameon=False)
+    ax.legend(fontsize="small", ncol=min(len(conds), 4), loc="upper center", bbox_to_anchor=(0.5, -0.18), frameon=False)
     return _save(fig, Path(out_path))
 
 

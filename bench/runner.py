@@ -400,7 +400,10 @@ def sweep(
     if not values:
         raise BenchError("a sweep needs at least one value")
     chain = "".join(chain.split())
-    sep = "," if ":" in chain.rsplit("+", 1)[-1] else ":"  # the parameter belongs to the last step
+    last = chain.rsplit("+", 1)[-1]
+    if param in (kv.partition("=")[0] for kv in last.partition(":")[2].split(",")):
+        raise BenchError(f"--chain {chain!r} already sets {param!r} in its last step, the one the sweep varies; drop it there")
+    sep = "," if ":" in last else ":"  # the parameter belongs to the last step
     specs = [f"{chain}{sep}{param}={v}" for v in values]
     cfg = dataclasses.replace(config, conditions=specs, run_name=config.run_name or f"{config.suite}-sweep-{sweep_slug(chain)}-{param}")
     points = []
@@ -434,6 +437,10 @@ def _execute(config: RunConfig, detectors: list[Detector] | None, suite: Suite |
     if not suite.records:
         raise MissingDataError(f"suite {suite.name!r} has no images ({suite.source or 'no source'})")
     run_dir = config.out / (config.run_name or config.suite or suite.name)
+    try:  # now, not after hours of scoring
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BenchError(f"cannot create the run folder {run_dir}: {exc}") from exc
 
     errors: dict[str, str] = {}
     built: list[Detector] = []
@@ -449,7 +456,7 @@ def _execute(config: RunConfig, detectors: list[Detector] | None, suite: Suite |
                 raise BenchError(f"no registered detector has {tag!r} weights for suite {config.suite!r}; name some with --detectors")
             for name, why in sorted(registry.scan("detectors").errors.items()):
                 log.warning("detector plugin %r did not load and is skipped: %s", name, why)
-        for name in map(_with_default_tag, names):
+        for name in dict.fromkeys(map(_with_default_tag, names)):  # "npr,npr.mini" is one detector, scored once
             try:
                 built.append(registry.create_detector(name))
             except BenchError as exc:  # missing weights, a factory that raises: report, go on
@@ -628,6 +635,23 @@ def _export(run_dir: Path, manifest: dict[str, Any], scores: pd.DataFrame, failu
     atomic("manifest.json", lambda p: p.write_text(json.dumps(manifest, indent=2, default=str) + "\n"))
 
 
+def _read_scores(run_dir: Path) -> pd.DataFrame:
+    """scores.parquet, else scores.csv (the same table), with an error naming a damaged file."""
+    parquet, csv = run_dir / "scores.parquet", run_dir / "scores.csv"
+    if not (parquet.is_file() or csv.is_file()):
+        raise MissingDataError(f"{run_dir}: no scores.parquet or scores.csv")
+    path = parquet if parquet.is_file() else csv
+    try:
+        if path is parquet:
+            return pd.read_parquet(path)
+        scores = pd.read_csv(path, dtype={"params": str, "real_set": object, "image_sha": str})
+    except Exception as exc:  # pyarrow and pandas raise many types for a cut or garbled file
+        raise BenchError(f"{path}: unreadable scores table ({type(exc).__name__}: {str(exc)[:200]}); "
+                         "rerun the same command to export it again from the cache") from exc
+    scores["real_set"] = scores["real_set"].where(scores["real_set"].notna(), None)
+    return scores
+
+
 def load_run(run_dir: str | Path) -> tuple[dict[str, Any], pd.DataFrame]:
     """(manifest, scores table) of a finished run folder."""
     run_dir = Path(run_dir)
@@ -638,16 +662,14 @@ def load_run(run_dir: str | Path) -> tuple[dict[str, Any], pd.DataFrame]:
         manifest = json.loads(manifest_path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise BenchError(f"{manifest_path}: unreadable manifest ({exc})") from exc
-    if (run_dir / "scores.parquet").is_file():
-        scores = pd.read_parquet(run_dir / "scores.parquet")
-    elif (run_dir / "scores.csv").is_file():
-        scores = pd.read_csv(run_dir / "scores.csv", dtype={"params": str, "real_set": object, "image_sha": str})
-        scores["real_set"] = scores["real_set"].where(scores["real_set"].notna(), None)
-    else:
-        raise MissingDataError(f"{run_dir}: no scores.parquet or scores.csv")
+    scores = _read_scores(run_dir)
     missing = [c for c in SCORE_COLUMNS if c not in scores.columns]
     if missing:
         raise BenchError(f"{run_dir}: the scores table lacks columns {missing}")
+    expected = (manifest.get("counts") or {}).get("scores")
+    if isinstance(expected, int) and expected != len(scores):  # cut in transit, or filtered on purpose: say so
+        log.warning("%s: the scores table has %d rows but the run exported %d; the file was cut or edited (rerun the "
+                    "same command to export it again from the cache)", run_dir, len(scores), expected)
     stopped = sorted(manifest.get("errors") or {})
     if stopped:  # their rows cover only what they scored before stopping: say so wherever the run is read
         log.warning("%s is incomplete: %s did not finish (reasons in its manifest.json); their numbers, if any, cover only "

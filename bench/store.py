@@ -105,8 +105,13 @@ class ScoreStore:
     def __enter__(self) -> "ScoreStore":
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         self.close()
+        if isinstance(exc, sqlite3.OperationalError):  # locked, disk full, I/O error
+            raise BenchError(f"{self.path}: score store error ({exc})") from exc
+        if type(exc) is sqlite3.DatabaseError:  # "malformed": damage inside the file shows only when a page is read
+            raise BenchError(f"{self.path}: the score store is damaged ({exc}); move the file away and rerun "
+                             "(it is a cache: run folders keep their exported scores)") from exc
 
     def _write(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         """executemany inside one transaction: all rows land or none do."""

@@ -15,6 +15,7 @@ composite happens is part of its recipe:
 """
 from __future__ import annotations
 
+import logging
 import random
 from pathlib import Path
 from typing import Protocol, Sequence, runtime_checkable
@@ -24,6 +25,8 @@ from PIL import Image
 
 from bench.api import BenchError, MissingWeightsError, derive_seed
 from suites import masks
+
+log = logging.getLogger(__name__)
 
 SD_INPAINT_MODEL = "stable-diffusion-v1-5/stable-diffusion-inpainting"
 SD_INPAINT_MODEL_OLD = "runwayml/stable-diffusion-inpainting"  # id used by the official script (repo since removed)
@@ -125,6 +128,7 @@ def make_diagnostic_set(
 
     The rectangle of each image is drawn from `derive_seed(seed, "dear-mask", file name)`, so it
     does not depend on order or subset; the inpainter's seed likewise from "dear-inpaint".
+    An image that cannot be read is skipped and listed in <out_dir>/failures.csv.
     Returns (image, mask) path pairs in input order."""
     from detectors.training import load_rgb
 
@@ -142,8 +146,13 @@ def make_diagnostic_set(
 
         it = tqdm(it, desc=f"inpaint ({inpainter.name})", unit="img")
     pairs = []
+    failures: list[tuple[str, str]] = []
     for path in it:
-        real = load_rgb(path)
+        try:
+            real = load_rgb(path)
+        except BenchError as exc:
+            failures.append((str(path), str(exc)))
+            continue
         box = masks.sample_box(real.width, real.height, random.Random(derive_seed(seed, "dear-mask", path.name)))
         mask = masks.box_mask(real.size, box)
         image = inpainter.inpaint(real, mask, seed=derive_seed(seed, "dear-inpaint", path.name))
@@ -153,4 +162,14 @@ def make_diagnostic_set(
         image.save(pair[0], format="PNG")
         mask.save(pair[1], format="PNG")
         pairs.append(pair)
+    if failures:
+        import csv
+
+        with open(out_dir / "failures.csv", "w", newline="") as f:
+            csv.writer(f).writerows([("path", "error"), *failures])
+        log.warning("%d image(s) could not be read and were skipped; see %s", len(failures), out_dir / "failures.csv")
+    else:
+        (out_dir / "failures.csv").unlink(missing_ok=True)  # not a stale list from an earlier run
+    if not pairs:
+        raise BenchError(f"no readable image to inpaint (first failure: {failures[0][0]}: {failures[0][1]})")
     return pairs

@@ -17,7 +17,7 @@ from typing import Iterable, Sequence
 import pandas as pd
 import torch
 
-from bench.api import DetectorInfo, ImageRecord
+from bench.api import BenchError, DetectorInfo, ImageRecord
 from detectors.preprocess import ImageNetNormalize
 from detectors.resnet import GatedResNet, ResNetDetector
 from detectors.training import load_rgb
@@ -49,21 +49,35 @@ def decompose(
     tile: bool = True,
     device: str = "cpu",
     atol: float = 1e-3,
+    errors: dict[str, str] | None = None,
 ) -> pd.DataFrame:
     """One row per image: path, set, label, bias, fake_score, real_score, logit.
 
     Images go through the detector's own test path (native resolution, tiling when the
     detector tiles; a bare model gets `tile`), one at a time; each row's logit is checked against the detector's output
-    (`atol` absolute, plus 1e-4 relative) so the table cannot drift from what is scored."""
+    (`atol` absolute, plus 1e-4 relative) so the table cannot drift from what is scored.
+    An image that cannot be read is skipped and its reason put in `errors` (path -> reason)
+    when given; without `errors` it raises."""
     if isinstance(detector, GatedResNet):
         detector = ResNetDetector(detector, DetectorInfo("model", "model", "CNN"), tile=tile)
+    if not isinstance(detector, ResNetDetector):
+        name = getattr(getattr(detector, "info", None), "name", type(detector).__name__)
+        raise BenchError(f"the decomposition needs a ResNet detector with a linear head on pooled features "
+                         f"(corvi, rajan, their + variants, dear-*), not {name!r}")
     detector.to(device)
     model = detector.model.eval()
     prep = ImageNetNormalize()
     rows = []
     with torch.inference_mode():
         for rec in records:
-            x = prep(load_rgb(rec.path))[None].to(device)
+            try:
+                image = load_rgb(rec.path)
+            except BenchError as exc:
+                if errors is None:
+                    raise
+                errors[rec.path] = str(exc)
+                continue
+            x = prep(image)[None].to(device)
             pooled = detector.pooled(x)
             row = decompose_pooled(model, pooled)
             direct = float(detector.forward(x)[0])

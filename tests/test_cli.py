@@ -41,6 +41,9 @@ def test_every_subcommand_has_help(capsys):
         (["table", "--run", "nowhere"], "nowhere: no run here"),
         (["sweep", "--suite", "tinyfolder", "--detectors", "mydet", "--chain", "tinyshift", "--param", "amount", "--values", ","],
          "a sweep needs at least one value"),
+        (["sweep", "--suite", "tinyfolder", "--detectors", "mydet", "--chain", "tinyshift:amount=5", "--param", "amount",
+          "--values", "1"], "already sets 'amount' in its last step"),
+        (["run", "--suite", "tinyfolder", "--detectors", "mydet", "--chain", "tinyshift"], "add --post-process"),
     ],
 )  # fmt: skip
 def test_errors_are_one_clean_line(env, capsys, args, message):
@@ -138,3 +141,40 @@ def test_commands_are_an_extension_point(monkeypatch, capsys):
 
     monkeypatch.setattr(cli, "COMMANDS", [*cli.COMMANDS, cli.Command("hello", "say hello", add, handler)])
     assert cli.main(["hello", "--who", "lead"]) == 7 and seen == {"who": "lead"}
+
+
+def test_os_errors_are_one_clean_line(env, capsys, tmp_path, folder_suite_dir):
+    """An output path that is a file fails with the OS message, exit 2, before any scoring."""
+    (tmp_path / "afile").write_text("x")
+    rc = cli.main(["run", "--suite", "folder", "--data-root", str(folder_suite_dir), "--detectors", "mydet",
+                   "--out", str(tmp_path / "afile"), "--workers", "0"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 2 and "afile" in err and "Traceback" not in err
+    out = tmp_path / "res"
+    assert cli.main(["run", "--suite", "folder", "--data-root", str(folder_suite_dir), "--detectors", "mydet,mydet",
+                     "--out", str(out), "--workers", "0"]) == 0  # fmt: skip
+    assert pd.read_parquet(out / "folder" / "scores.parquet")["detector"].value_counts().to_dict() == {"mydet": 14}  # scored once
+    capsys.readouterr()
+    assert cli.main(["table", "--run", str(out / "folder"), "--output", str(tmp_path / "afile" / "t.md")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bench: error: ") and "afile" in err and "Traceback" not in err
+
+
+def test_no_score_at_all_exits_2(env, capsys, tmp_path, folder_suite_dir):
+    """The only detector cannot be built (no weights): nothing scored is exit 2, not 1."""
+    rc = cli.main(["run", "--suite", "folder", "--data-root", str(folder_suite_dir), "--detectors", "heavy",
+                   "--out", str(tmp_path / "res"), "--workers", "0"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 2 and "heavy.official" in err and "no image was scored" in err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["speed", "--batches", "0"], "--batches: must be at least 1, got 0"),
+    (["speed", "--batch-size", "x"], "--batch-size: invalid int value: 'x'"),
+    (["compare", "a", "b", "--atol", "-1"], "--atol: must be a number >= 0, got -1"),
+    (["compare", "a", "b", "--atol", "nan"], "--atol: must be a number >= 0, got nan"),
+])  # fmt: skip
+def test_bad_numbers_are_usage_errors(capsys, args, message):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(args)
+    assert exc.value.code == 2 and message in capsys.readouterr().err

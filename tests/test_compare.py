@@ -27,8 +27,10 @@ def test_equal_runs_match_and_a_changed_score_is_found(tmp_path, plugin, folder_
     cmp = compare_runs(a, b)
     assert (cmp.matched, cmp.only_a, cmp.only_b, cmp.sign_flips) == (13, 1, 0, 1) and not cmp.same_table
     assert cmp.worst.iloc[0]["path"] == scores.loc[i, "path"]
+    assert cmp.unmatched[["run", "path"]].values.tolist() == [["A", scores.iloc[-1]["path"]]]
     assert main(["compare", str(a), str(b), "--atol", "100"]) == 1  # a missing score always fails
-    assert "only in A: 1" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "only in A: 1" in out and "scored in one run only" in out and "largest differences" not in out
 
 
 def test_scores_are_compared_even_without_a_table(tmp_path, plugin, folder_suite_dir):

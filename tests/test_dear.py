@@ -304,6 +304,13 @@ def test_make_diagnostic_set(tmp_path):
         a = np.asarray(Image.open(img)).astype(int)
         assert a[m > 0, 0].mean() < 150 and (a[m == 0, 0] > 150).mean() > 0.5  # inverted inside, real outside
     assert diagnostic_pairs(tmp_path / "diag") == pairs
+    bad = tmp_path / "real" / "broken.png"
+    bad.write_bytes(b"not an image")
+    assert make_diagnostic_set([*reals, bad], tmp_path / "diag3", _Negative(), seed=5, progress=False) == [
+        (tmp_path / "diag3" / d / p.name, tmp_path / "diag3" / m / p.name) for p in reals for d, m in [("images", "masks")]]
+    assert "broken.png" in (tmp_path / "diag3" / "failures.csv").read_text()
+    with pytest.raises(BenchError, match="broken.png"):
+        make_diagnostic_set([bad], tmp_path / "diag4", _Negative(), progress=False)
 
 
 class _FakeSDPipeline:

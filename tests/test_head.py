@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
+from bench.api import BenchError, DetectorInfo
 from detectors.head import refit_head
 from detectors.resnet import build_res50nodown
 
@@ -152,3 +153,21 @@ def test_decomposition_identity(tmp_path):
     assert (decompose(model, recs)["real_score"] == 0).all()
     files = plot_decomposition(df, tmp_path / "plots", title="test")
     assert [f.name for f in files] == ["decomposition_b.png", "decomposition_set_a.png"] and all(f.stat().st_size > 0 for f in files)
+    # an unreadable image is skipped and recorded, not fatal; without `errors` it raises
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    errors: dict[str, str] = {}
+    more = decompose(model, [*recs, ImageRecord(str(bad), 1, "b")], errors=errors)
+    assert len(more) == 4 and list(errors) == [str(bad)]
+    with pytest.raises(BenchError, match="bad.png"):
+        decompose(model, [ImageRecord(str(bad), 1, "b")])
+
+
+def test_decomposition_needs_a_linear_head_resnet():
+    from detectors.decomposition import decompose
+
+    class Other:
+        info = DetectorInfo("npr", "NPR", "CNN")
+
+    with pytest.raises(BenchError, match="'npr'"):
+        decompose(Other(), [])

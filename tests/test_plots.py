@@ -64,6 +64,18 @@ def test_accuracy_bars(scores, tmp_path):
         plots.accuracy_bars(uncal, tmp_path / "none.png")
 
 
+def test_accuracy_bars_show_every_condition(scores, tmp_path, monkeypatch):
+    """A sweep run (Original plus swept chains) shows all its conditions, not Original alone."""
+    saved = []
+    real_save = plots._save
+    monkeypatch.setattr(plots, "_save", lambda fig, path: saved.append(fig) or real_save(fig, path))
+    m = sweep_metrics(scores)
+    assert_png(plots.accuracy_bars(m, tmp_path / "bars.png"))
+    labels = [t.get_text() for t in saved[0].axes[0].get_legend().get_texts()]
+    assert labels == [f"{what} {cond}" for cond in ("Original", "webp:quality=30", "webp:quality=60", "webp:quality=90")
+                      for what in ("R.Acc", "F.Acc")]  # fmt: skip
+
+
 def test_summary_sets_without_generator_sets(scores, tmp_path):
     """A wild-only suite has no Avg: summary figures are drawn per set, named after it."""
     assert plots.summary_sets(evaluate(scores)) == ["avg"]

@@ -70,9 +70,19 @@ def test_scores_table_exports_and_manifest(tmp_path, plugin, folder_suite_dir):
     assert manifest["config"]["batch_size"] == 4 and manifest["started"] <= manifest["finished"]
 
 
-def test_load_run_errors(tmp_path):
+def test_load_run_errors(tmp_path, plugin, folder_suite_dir, caplog):
     with pytest.raises(MissingDataError, match="no run here"):
         load_run(tmp_path / "nothing")
+    res = run(_cfg(tmp_path), detectors=[plugin.TinyDetector()], suite=plugin.load_folder(folder_suite_dir), progress=False)
+    parquet, csv = res.run_dir / "scores.parquet", res.run_dir / "scores.csv"
+    parquet.write_bytes(parquet.read_bytes()[:300])  # cut
+    with pytest.raises(BenchError, match="scores.parquet: unreadable scores table"):
+        load_run(res.run_dir)
+    parquet.unlink()
+    assert len(load_run(res.run_dir)[1]) == 14  # the CSV holds the same table
+    csv.write_text("\n".join(csv.read_text().splitlines()[:-3]) + "\n")  # cut at a row boundary: parses, but short
+    assert len(load_run(res.run_dir)[1]) == 11
+    assert "has 11 rows but the run exported 14" in caplog.text
 
 
 def test_native_resolution_batches_by_shape(tmp_path, plugin, folder_suite_dir):

@@ -132,6 +132,21 @@ def test_corrupt_database_is_a_clear_error(tmp_path):
         ScoreStore(bad)
 
 
+def test_damaged_pages_are_a_clear_error(tmp_path):
+    """Damage inside the file passes the open and shows on the first read of a bad page."""
+    path = tmp_path / "cache.sqlite"
+    shas = [f"{i:064x}" for i in range(3000)]
+    with ScoreStore(path) as store:
+        store.put_many(ScoreRow.make("fp", s, "original", float(i)) for i, s in enumerate(shas))
+    data = bytearray(path.read_bytes())
+    assert len(data) > 65536
+    data[8192:65536] = os.urandom(65536 - 8192)
+    path.write_bytes(bytes(data))
+    with pytest.raises(BenchError, match="cache.sqlite: the score store is damaged"):
+        with ScoreStore(path) as store:
+            store.get_many("fp", "original", shas)
+
+
 def test_committed_batches_survive_kill_9(tmp_path):
     """A process killed with SIGKILL right after committing keeps every committed batch."""
     script = textwrap.dedent(f"""
