@@ -97,7 +97,7 @@ def _add_dear(p: argparse.ArgumentParser) -> None:
 
     def common(q: argparse.ArgumentParser, base: bool = True) -> None:
         if base:
-            q.add_argument("--base", default="corvi.mini", help="base detector (corvi.*, rajan.*) or checkpoint file")
+            q.add_argument("--base", default="corvi.mini", help="base detector (corvi.*, rajan.*; dissect takes any CNN detector) or checkpoint file")
             q.add_argument("--kind", choices=["corvi", "rajan"], help="how a checkpoint-file base was trained")
         q.add_argument("--world", type=Path, help="AIGI-mini world (default: the seed-0 world)")
         q.add_argument("--out", type=Path, default=Path("results/dear"), help="output folder")

@@ -146,12 +146,28 @@ def _as_model(base: GatedResNet | str | Path, kind: str | None) -> tuple[GatedRe
     return model, label
 
 
-def dissect(base: GatedResNet | str | Path, diag: Path, config: DearConfig, out: Path | None = None, label: str = "",
+def _dissection_model(base: torch.nn.Module | str | Path, kind: str | None) -> tuple[torch.nn.Module, str]:
+    """Any registered CNN detector can be dissected (only pruning and refit need the gated
+    ResNet): "npr.mini" gives NPR's network, to be read at e.g. `layer="layer2"`."""
+    if isinstance(base, torch.nn.Module):
+        return base, ""
+    if not Path(base).is_file():
+        from bench.registry import create_detector
+
+        det = create_detector(str(base))
+        model = getattr(det, "model", None)
+        if isinstance(model, torch.nn.Module) and not isinstance(model, GatedResNet):
+            return model, det.weights or str(base)
+    return _as_model(base, kind)
+
+
+def dissect(base: torch.nn.Module | str | Path, diag: Path, config: DearConfig, out: Path | None = None, label: str = "",
             kind: str | None = None) -> RADResult:
     """RAD of `config.layer` on the diagnostic set at `diag` (saved to `out` if given).
 
-    `base`: a model, a registry name ("corvi.mini") or a checkpoint file (with `kind`)."""
-    model, loaded = _as_model(base, kind)
+    `base`: a model, a registry name ("corvi.mini", or any CNN detector such as "npr.mini" with
+    its own `config.layer`) or a Corvi/Rajan checkpoint file (with `kind`)."""
+    model, loaded = _dissection_model(base, kind)
     label = label or loaded
     pairs = diagnostic_pairs(diag)
     repeats = config.rad_repeats or (

@@ -244,6 +244,16 @@ def _diag_set(root: Path, n: int = 6, size: int = 112) -> Path:
     return root
 
 
+def test_dissect_any_registered_cnn(tmp_path):
+    """Dissection is not limited to the gated ResNet: NPR's last stage, by its short name."""
+    from dear.pipeline import DearConfig, dissect
+
+    cfg = DearConfig.dear_c(max_batches=2, rad_batch_size=3, crop=64, progress=False, layer="layer2")
+    rad = dissect("npr.mini", _diag_set(tmp_path / "diag"), cfg)
+    assert rad.layer == "layer2" and rad.detector == "npr.mini" and rad.n_batches == 2
+    assert rad.num_channels == 128 and np.isfinite(rad.scores).all() and np.abs(rad.scores).max() > 0
+
+
 def test_diagnostic_dataset_keeps_image_and_mask_aligned(tmp_path):
     pairs = diagnostic_pairs(_diag_set(tmp_path / "diag"))
     torch.manual_seed(0)
