@@ -13,6 +13,7 @@ Detector names take a weight tag, timm style: `create_detector("corvi.mini")`.
 from __future__ import annotations
 
 import difflib
+import inspect
 import re
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -139,7 +140,8 @@ def _lookup(kind: str, name: str) -> Any:
     if report is not None and name in report.errors:
         raise BenchError(f"{kind[:-1]} {name!r} is installed but failed to load: {report.errors[name]}")
     candidates = list(_entry_points(kind))  # names only: suggesting needs no imports
-    close = difflib.get_close_matches(name, candidates, n=3, cutoff=0.5)
+    by_lower = {c.lower(): c for c in candidates}  # 'CORVI' is close to 'corvi': compare case-insensitively
+    close = [by_lower[c] for c in difflib.get_close_matches(name.lower(), list(by_lower), n=3, cutoff=0.5)]
     hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     known = ", ".join(sorted(candidates)) or "none"
     raise UnknownNameError(f"unknown {kind[:-1]} {name!r}{hint} (known: {known})")
@@ -183,25 +185,73 @@ def get_suite(name: str) -> SuiteSource:
 
 
 def create_chain(spec: str) -> Transform:
-    """Parse 'rajan', 'jpeg:quality=75' or 'webp:quality=50+blur:sigma=1' into one transform."""
-    parts = [p for p in spec.split("+") if p.strip()]
-    if not parts:
+    """Parse 'rajan', 'jpeg:quality=75' or 'webp:quality=50+blur:sigma=1' into one transform.
+
+    Strict on purpose: the spec keys the seed and the condition, so a typo or a stray '+'
+    must fail here, not silently run another condition."""
+    if not spec.strip():
         raise BenchError("empty post-processing spec")
-    transforms = []
-    for part in parts:
-        name, _, args = part.strip().partition(":")
-        kwargs = {}
-        for kv in filter(None, args.split(",")):
-            key, eq, value = kv.partition("=")
-            if not eq:
-                raise BenchError(f"post-processing {part!r}: expected key=value, got {kv!r}")
-            kwargs[key.strip()] = _parse_value(value.strip())
-        factory = _lookup("chains", name)
-        try:
-            transforms.append(factory(**kwargs))
-        except TypeError as exc:
-            raise BenchError(f"post-processing {part!r}: {exc}") from exc
+    parts = spec.split("+")
+    if any(not p.strip() for p in parts):
+        raise BenchError(f"post-processing {spec!r}: empty step (a '+' with nothing on one side)")
+    transforms = [_create_step(part.strip(), spec) for part in parts]
     return transforms[0] if len(transforms) == 1 else Compose(tuple(transforms))
+
+
+def _create_step(part: str, spec: str) -> Transform:
+    """One 'name:key=value,...' step of `spec`, its parameters checked against the factory."""
+    name, kwargs = _parse_step(part, spec)
+    factory = _lookup("chains", name)
+    _check_params(name, factory, kwargs, spec)
+    try:
+        return factory(**kwargs)
+    except TypeError as exc:
+        raise BenchError(f"post-processing {spec!r}: {exc}") from exc
+
+
+def _parse_step(part: str, spec: str) -> tuple[str, dict[str, Any]]:
+    """'jpeg:quality=75' -> ('jpeg', {'quality': 75}); names resolve case-insensitively."""
+    name, _, args = part.partition(":")
+    name = name.strip()
+    if not name:
+        raise BenchError(f"post-processing {spec!r}: step {part!r} has no chain name")
+    if name not in _entry_points("chains"):
+        name = name.lower()  # chain names are lowercase ASCII; 'JPEG' means 'jpeg'
+    kwargs: dict[str, Any] = {}
+    for kv in filter(None, args.split(",")):
+        key, eq, value = kv.partition("=")
+        key = key.strip()
+        if not eq:
+            raise BenchError(f"post-processing {spec!r}: expected key=value, got {kv!r}")
+        if not key:
+            raise BenchError(f"post-processing {spec!r}: {kv!r} has no parameter name before '='")
+        if key in kwargs:
+            raise BenchError(f"post-processing {spec!r}: parameter {key!r} given twice in step {part!r}")
+        kwargs[key] = _parse_value(value.strip())
+    return name, kwargs
+
+
+def _check_params(name: str, factory: Any, kwargs: dict[str, Any], spec: str) -> None:
+    """Unknown and missing parameters, named from the factory's signature (a raw TypeError
+    from a dataclass __init__ names neither the spec nor the valid choices)."""
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):  # a builtin or C callable: let the call itself complain
+        return
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return
+    keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    known = [p.name for p in params if p.kind in keyword]
+    listing = f"(parameters: {', '.join(known)})" if known else "(it takes no parameters)"
+    for key in kwargs:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise BenchError(f"post-processing {spec!r}: {name} has no parameter {key!r}{hint} {listing}")
+    missing = [p.name for p in params if p.kind in keyword and p.default is p.empty and p.name not in kwargs]
+    if missing:
+        example = ",".join(f"{m}=..." for m in missing)
+        raise BenchError(f"post-processing {spec!r}: {name} needs parameter(s) {', '.join(missing)}, e.g. {name}:{example}")
 
 
 def _parse_value(text: str) -> Any:

@@ -44,13 +44,41 @@ def is_image_file(path: Path) -> bool:
 
 
 def iter_images(folder: Path) -> Iterator[Path]:
-    """Image files under `folder`, recursively, in no particular order (symlinks followed)."""
+    """Image files under `folder`, recursively, in no particular order.
+
+    Symlinked folders are followed (datasets are often linked in), but each real folder is
+    walked once and a link back to `folder` or one of its parents (`real/loop -> ..`) is
+    skipped: otherwise a loop multiplies images and pulls fake/ into real/.
+    """
+    top = Path(folder).resolve()
+    if not top.is_dir():
+        return
+    ancestors = {_dir_id(p) for p in (top, *top.parents)}
+    seen: set[tuple[int, int]] = set()
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        dirnames[:] = [d for d in dirnames if not d.startswith(".") and _first_visit(Path(dirpath, d), ancestors, seen)]
         for f in filenames:
             p = Path(dirpath, f)
             if is_image_file(p):
                 yield p
+
+
+def _dir_id(path: Path) -> tuple[int, int]:
+    """(device, inode) of the folder a path resolves to: equal for every link to it."""
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
+def _first_visit(path: Path, ancestors: set[tuple[int, int]], seen: set[tuple[int, int]]) -> bool:
+    """True the first time the walk meets this folder, False for a loop or a repeat."""
+    try:
+        key = _dir_id(path)
+    except OSError:  # a dangling link or a folder removed meanwhile: os.walk skips it anyway
+        return False
+    if key in ancestors or key in seen:
+        return False
+    seen.add(key)
+    return True
 
 
 def has_images(folder: Path) -> bool:
@@ -542,6 +570,17 @@ def _sniff_ext(data: bytes) -> str:
 # --------------------------------------------------------------------------- any folder or CSV
 
 
+def _check_set_name(folder: Path) -> None:
+    """Refuse a generator folder named like the real set or the tables' average column: tables
+    and metrics key on set names, so such a set would be mistaken for, or merged with, those."""
+    # bench.metrics pulls in pandas: imported only when a folder is loaded
+    from bench.metrics import AVG
+
+    clash = {"real": "the real set", AVG: "the tables' average column"}.get(folder.name.lower())
+    if clash:
+        raise BenchError(f"{folder}: a generator folder may not be named {folder.name!r}, the name of {clash}; rename it")
+
+
 @dataclass(frozen=True)
 class FolderSource:
     """Your own data: a folder with real/ and fake/<set>/, a CSV manifest (path,label,set), or a
@@ -605,12 +644,18 @@ class FolderSource:
             if loose:
                 groups.setdefault("fake", []).extend(loose)
             for sub in sorted(d for d in fake_dir.iterdir() if d.is_dir() and not d.name.startswith(".")):
+                _check_set_name(sub)
                 groups.setdefault(sub.name, []).extend(list_images(sub))
         groups = {k: v for k, v in groups.items() if v}
         if groups and not real_paths:
             raise MissingDataError(f"{root}: fake images found but no real ones; put reals under {root / 'real'}")
         if not sets and not groups:
             raise MissingDataError(f"{root}: no images under real/ or fake/")
+        if not groups:
+            raise MissingDataError(
+                f"{root}: real images found but no fake ones to score against them; no fake/<generator>/ folders "
+                f"(put each generator's images under {root / 'fake'}/<generator>/)"
+            )
         for set_name in sorted(groups):
             paths = sorted(groups[set_name], key=lambda p: p.as_posix())
             recs = _records(first_n(paths, max_per_set), FAKE, set_name)

@@ -82,7 +82,7 @@ def test_cli_precision_flags():
     parse = build_parser().parse_args
     assert parse(["run", "--suite", "mini"]).precision == "fp32"
     assert parse(["run", "--suite", "mini", "--amp"]).precision == "bf16"
-    assert parse(["sweep", "--suite", "mini", "--param", "q", "--values", "1", "--precision", "tf32"]).precision == "tf32"
+    assert parse(["sweep", "--suite", "mini", "--chain", "webp", "--param", "q", "--values", "1", "--precision", "tf32"]).precision == "tf32"
     with pytest.raises(SystemExit):
         parse(["run", "--suite", "mini", "--precision", "fp16"])
 

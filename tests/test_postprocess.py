@@ -241,3 +241,41 @@ def test_bad_parameters_through_the_registry():
         create_chain("jpeg:quality=0")
     with pytest.raises(BenchError):
         create_chain("blur:radius=2")  # unknown keyword
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("+jpeg", "'\\+jpeg': empty step"),
+        ("jpeg+", "'jpeg\\+': empty step"),
+        ("jpeg++blur:sigma=1", "empty step"),
+        (" + ", "empty step"),
+        ("jpeg:quality=50,quality=60", "parameter 'quality' given twice"),
+        ("jpeg:=50", "'=50' has no parameter name"),
+        (":quality=50", "has no chain name"),
+        ("jpeg:qualty=50", r"jpeg has no parameter 'qualty'; did you mean 'quality'\? \(parameters: quality, quality_range\)"),
+        ("blur:radius=2", r"blur has no parameter 'radius' \(parameters: sigma\)"),
+        ("rajan:quality=50", r"rajan has no parameter 'quality' \(it takes no parameters\)"),
+        ("downscale", "downscale needs parameter\\(s\\) factor, e.g. downscale:factor=..."),
+        ("jpeg:quality=50+resize", "resize needs parameter\\(s\\) size"),
+    ],
+)
+def test_chain_spec_errors_name_the_spec_and_the_problem(spec, message):
+    """A malformed spec fails with a BenchError naming it; nothing is dropped or guessed."""
+    with pytest.raises(BenchError, match=message) as info:
+        create_chain(spec)
+    assert repr(spec) in str(info.value) and "__init__" not in str(info.value)
+
+
+def test_chain_names_are_case_insensitive():
+    assert create_chain("JPEG:quality=50") == Jpeg(50)
+    assert create_chain("Blur:sigma=1+Rajan").name == "blur:sigma=1.0+rajan"
+
+
+def test_sweeping_a_parameter_the_chain_lacks_names_it(tmp_path):
+    """`bench sweep --chain rajan --param quality`: rajan takes no parameters; the error says so."""
+    from bench.runner import RunConfig, sweep
+
+    with pytest.raises(BenchError, match="rajan has no parameter 'quality'"):
+        sweep(RunConfig(suite="mini", out=tmp_path), "rajan", "quality", [50, 60], progress=False)
+    assert not any(tmp_path.iterdir())  # refused before anything is written

@@ -64,3 +64,11 @@ def test_cli_list_and_run_with_plugin(plugin_root, tmp_path, folder_suite_dir):
     assert f"run: {tmp_path / 'res' / 'tinyfolder'}" in ran.stdout
     assert (tmp_path / "res" / "tinyfolder" / "scores.parquet").is_file()
     assert "Traceback" not in ran.stderr
+
+
+def test_unknown_names_suggest_case_insensitively():
+    """'CORVI' has no letter in common with 'corvi' for difflib; the suggestion must still come."""
+    with pytest.raises(registry.UnknownNameError, match="did you mean 'corvi'"):
+        registry.create_detector("CORVI")
+    with pytest.raises(registry.UnknownNameError, match="did you mean 'jpeg'"):
+        registry._lookup("chains", "JPG")

@@ -207,6 +207,45 @@ def test_folder_tree_errors(tmp_path):
         catalog.folder.load(tmp_path / "absent")
 
 
+@pytest.mark.parametrize("name", ["real", "Real", "avg", "AVG"])
+def test_folder_tree_refuses_set_names_of_the_real_set_and_the_average(tmp_path, name):
+    _fill(tmp_path / "real", 2, "r")
+    _fill(tmp_path / "fake" / "sd", 2, "s")
+    _fill(tmp_path / "fake" / name, 2, "x")
+    with pytest.raises(BenchError, match=f"{tmp_path / 'fake' / name}: a generator folder may not be named '{name}'"):
+        catalog.folder.load(tmp_path)
+
+
+def test_folder_tree_refuses_reals_without_fakes(tmp_path):
+    """Nothing would be scored: fail at load, not after scoring every real."""
+    _fill(tmp_path / "real", 2, "r")
+    (tmp_path / "fake" / "sd").mkdir(parents=True)
+    with pytest.raises(MissingDataError, match=r"real images found but no fake ones.*no fake/<generator>/ folders"):
+        catalog.folder.load(tmp_path)
+
+
+@pytest.mark.parametrize("link, target", [("real/loop", ".."), ("real/self", "."), ("fake/sd/up", "..")])
+def test_symlink_loops_are_not_followed(tmp_path, link, target):
+    """A link back up the tree would repeat images and pull fake/ into real/ (scored as reals)."""
+    _fill(tmp_path / "real", 2, "r")
+    _fill(tmp_path / "fake" / "sd", 3, "s")
+    (tmp_path / link).symlink_to(target, target_is_directory=True)
+    suite = catalog.folder.load(tmp_path)
+    assert len(suite.set("real")) == 2 and len(suite.set("sd")) == 3
+    assert all("/fake/" not in r.path for r in suite.set("real").records)
+
+
+def test_symlinked_datasets_are_followed_once(tmp_path):
+    root = tmp_path / "suite"
+    _fill(root / "real", 2, "r")
+    _fill(root / "fake" / "sd", 3, "s")
+    _fill(tmp_path / "elsewhere" / "reals", 2, "e")
+    (root / "real" / "linked").symlink_to(tmp_path / "elsewhere" / "reals", target_is_directory=True)
+    (root / "real" / "again").symlink_to(tmp_path / "elsewhere" / "reals", target_is_directory=True)
+    reals = [Path(r.path) for r in catalog.folder.load(root).set("real").records]
+    assert len(reals) == 4 and sum(p.parent.name == "real" for p in reals) == 2  # 2 own + the linked 2, once
+
+
 def test_csv_manifest(tmp_path):
     base = tmp_path / "imgs"
     r = _fill(base / "r", 3, "r")
