@@ -129,9 +129,11 @@ def _cmd_list(args: argparse.Namespace) -> int:
     chain_rows = []
     for name, factory in sorted(registry.scan("chains").loaded.items()):
         doc = (getattr(factory, "__doc__", None) or "").strip().split("\n\n")[0]
-        chain_rows.append([name, " ".join(doc.split())])
+        params = registry.chain_parameters(factory)
+        shown = "?" if params is None else ", ".join(p.name if p.default is p.empty else f"{p.name}={p.default}" for p in params)
+        chain_rows.append([name, shown or "-", " ".join(doc.split())])
     _out("\nPost-processing chains (combine with '+', set values with ':key=value,...'):")
-    _out(tabulate(chain_rows, headers=["name", "description"], maxcolwidths=[None, 90]) if chain_rows else "  none")
+    _out(tabulate(chain_rows, headers=["name", "parameters", "description"], maxcolwidths=[None, 30, 80]) if chain_rows else "  none")
 
     for kind in registry.GROUPS:
         problems += [(kind[:-1], name, why) for name, why in sorted(registry.scan(kind).errors.items())]

@@ -231,24 +231,32 @@ def _parse_step(part: str, spec: str) -> tuple[str, dict[str, Any]]:
     return name, kwargs
 
 
+def chain_parameters(factory: Any) -> list[inspect.Parameter] | None:
+    """The keyword parameters a chain factory takes (what `name:key=value` may set), or None
+    when they cannot be known (no readable signature, or **kwargs)."""
+    try:
+        params = list(inspect.signature(factory).parameters.values())
+    except (TypeError, ValueError):  # a builtin or C callable
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return [p for p in params if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
+
+
 def _check_params(name: str, factory: Any, kwargs: dict[str, Any], spec: str) -> None:
     """Unknown and missing parameters, named from the factory's signature (a raw TypeError
     from a dataclass __init__ names neither the spec nor the valid choices)."""
-    try:
-        params = inspect.signature(factory).parameters.values()
-    except (TypeError, ValueError):  # a builtin or C callable: let the call itself complain
+    params = chain_parameters(factory)
+    if params is None:  # let the call itself complain
         return
-    if any(p.kind is p.VAR_KEYWORD for p in params):
-        return
-    keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    known = [p.name for p in params if p.kind in keyword]
+    known = [p.name for p in params]
     listing = f"(parameters: {', '.join(known)})" if known else "(it takes no parameters)"
     for key in kwargs:
         if key not in known:
             close = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise BenchError(f"post-processing {spec!r}: {name} has no parameter {key!r}{hint} {listing}")
-    missing = [p.name for p in params if p.kind in keyword and p.default is p.empty and p.name not in kwargs]
+    missing = [p.name for p in params if p.default is p.empty and p.name not in kwargs]
     if missing:
         example = ",".join(f"{m}=..." for m in missing)
         raise BenchError(f"post-processing {spec!r}: {name} needs parameter(s) {', '.join(missing)}, e.g. {name}:{example}")

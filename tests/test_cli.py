@@ -3,6 +3,7 @@ and the subcommand extension point."""
 from __future__ import annotations
 
 import argparse
+import re
 
 import pandas as pd
 import pytest
@@ -123,6 +124,7 @@ def test_list_shows_weights_status(env, capsys, tmp_path):
     assert cli.main(["list"]) == 0
     out = capsys.readouterr().out
     assert "heavy" in out and "official* (missing)" in out
+    assert re.search(r"^tinyshift +amount=40 +Brightness shift", out, re.M)  # chains with their parameters
     (tmp_path / "weights" / "heavy").mkdir(parents=True)
     (tmp_path / "weights" / "heavy" / "heavy.pth").write_bytes(b"x")
     assert cli.main(["list"]) == 0
