@@ -79,16 +79,23 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 def load_state(path: str | os.PathLike) -> dict[str, Any]:
     """Read a checkpoint without unpickling code: safetensors or `torch.load(weights_only=True)`."""
     path = Path(path)
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    import torch
-
     try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        import torch
+
         return torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise MissingWeightsError(f"{path}: not a readable weights-only checkpoint ({type(exc).__name__}: {exc})") from exc
+        # torch's own message ends by suggesting weights_only=False, i.e. running code from the
+        # file: keep only its first line and say what to do instead
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        raise MissingWeightsError(
+            f"{path}: not a readable weights-only checkpoint ({type(exc).__name__}: {first}). Checkpoints are never "
+            "unpickled; a file that needs it must be re-saved as a plain state dict (torch.save(model.state_dict())) "
+            "or as safetensors"
+        ) from exc
 
 
 def save_state(state: dict[str, Any], path: str | os.PathLike) -> None:

@@ -113,3 +113,19 @@ def test_checkpoint_saved_on_a_gpu_loads_on_cpu():
     state = load_state(path)
     assert {k: tuple(v.shape) for k, v in state.items()} == {"weight": (1, 768), "bias": (1,)}
     assert all(v.device.type == "cpu" and v.dtype == torch.float32 for v in state.values())
+
+
+class _Pickled:
+    """Not a tensor: torch.load(weights_only=True) must refuse to rebuild it."""
+
+
+@pytest.mark.parametrize("name, content", [("garbage.pth", b"not a checkpoint"), ("garbage.safetensors", b"\x00" * 16), ("code.pth", None)])
+def test_unreadable_checkpoints_are_refused_without_unpickling(tmp_path, name, content):
+    path = tmp_path / name
+    if content is None:
+        torch.save({"model": _Pickled()}, path)  # a real pickle of arbitrary objects
+    else:
+        path.write_bytes(content)
+    with pytest.raises(MissingWeightsError, match=f"{name}: not a readable weights-only checkpoint") as exc:
+        load_state(path)
+    assert "weights_only=False" not in str(exc.value) and "re-saved" in str(exc.value)
