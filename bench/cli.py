@@ -209,7 +209,8 @@ def _finish(result: Any) -> int:
     if len(result.failures):
         print(f"bench: {len(result.failures)} image(s) could not be scored; see {result.run_dir / 'failures.csv'}", file=sys.stderr)
     if result.errors:
-        print("bench: these detectors did not finish (their finished scores are saved; rerun to resume):", file=sys.stderr)
+        print("bench: these detectors did not finish; mend the reason below and rerun the same command "
+              "(finished scores are saved and reused):", file=sys.stderr)
         for name, why in result.errors.items():
             print(f"  {name}: {why}", file=sys.stderr)
         if result.scores.empty:
@@ -250,10 +251,12 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         info = result.manifest["sweep"]
         x = {c["condition"]: c["value"] for c in info["conditions"]}
         stem = f"sweep_{sweep_slug(info['chain'])}_{args.param}_{args.metric}"
+        last_op = info["chain"].rsplit("+", 1)[-1].split(":")[0]
+        xlabel = f"{args.param} of the {last_op} step ({info['chain']})" if "+" in info["chain"] else args.param
         table = evaluate(result.scores)
         for set_name in plots.summary_sets(table):
             out = plots.summary_path(result.run_dir, stem, set_name)
-            _out(f"figure: {plots.sweep_figure(table, args.param, args.metric, out_path=out, set_name=set_name, x=x)}")
+            _out(f"figure: {plots.sweep_figure(table, args.param, args.metric, out_path=out, set_name=set_name, x=x, xlabel=xlabel)}")
     return status
 
 

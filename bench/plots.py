@@ -12,6 +12,7 @@ caller's pyplot state and backend are never touched.
 """
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections.abc import Mapping
@@ -22,6 +23,8 @@ from bench.api import BenchError
 
 if TYPE_CHECKING:
     import pandas as pd
+
+log = logging.getLogger(__name__)
 
 DPI = 150
 
@@ -205,9 +208,12 @@ def accuracy_bars(metrics_df: pd.DataFrame, out_path: str | Path, set_name: str 
     for cond in conds:
         for metric, color, what in (("racc", "tab:blue", "R.Acc"), ("facc", "tab:red", "F.Acc")):
             vals = []
-            for det, wt, _ in detectors:
+            for det, wt, disp in detectors:
                 row = df[(df["condition"] == cond) & (df["detector"] == det) & (df["weights"] == wt)]
                 vals.append(float(row[metric].iloc[0]) if len(row) else math.nan)
+                if math.isnan(vals[-1]) and metric == "racc":
+                    log.warning("accuracy bars: %s has no %s value on %s for %s; its bars are left empty",
+                                _label(disp, wt, multi), cond, set_name, "R.Acc/F.Acc")
             bars = ax.bar(x + (k - (nbar - 1) / 2) * width, vals, width, color=color, edgecolor="k", linewidth=0.5,
                           label=f"{what} {cond}", **styles[cond])
             ax.bar_label(bars, fmt="%.0f", fontsize=7, padding=1)
@@ -248,7 +254,7 @@ def param_value(condition: str, param: str) -> float | None:
 
 def sweep_figure(
     metrics_df: pd.DataFrame, param: str, metric: str = "ap", *, out_path: str | Path, set_name: str = "avg",
-    x: Mapping[str, float] | None = None,
+    x: Mapping[str, float] | None = None, xlabel: str | None = None,
 ) -> Path:
     """`metric` on `set_name` against `param`, one line per detector; each detector's unprocessed
     ("Original") value is a dotted line in its colour.
@@ -286,7 +292,7 @@ def sweep_figure(
     if drew_original:
         ax.plot([], [], color="0.3", linestyle=":", label="Original (no processing)")
     where = "average over generator sets" if set_name == "avg" else f"set {_set_display(df, set_name)}"
-    ax.set_xlabel(param)
+    ax.set_xlabel(xlabel or param)
     ax.set_ylabel(f"{HEADERS[metric]} (%)")
     ax.set_title(f"{HEADERS[metric]} vs {param} ({where})")
     ax.grid(alpha=0.3)

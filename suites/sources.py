@@ -412,6 +412,10 @@ def suite_from_rows(
             f"{source}: fake-only sets ({', '.join(fake_sets)}) are scored against one real-only set, found {found}; "
             "give all reals one set name, or put reals and fakes in the same set to score it on its own"
         )
+    if by_set and not (fake_sets or len(real_sets) < len(by_set)):
+        raise BenchError(f"{source}: only real images (sets {', '.join(real_sets)}); add fakes to score against them")
+    for s in by_set:
+        _check_set_name(s, source, real_name=None)  # the real set may be called anything, even 'real'
     sets = []
     for s in real_sets + [s for s in by_set if s not in real_sets]:
         recs = []
@@ -570,15 +574,18 @@ def _sniff_ext(data: bytes) -> str:
 # --------------------------------------------------------------------------- any folder or CSV
 
 
-def _check_set_name(folder: Path) -> None:
-    """Refuse a generator folder named like the real set or the tables' average column: tables
+def _check_set_name(name: str, where: str, *, real_name: str | None = "real") -> None:
+    """Refuse a generator set named like the real set or the tables' average column: tables
     and metrics key on set names, so such a set would be mistaken for, or merged with, those."""
-    # bench.metrics pulls in pandas: imported only when a folder is loaded
+    # bench.metrics pulls in pandas: imported only when a suite is loaded
     from bench.metrics import AVG
 
-    clash = {"real": "the real set", AVG: "the tables' average column"}.get(folder.name.lower())
+    reserved = {AVG: "the tables' average column"}
+    if real_name is not None:
+        reserved[real_name.lower()] = "the real set"
+    clash = reserved.get(name.lower())
     if clash:
-        raise BenchError(f"{folder}: a generator folder may not be named {folder.name!r}, the name of {clash}; rename it")
+        raise BenchError(f"{where}: a set may not be named {name!r}, the name of {clash}; rename it")
 
 
 @dataclass(frozen=True)
@@ -644,7 +651,7 @@ class FolderSource:
             if loose:
                 groups.setdefault("fake", []).extend(loose)
             for sub in sorted(d for d in fake_dir.iterdir() if d.is_dir() and not d.name.startswith(".")):
-                _check_set_name(sub)
+                _check_set_name(sub.name, str(sub))
                 groups.setdefault(sub.name, []).extend(list_images(sub))
         groups = {k: v for k, v in groups.items() if v}
         if groups and not real_paths:

@@ -64,7 +64,7 @@ def test_accuracy_bars(scores, tmp_path):
         plots.accuracy_bars(uncal, tmp_path / "none.png")
 
 
-def test_accuracy_bars_show_every_condition(scores, tmp_path, monkeypatch):
+def test_accuracy_bars_show_every_condition(scores, tmp_path, monkeypatch, caplog):
     """A sweep run (Original plus swept chains) shows all its conditions, not Original alone."""
     saved = []
     real_save = plots._save
@@ -74,6 +74,11 @@ def test_accuracy_bars_show_every_condition(scores, tmp_path, monkeypatch):
     labels = [t.get_text() for t in saved[0].axes[0].get_legend().get_texts()]
     assert labels == [f"{what} {cond}" for cond in ("Original", "webp:quality=30", "webp:quality=60", "webp:quality=90")
                       for what in ("R.Acc", "F.Acc")]  # fmt: skip
+    twin = m[m["detector"] == "corvi"].assign(detector="twin", display_name="Twin")
+    gap = pd.concat([m, twin[twin["condition"] != "webp:quality=60"]])  # e.g. a set without processed copies
+    with caplog.at_level("WARNING", logger="bench.plots"):
+        assert_png(plots.accuracy_bars(gap, tmp_path / "gap.png"))
+    assert "Twin has no webp:quality=60 value on avg" in caplog.text
 
 
 def test_summary_sets_without_generator_sets(scores, tmp_path):

@@ -212,7 +212,7 @@ def test_folder_tree_refuses_set_names_of_the_real_set_and_the_average(tmp_path,
     _fill(tmp_path / "real", 2, "r")
     _fill(tmp_path / "fake" / "sd", 2, "s")
     _fill(tmp_path / "fake" / name, 2, "x")
-    with pytest.raises(BenchError, match=f"{tmp_path / 'fake' / name}: a generator folder may not be named '{name}'"):
+    with pytest.raises(BenchError, match=f"{tmp_path / 'fake' / name}: a set may not be named '{name}'"):
         catalog.folder.load(tmp_path)
 
 
@@ -288,6 +288,8 @@ def test_csv_without_set_column(tmp_path):
         ("path,label\n", "no rows"),
         ("path,label,set\nr/r000.png,0,a\nr/r000.png,0,b\nr/r000.png,1,c\n", "found several"),
         ("path,label\nnope/x.png,0\nnope/y.png,1\n", "none of its 2 files exist"),
+        ("path,label,set\nr/r000.png,0,coco\n", "only real images"),
+        ("path,label,set\nr/r000.png,0,coco\nr/r000.png,1,Avg\n", "a set may not be named 'Avg'"),
     ],
 )
 def test_csv_errors_name_the_file_and_row(tmp_path, content, message):
