@@ -7,6 +7,8 @@ Every image the runner scores goes through `decode_image`, so one bad file becom
   worker (this relies on PIL's default `ImageFile.LOAD_TRUNCATED_IMAGES = False`; if some
   other code sets it True, PIL pads truncated files and they cannot be detected);
 - EXIF orientation is applied (a lossless pixel permutation), so a photo is scored upright;
+  a deliberate deviation, since the official loaders below ignore the tag (it matters only
+  for photos whose tag is not 1; generated images have none);
 - every mode becomes 8-bit RGB the way the official test loaders do it
   (`Image.open(p).convert('RGB')` in dahyedahye/dear scripts/processed_data_gen/process_test_data.py
   and the Corvi/AlignedForensics test code): an alpha channel is dropped, not composited,

@@ -7,15 +7,21 @@ Facts from chuangchuangtan/NPR-DeepfakeDetection, networks/resnet.py and test.py
 - layer1 = 3 Bottlenecks (64 planes), layer2 = 4 Bottlenecks (128 planes, stride 2); there is no
   layer3/layer4; global average pool; fc1 = Linear(512, 1);
 - raw state dict with keys conv1, bn1, layer1, layer2, fc1 (NPR.pth in the repository root);
-- test: Resize((256, 256)) + ToTensor + ImageNet normalisation.
+- test: Resize((256, 256)) + ToTensor + ImageNet normalisation for ForenSynths,
+  DiffusionForensics and UniversalFakeDetect (test.py resizes those so that images of
+  different shapes batch); GANGen-Detection runs with `no_resize`, and the README tells
+  AIGCDetectBenchmark users to set no_resize/no_crop with batch size 1. `resize=False` gives
+  that native-resolution protocol (`npr.official` with `create_detector(..., resize=False)`).
 The (commented) crop in the official forward removes the last row/column of an odd-sized input,
-without which down/up-sampling changes the size; we apply it (it matters only without resize).
+without which down/up-sampling changes the size (the README's advice); we apply it, which
+matters only without resize.
 
 Blocks come from timm's `make_blocks`, the builder behind the res50nodown backbone, so both
 detectors share one Bottleneck implementation.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any, Mapping
 
@@ -27,7 +33,7 @@ from torch import nn
 from bench.api import Detector, DetectorInfo, InputPolicy, WeightSpec
 from bench.registry import DetectorSpec, register
 from bench.weights import load_state
-from detectors.preprocess import ResizeNormalize
+from detectors.preprocess import ImageNetNormalize, ResizeNormalize
 from detectors.resnet import BadCheckpointError, ResNetArch, assign_state, mini_weight_spec, resolve_weights, unwrap_checkpoint
 
 NPR_ARCHS: dict[str, ResNetArch] = {
@@ -113,14 +119,20 @@ def load_npr_checkpoint(path_or_state: str | os.PathLike | Mapping[str, Any]) ->
 
 
 class NPRDetector(Detector):
-    """NPR behind the Detector contract: fixed 256x256 input as in the official test."""
+    """NPR behind the Detector contract: 256x256 input as in the official test, or native
+    resolution with `size=None` (the official no_resize protocol)."""
 
-    def __init__(self, model: NPRNet, info: DetectorInfo, weights: str = "", fingerprint: str = "", size: tuple[int, int] = (256, 256)):
+    def __init__(self, model: NPRNet, info: DetectorInfo, weights: str = "", fingerprint: str = "",
+                 size: tuple[int, int] | None = (256, 256)):  # fmt: skip
         self.model = model.eval()
-        self.info, self.weights, self.fingerprint, self.size = info, weights, fingerprint, size
+        self.info = dataclasses.replace(info, input=InputPolicy(size))
+        self.weights, self.size = weights, size
+        # another input size scores other pixels: cache it apart (the default keeps the bare digest)
+        self.fingerprint = fingerprint if not fingerprint or size == (256, 256) else \
+            fingerprint + ("+native" if size is None else f"+{size[0]}x{size[1]}")
 
-    def preprocess(self) -> ResizeNormalize:
-        return ResizeNormalize(self.size)
+    def preprocess(self) -> ResizeNormalize | ImageNetNormalize:
+        return ImageNetNormalize() if self.size is None else ResizeNormalize(self.size)
 
     def to(self, device: str) -> "NPRDetector":
         super().to(device)
@@ -142,10 +154,13 @@ WEIGHTS: tuple[WeightSpec, ...] = (
 )
 
 
-def _make(weights: str | None = None, *, path: str | os.PathLike | None = None, device: str = "cpu") -> NPRDetector:
-    """Build `npr.weights`; `path` points at a local file for that tag instead of the cache."""
+def _make(weights: str | None = None, *, path: str | os.PathLike | None = None, device: str = "cpu",
+          resize: bool = True) -> NPRDetector:  # fmt: skip
+    """Build `npr.weights`; `path` points at a local file for that tag instead of the cache;
+    `resize=False` scores at native resolution (official no_resize) instead of 256x256."""
     tag, file, digest = resolve_weights(npr, weights, path)
-    return NPRDetector(load_npr_checkpoint(file), npr.info, f"npr.{tag}", digest).to(device)
+    size = (256, 256) if resize else None
+    return NPRDetector(load_npr_checkpoint(file), npr.info, f"npr.{tag}", digest, size=size).to(device)
 
 
 npr: DetectorSpec = register(

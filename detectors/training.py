@@ -9,8 +9,10 @@ also trains res50nodown the Corvi way (the ICASSP 2023 flag set in processing.py
   Gaussian blur sigma U(0, 3) p 0.5; JPEG quality U{30..100} p 0.5; rotation by k*90 degrees;
   horizontal flip; then a 96x96 random crop (symmetric padding if needed); ImageNet mean/std;
 - BCE-with-logits, Adam(lr 1e-4, betas (0.9, 0.999)), a validation before training and after
-  every epoch, balanced accuracy at logit > 0, early stopping (patience 5 for Stay-Positive and
-  DEAR, delta 0.001), lr / 10 when patience runs out, stop once lr < 1e-6, keep the best weights;
+  every epoch, balanced accuracy at logit > 0, early stopping (delta 0.001; patience 10 for the
+  base detectors, `--earlystop_epoch 10` in script_train.sh, and 5 for the Stay-Positive refit
+  line there and for DEAR), lr / 10 when patience runs out, stop once lr < 1e-6, keep the best
+  weights;
 - Rajan's "batched syncing": each real and its reconstruction get the same augmentation (the
   official code reseeds every RNG identically before each) and sit in the same batch.
 We express the augmentation with torchvision.transforms.v2 and pass the pair (or an image and a
@@ -444,7 +446,7 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     batch_size: int = 64  # samples per batch; a paired sample is a (real, recon) pair, so 2x images
     schedule: str = "earlystop"  # "earlystop" (AF) or "step" (NPR: lr *= step_factor every step_every epochs)
-    patience: int = 5
+    patience: int = 10  # script_train.sh --earlystop_epoch 10 (base detectors); the Stay-Positive refit uses 5
     delta: float = 1e-3
     min_lr: float = 1e-6
     step_every: int = 10
@@ -603,18 +605,20 @@ def mini_config(detector: str, **overrides: Any) -> TrainConfig:
     AIGI-mini's 320 training images is only 5 steps) and at most 30 such epochs. Rajan takes
     32 pairs per batch, half of Corvi's 64 images, as script_train.sh does in sync mode.
     CPU caps of the bundled weights: Rajan 12 epochs, NPR 20 of its 50.
-    Stay-Positive refits: lr 1e-2 instead of the official 1e-4, validation every 25 steps, at
-    most 20 epochs. A non-negative head starting from zero must first grow a bias of about -2
+    Corvi and Rajan also use patience 5 instead of the official 10: a CPU "epoch" here is 25
+    steps, and at most 30 (12) of them fit the budget, so 10 would leave no room for the lr
+    decays that follow a stall. Stay-Positive refits: the official patience 5, lr 1e-2 instead
+    of the official 1e-4, validation every 25 steps, at most 20 epochs. A non-negative head starting from zero must first grow a bias of about -2
     before any image reads "real"; the official 1e-4 gets there over epochs of ~200k images.
     On cached corvi.mini features (val bacc of the unconstrained head: 0.85) a clamped head
     reaches val bacc 0.50 / 0.43 / 0.71 after 500 steps at lr 1e-4 / 1e-3 / 1e-2, and
     0.40 / 0.66 / 0.73 after 3000."""
     base = {
         "npr": TrainConfig.npr(max_epochs=20),
-        "corvi": TrainConfig(lr=1e-3, steps_per_epoch=25, max_epochs=30),
-        "rajan": TrainConfig(lr=1e-3, steps_per_epoch=25, max_epochs=12, batch_size=32),
-        "corvi-plus": TrainConfig(lr=1e-2, steps_per_epoch=25, max_epochs=20),
-        "rajan-plus": TrainConfig(lr=1e-2, steps_per_epoch=25, max_epochs=20, batch_size=32),
+        "corvi": TrainConfig(lr=1e-3, patience=5, steps_per_epoch=25, max_epochs=30),
+        "rajan": TrainConfig(lr=1e-3, patience=5, steps_per_epoch=25, max_epochs=12, batch_size=32),
+        "corvi-plus": TrainConfig(lr=1e-2, patience=5, steps_per_epoch=25, max_epochs=20),
+        "rajan-plus": TrainConfig(lr=1e-2, patience=5, steps_per_epoch=25, max_epochs=20, batch_size=32),
     }[detector]
     return replace(base, **overrides)
 

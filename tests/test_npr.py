@@ -91,3 +91,17 @@ def test_npr_spec_and_preprocess():
     assert small.size == "mini" and small.num_features == 128
     with torch.no_grad():
         assert small(t[None]).shape == (1,)
+
+
+def test_npr_native_resolution_protocol():
+    """resize=False: the official no_resize protocol, odd sizes cropped, cached under its own key."""
+    default = create_detector("npr.mini")
+    native = create_detector("npr.mini", resize=False)
+    assert default.info.input.size == (256, 256) and native.info.input.native
+    assert native.fingerprint == default.fingerprint + "+native"
+    arr = np.random.default_rng(1).integers(0, 256, (45, 51, 3), dtype=np.uint8)
+    x = native.preprocess()(Image.fromarray(arr))
+    assert x.shape == (3, 45, 51)  # not resized; the model drops the odd row and column itself
+    with torch.no_grad():
+        expect = native.model(x[None, :, :44, :50])
+    assert torch.allclose(native.forward(x[None]), expect)
