@@ -251,8 +251,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         info = result.manifest["sweep"]
         x = {c["condition"]: c["value"] for c in info["conditions"]}
         stem = f"sweep_{sweep_slug(info['chain'])}_{args.param}_{args.metric}"
-        last_op = info["chain"].rsplit("+", 1)[-1].split(":")[0]
-        xlabel = f"{args.param} of the {last_op} step ({info['chain']})" if "+" in info["chain"] else args.param
+        xlabel = f"{args.param} of the {info['step']} step ({info['chain']})" if "+" in info["chain"] else args.param
         table = evaluate(result.scores)
         for set_name in plots.summary_sets(table):
             out = plots.summary_path(result.run_dir, stem, set_name)

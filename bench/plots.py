@@ -212,8 +212,8 @@ def accuracy_bars(metrics_df: pd.DataFrame, out_path: str | Path, set_name: str 
                 row = df[(df["condition"] == cond) & (df["detector"] == det) & (df["weights"] == wt)]
                 vals.append(float(row[metric].iloc[0]) if len(row) else math.nan)
                 if math.isnan(vals[-1]) and metric == "racc":
-                    log.warning("accuracy bars: %s has no %s value on %s for %s; its bars are left empty",
-                                _label(disp, wt, multi), cond, set_name, "R.Acc/F.Acc")
+                    log.warning("accuracy bars: %s has no %s value on %s for R.Acc/F.Acc; its bars are left empty",
+                                _label(disp, wt, multi), cond, set_name)
             bars = ax.bar(x + (k - (nbar - 1) / 2) * width, vals, width, color=color, edgecolor="k", linewidth=0.5,
                           label=f"{what} {cond}", **styles[cond])
             ax.bar_label(bars, fmt="%.0f", fontsize=7, padding=1)

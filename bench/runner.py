@@ -401,7 +401,8 @@ def sweep(
         raise BenchError("a sweep needs at least one value")
     chain = "".join(chain.split())
     last = chain.rsplit("+", 1)[-1]
-    if param in (kv.partition("=")[0] for kv in last.partition(":")[2].split(",")):
+    step, fixed = registry._parse_step(last, chain)
+    if param in fixed:
         raise BenchError(f"--chain {chain!r} already sets {param!r} in its last step, the one the sweep varies; drop it there")
     sep = "," if ":" in last else ":"  # the parameter belongs to the last step
     specs = [f"{chain}{sep}{param}={v}" for v in values]
@@ -411,7 +412,7 @@ def sweep(
         name = registry.create_chain(spec).name
         value = registry._parse_value(str(value))
         points.append({"condition": name, "condition_key": condition_key(name, cfg.seed, cfg.fakes_only), "value": value})
-    info = {"chain": chain, "param": param, "values": [p["value"] for p in points], "conditions": points}
+    info = {"chain": chain, "step": step, "param": param, "values": [p["value"] for p in points], "conditions": points}
     return _execute(cfg, detectors, suite, progress, {"sweep": info})
 
 

@@ -151,14 +151,15 @@ def _dissection_model(base: torch.nn.Module | str | Path, kind: str | None) -> t
     ResNet): "npr.mini" gives NPR's network, to be read at e.g. `layer="layer2"`."""
     if isinstance(base, torch.nn.Module):
         return base, ""
-    if not Path(base).is_file():
-        from bench.registry import create_detector
+    if Path(base).is_file():  # a Corvi/Rajan checkpoint: `kind` says how to read it
+        return _as_model(base, kind)
+    from bench.registry import create_detector
 
-        det = create_detector(str(base))
-        model = getattr(det, "model", None)
-        if isinstance(model, torch.nn.Module) and not isinstance(model, GatedResNet):
-            return model, det.weights or str(base)
-    return _as_model(base, kind)
+    det = create_detector(str(base))  # built once; RAD reads the layer with the gate forced open
+    model = getattr(det, "model", None)
+    if not isinstance(model, torch.nn.Module):
+        raise BenchError(f"{base!r} has no torch model to dissect")
+    return model, det.weights or str(base)
 
 
 def dissect(base: torch.nn.Module | str | Path, diag: Path, config: DearConfig, out: Path | None = None, label: str = "",
