@@ -588,6 +588,25 @@ def _check_set_name(name: str, where: str, *, real_name: str | None = "real") ->
         raise BenchError(f"{where}: a set may not be named {name!r}, the name of {clash}; rename it")
 
 
+def _tree_problem(root: Path) -> str | None:
+    """Why a real/ + fake/ tree cannot be scored (None when it can): both classes must have images."""
+    reals, fakes = _label_subdirs(root)
+    if not reals and not fakes:
+        return f"{root} has neither real/ nor fake/ subfolders"
+    has_real = any(has_images(d) for d in reals)
+    has_fake = any(has_images(d) for d in fakes)
+    if not has_real and not has_fake:
+        return f"{root}: no images under real/ or fake/"
+    if not has_real:
+        return f"{root}: fake images found but no real ones; put reals under {root / 'real'}"
+    if not has_fake:
+        return (
+            f"{root}: real images found but no fake ones to score against them; no fake/<generator>/ folders "
+            f"(put each generator's images under {root / 'fake'}/<generator>/)"
+        )
+    return None
+
+
 @dataclass(frozen=True)
 class FolderSource:
     """Your own data: a folder with real/ and fake/<set>/, a CSV manifest (path,label,set), or a
@@ -619,8 +638,7 @@ class FolderSource:
             return None if root.suffix.lower() == ".csv" else f"{root} is not a .csv manifest"
         if not root.is_dir():
             return f"no folder or CSV at {root}"
-        reals, fakes = _label_subdirs(root)
-        return None if reals or fakes else f"{root} has neither real/ nor fake/ subfolders"
+        return _tree_problem(root)
 
     def load(self, data_root: str | os.PathLike | None = None, max_per_set: int | None = None) -> Suite:
         problem = self.availability(data_root)
@@ -641,10 +659,8 @@ class FolderSource:
 
     def _load_tree(self, root: Path, max_per_set: int | None) -> Suite:
         reals, fakes = _label_subdirs(root)
-        sets = []
         real_paths = _sorted_images(reals)
-        if real_paths:
-            sets.append(ImageSet("real", "Real", "real", tuple(_records(first_n(real_paths, max_per_set), REAL, "real"))))
+        sets = [ImageSet("real", "Real", "real", tuple(_records(first_n(real_paths, max_per_set), REAL, "real")))]
         groups: dict[str, list[Path]] = {}
         for fake_dir in fakes:
             loose = sorted(p for p in fake_dir.iterdir() if p.is_file() and is_image_file(p))
@@ -652,17 +668,13 @@ class FolderSource:
                 groups.setdefault("fake", []).extend(loose)
             for sub in sorted(d for d in fake_dir.iterdir() if d.is_dir() and not d.name.startswith(".")):
                 _check_set_name(sub.name, str(sub))
+                if loose and sub.name.lower() == "fake":
+                    raise BenchError(
+                        f"{sub}: the images directly in {fake_dir} already form the set 'fake'; "
+                        "move them into a named subfolder or rename this one"
+                    )
                 groups.setdefault(sub.name, []).extend(list_images(sub))
         groups = {k: v for k, v in groups.items() if v}
-        if groups and not real_paths:
-            raise MissingDataError(f"{root}: fake images found but no real ones; put reals under {root / 'real'}")
-        if not sets and not groups:
-            raise MissingDataError(f"{root}: no images under real/ or fake/")
-        if not groups:
-            raise MissingDataError(
-                f"{root}: real images found but no fake ones to score against them; no fake/<generator>/ folders "
-                f"(put each generator's images under {root / 'fake'}/<generator>/)"
-            )
         for set_name in sorted(groups):
             paths = sorted(groups[set_name], key=lambda p: p.as_posix())
             recs = _records(first_n(paths, max_per_set), FAKE, set_name)

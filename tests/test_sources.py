@@ -222,6 +222,27 @@ def test_folder_tree_refuses_reals_without_fakes(tmp_path):
     (tmp_path / "fake" / "sd").mkdir(parents=True)
     with pytest.raises(MissingDataError, match=r"real images found but no fake ones.*no fake/<generator>/ folders"):
         catalog.folder.load(tmp_path)
+    assert "real images found but no fake ones" in catalog.folder.availability(tmp_path)  # `bench list` agrees
+
+
+def test_folder_availability_needs_images_of_both_classes(tmp_path):
+    (tmp_path / "real").mkdir()
+    _fill(tmp_path / "fake" / "sd", 1, "s")
+    assert "no real ones" in catalog.folder.availability(tmp_path)
+    _fill(tmp_path / "real" / "nested", 1, "r")
+    assert catalog.folder.availability(tmp_path) is None
+
+
+def test_folder_tree_refuses_a_fake_subfolder_beside_loose_fakes(tmp_path):
+    """Loose images in fake/ are the set 'fake'; fake/fake/ would silently merge into it."""
+    _fill(tmp_path / "real", 2, "r")
+    _fill(tmp_path / "fake", 1, "loose")
+    _fill(tmp_path / "fake" / "Fake", 2, "f")
+    with pytest.raises(BenchError, match=r"fake/Fake: the images directly in .* already form the set 'fake'"):
+        catalog.folder.load(tmp_path)
+    for p in (tmp_path / "fake").glob("loose*"):
+        p.unlink()
+    assert len(catalog.folder.load(tmp_path).set("Fake")) == 2  # alone, fake/fake/ is an ordinary set
 
 
 @pytest.mark.parametrize("link, target", [("real/loop", ".."), ("real/self", "."), ("fake/sd/up", "..")])
