@@ -248,9 +248,8 @@ def _add_analyze(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
-    import pandas as pd
-
     from bench import registry
+    from bench.images import write_failures
     from detectors.decomposition import decompose, plot_decomposition
 
     suite = registry.get_suite(args.suite).load(args.data_root, args.max_per_set)
@@ -261,9 +260,9 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         out = args.out / f"decomposition-{det.info.name}"
         out.mkdir(parents=True, exist_ok=True)
         df.to_csv(out / "decomposition.csv", index=False)
-        if errors:
-            pd.DataFrame(list(errors.items()), columns=["path", "error"]).to_csv(out / "failures.csv", index=False)
-            print(f"bench: {len(errors)} image(s) could not be read and were skipped; see {out / 'failures.csv'}", file=sys.stderr)
+        listed = write_failures(out, errors.items())
+        if listed:
+            print(f"bench: {len(errors)} image(s) could not be read and were skipped; see {listed}", file=sys.stderr)
         figs = plot_decomposition(df, out, title=f"{det.info.display_name} ({det.weights})")
         summary = df.groupby(["set", "label"])[["fake_score", "real_score", "logit"]].mean().round(3)
         _out(f"== {det.info.display_name}\n{summary.to_string()}\n" + "\n".join(f"figure: {f}" for f in figs))

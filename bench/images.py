@@ -20,9 +20,12 @@ Every image the runner scores goes through `decode_image`, so one bad file becom
 """
 from __future__ import annotations
 
+import csv
 import io
 import re
 import warnings
+from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -35,6 +38,22 @@ MAX_IMAGE_PIXELS: int = 2**28
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
 
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def write_failures(folder: Path, failures: Iterable[tuple[str, str]]) -> Path | None:
+    """List images that were skipped as `<folder>/failures.csv` (path, error) and return it.
+
+    With no failures the file is removed, so a list left by an earlier run in the same folder
+    is never mistaken for this run's.
+    """
+    rows = list(failures)
+    target = Path(folder) / "failures.csv"
+    if not rows:
+        target.unlink(missing_ok=True)
+        return None
+    with open(target, "w", newline="") as f:
+        csv.writer(f).writerows([("path", "error"), *rows])
+    return target
 
 
 def load_image(path: str) -> Image.Image:

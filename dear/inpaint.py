@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from bench.api import BenchError, MissingWeightsError, derive_seed
+from bench.images import write_failures
 from suites import masks
 
 log = logging.getLogger(__name__)
@@ -162,14 +163,9 @@ def make_diagnostic_set(
         image.save(pair[0], format="PNG")
         mask.save(pair[1], format="PNG")
         pairs.append(pair)
-    if failures:
-        import csv
-
-        with open(out_dir / "failures.csv", "w", newline="") as f:
-            csv.writer(f).writerows([("path", "error"), *failures])
-        log.warning("%d image(s) could not be read and were skipped; see %s", len(failures), out_dir / "failures.csv")
-    else:
-        (out_dir / "failures.csv").unlink(missing_ok=True)  # not a stale list from an earlier run
+    listed = write_failures(out_dir, failures)
+    if listed:
+        log.warning("%d image(s) could not be read and were skipped; see %s", len(failures), listed)
     if not pairs:
         raise BenchError(f"no readable image to inpaint (first failure: {failures[0][0]}: {failures[0][1]})")
     return pairs

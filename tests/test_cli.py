@@ -170,6 +170,23 @@ def test_no_score_at_all_exits_2(env, capsys, tmp_path, folder_suite_dir):
     assert rc == 2 and "heavy.official" in err and "no image was scored" in err
 
 
+def test_analyze_decomposition_lists_and_clears_unreadable_images(env, capsys, tmp_path, folder_suite_dir):
+    """`bench analyze decomposition` on a bundled ResNet: a bad file is listed, not fatal, and a
+    rerun without it removes the stale list."""
+    bad = folder_suite_dir / "fake" / "gan" / "bad.png"
+    bad.write_bytes(b"not a png")
+    args = ["analyze", "decomposition", "--suite", "folder", "--data-root", str(folder_suite_dir),
+            "--detectors", "corvi.mini", "--max-per-set", "2", "--out", str(tmp_path / "an")]  # fmt: skip
+    assert cli.main(args) == 0
+    out = tmp_path / "an" / "decomposition-corvi"
+    assert "1 image(s) could not be read" in capsys.readouterr().err
+    assert pd.read_csv(out / "failures.csv")["path"].str.endswith("bad.png").tolist() == [True]
+    frame = pd.read_csv(out / "decomposition.csv")
+    assert len(frame) == 5 and {"fake_score", "real_score", "logit"} <= set(frame.columns)
+    bad.unlink()
+    assert cli.main(args) == 0 and not (out / "failures.csv").exists()
+
+
 @pytest.mark.parametrize("args, message", [
     (["speed", "--batches", "0"], "--batches: must be at least 1, got 0"),
     (["speed", "--batch-size", "x"], "--batch-size: invalid int value: 'x'"),

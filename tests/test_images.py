@@ -181,3 +181,13 @@ def test_first_frame_of_animation():
     data = _encode(frames[0], "GIF", save_all=True, append_images=frames[1:])
     out = decode_image(data, "anim.gif")
     assert np.array_equal(np.asarray(out), np.asarray(frames[0].convert("RGB")))
+
+
+def test_write_failures_lists_skipped_images_and_clears_a_stale_list(tmp_path):
+    import csv
+
+    listed = images.write_failures(tmp_path, [("a, b.png", "truncated"), ("c.png", "not an image")])
+    assert listed == tmp_path / "failures.csv"
+    with open(listed, newline="") as f:
+        assert list(csv.reader(f)) == [["path", "error"], ["a, b.png", "truncated"], ["c.png", "not an image"]]
+    assert images.write_failures(tmp_path, {}.items()) is None and not listed.exists()
