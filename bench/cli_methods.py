@@ -27,7 +27,9 @@ def _add_world(p: argparse.ArgumentParser) -> None:
     b.add_argument("--generators-dir", type=Path, help="generator weights to use (default: the bundled ones)")
     b.add_argument("--force", action="store_true", help="rebuild even if a current world exists")
     g = sub.add_parser("train-generators", help="retrain the AIGI-mini generators from scratch (fixed seeds)")
-    g.add_argument("--out", type=Path, help="output folder (default: the bundled weights folder)")
+    g.add_argument("--out", type=Path, default=Path("results/generators"),
+                   help="output folder (default: %(default)s; the bundled weights are never overwritten unless named here); "
+                   "build a world from it with `bench world build --generators-dir DIR --root NEWDIR`")
     g.add_argument("--steps", type=int, help="Adam steps per generator (default: each config's full count)")
     g.add_argument("--names", type=_csv_list, help="only these generators")
     g.add_argument("--workers", type=int, help="parallel training processes")

@@ -118,3 +118,17 @@ def offload(detector: object | None, device: str) -> None:
         except Exception:  # a plugin that cannot move: its memory goes when the run ends
             pass
     torch.cuda.empty_cache()
+
+
+@contextlib.contextmanager
+def single_thread() -> Iterator[None]:
+    """Run torch on one CPU thread, then restore the setting: what a DataLoader worker does, and
+    what makes CPU results bit-reproducible across machines with different core counts."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

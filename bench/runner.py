@@ -464,6 +464,7 @@ def _execute(config: RunConfig, detectors: list[Detector] | None, suite: Suite |
                 errors[name] = str(exc)
                 log.warning("detector %s could not be built and is skipped (reason in the run's errors)", name)
 
+    _warn_if_replacing(run_dir, [_label(d) for d in built], [c.key for c in conds])
     copies = _load_copies(config, suite, source) if any(c.copies for c in conds) else None
     records_of = [list(copies.records if c.copies else suite.records) for c in conds]  # per condition
     unreadable: dict[str, str] = {}
@@ -506,6 +507,27 @@ def _execute(config: RunConfig, detectors: list[Detector] | None, suite: Suite |
     manifest = _manifest(config, suite, source, built, conds, device, precision, started, stats, scores, failures, errors, extra)
     _export(run_dir, manifest, scores, failures)
     return RunResult(run_dir, scores, failures, errors, manifest)
+
+
+def _warn_if_replacing(run_dir: Path, detectors: list[str], conditions: list[str]) -> None:
+    """Say so before a run drops detectors or conditions that the run in the same folder had.
+
+    Nothing is lost -- those scores stay in the cache, so the earlier command rebuilds the folder
+    in seconds -- but a table read from the folder would silently lose rows or a block.
+    """
+    try:
+        old = json.loads((run_dir / "manifest.json").read_text())
+        old_dets = [d["weights"] for d in old["detectors"]]
+        old_conds = [c["key"] for c in old["conditions"]]
+    except (OSError, ValueError, KeyError, TypeError):  # no earlier run, or one this check cannot read
+        return
+    dropped = [d for d in old_dets if d not in detectors] + [c for c in old_conds if c not in conditions]
+    if dropped:
+        log.warning(
+            "%s held a run with %s, which this run does not have; it is replaced (the scores stay in the cache, "
+            "so rerunning that command restores it quickly). Use --run-name to keep runs side by side.",
+            run_dir, ", ".join(dropped),
+        )
 
 
 def _hash_all(store: ScoreStore, paths: list[str], unreadable: dict[str, str], progress: bool, chunk: int = 2000) -> list[str | None]:

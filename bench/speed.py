@@ -2,8 +2,8 @@
 
 A run spends its time per image in two places, measured apart because they scale apart:
 
-- the detector's own *preprocessing* (PIL image -> tensor), timed here on one CPU core; the
-  runner spreads it over `--workers` DataLoader processes;
+- the detector's own *preprocessing* (PIL image -> tensor), timed here on one CPU
+  thread (the median of 3 passes); the runner spreads it over `--workers` DataLoader processes;
 - the *forward* on the device: same-shape batches, under the run's precision
   (`bench.devices`) and `torch.inference_mode`, after warm-up batches, synchronised on CUDA
   so that queued kernels are counted.
@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from bench.api import BenchError, Detector
-from bench.devices import compute_precision, effective_precision, offload, resolve_device
+from bench.devices import compute_precision, effective_precision, offload, resolve_device, single_thread
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,9 @@ def noise_images(size: tuple[int, int], count: int, seed: int = 0) -> list[Any]:
     return [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for _ in range(count)]
 
 
+PREPROCESS_PASSES = 3
+
+
 def _peak_rss_mib() -> float:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
@@ -65,7 +68,7 @@ def measure(
     det: Detector, *, size: tuple[int, int] = (256, 256), batch_size: int = 32, batches: int = 10, warmup: int = 2,
     device: str = "cpu", precision: str = "fp32", seed: int = 0,
 ) -> SpeedResult:
-    """Time `det`'s preprocessing and forward on `batch_size` noise images of `size`."""
+    """Time `det`'s preprocessing (one thread) and forward on `batch_size` noise images of `size`."""
     import torch
 
     if batch_size < 1 or batches < 1 or warmup < 0:
@@ -73,11 +76,17 @@ def measure(
     on_cuda = str(device).startswith("cuda")
     images = noise_images(size, batch_size, seed)
     prep = det.preprocess()
-    if warmup:
-        prep(images[0])  # first-call costs (lazy imports, caches) are not per-image costs
-    t0 = time.perf_counter()
-    tensors = [prep(im) for im in images]
-    preprocess_s = time.perf_counter() - t0
+    # One thread, as in the runner's DataLoader workers; the median of 3 passes, since a single
+    # pass on a busy machine can be an order of magnitude off.
+    with single_thread():
+        if warmup:
+            prep(images[0])  # first-call costs (lazy imports, caches) are not per-image costs
+        passes = []
+        for _ in range(PREPROCESS_PASSES):
+            t0 = time.perf_counter()
+            tensors = [prep(im) for im in images]
+            passes.append(time.perf_counter() - t0)
+    preprocess_s = statistics.median(passes)
     shapes = {tuple(t.shape) for t in tensors}
     if len(shapes) != 1:
         raise BenchError(f"{det.weights or det.info.name}: preprocessing gave tensors of several shapes {sorted(shapes)} for one input size")

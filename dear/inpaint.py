@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from bench.api import BenchError, MissingWeightsError, derive_seed
+from bench.devices import single_thread
 from bench.images import write_failures
 from suites import masks
 
@@ -59,7 +60,7 @@ class MiniGeneratorInpainter:
         from suites.mini import generators as gens
 
         real = image.convert("RGB")
-        with gens.single_thread():  # bit-reproducible output, as the world build
+        with single_thread():  # bit-reproducible output, as the world build
             generated = gens.generate(self._model, real)
         return masks.composite(real, generated, masks.soft_mask(mask, masks.dear_blur_radius(real.width, real.height)))
 

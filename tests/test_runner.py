@@ -32,6 +32,19 @@ def _forwards(log: Path) -> int:
     return sum(int(x) for x in log.read_text().split()) if log.exists() else 0
 
 
+def test_replacing_a_different_run_warns(tmp_path, plugin, folder_suite_dir, caplog):
+    """A run into a folder that held more detectors or conditions says what it drops."""
+    suite = plugin.load_folder(folder_suite_dir)
+    a, b = plugin.TinyDetector(), plugin.TinyDetector(name="other", weights="other.test", fingerprint="o")
+    run(_cfg(tmp_path, post_process=True), detectors=[a, b], suite=suite, progress=False)
+    with caplog.at_level("WARNING", logger="bench.runner"):
+        run(_cfg(tmp_path, post_process=True), detectors=[a, b], suite=suite, progress=False)  # same run: quiet
+        assert "is replaced" not in caplog.text
+        run(_cfg(tmp_path), detectors=[a], suite=suite, progress=False)
+    assert "held a run with other.test, rajan@seed=0, which this run does not have" in caplog.text
+    assert "--run-name" in caplog.text
+
+
 def test_scores_table_exports_and_manifest(tmp_path, plugin, folder_suite_dir):
     suite = plugin.load_folder(folder_suite_dir)
     det = plugin.TinyDetector()

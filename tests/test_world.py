@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from bench.api import MissingWeightsError
+from bench.devices import single_thread
 from suites.mini import generators as gens
 from suites.mini import photos, world
 
@@ -187,7 +188,7 @@ def test_recon_pairs_and_diag(built, generators_dir):
     model = gens.load_generator("ldm", generators_dir)
     name = diag[0]
     real = Image.open(built / "train/real" / name).convert("RGB")
-    with gens.single_thread():
+    with single_thread():
         assert np.array_equal(np.asarray(Image.open(built / "train/recon" / name)), np.asarray(gens.generate(model, real)))
     for name in diag:
         mask = Image.open(built / "diag/masks" / name)

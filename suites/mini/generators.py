@@ -22,7 +22,6 @@ Weights: `suites/mini/weights/<name>.safetensors`; the architecture comes from `
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import os
@@ -39,6 +38,7 @@ from PIL import Image
 from torch import nn
 
 from bench.api import BenchError, MissingWeightsError
+from bench.devices import single_thread
 from bench.weights import load_state, save_state
 from suites.mini import photos
 
@@ -213,17 +213,6 @@ def to_image(x: torch.Tensor) -> Image.Image:
     return Image.fromarray(a.to(torch.uint8).permute(1, 2, 0).numpy(), "RGB")
 
 
-@contextlib.contextmanager
-def single_thread() -> Iterator[None]:
-    """Run torch on one thread (bit-reproducible CPU results), then restore the setting."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 @torch.inference_mode()
 def generate(model: ConvAutoencoder, image: Image.Image) -> Image.Image:
     """The generator's re-synthesis of `image`, same size, 8-bit RGB."""
@@ -258,15 +247,14 @@ def load_generator(name: str, directory: str | Path | None = None) -> ConvAutoen
     path = weights_path(name, directory)
     if not path.is_file():
         raise MissingWeightsError(
-            f"generator {name!r}: no weights at {path}. Train them with `{TRAIN_COMMAND}` "
-            f"(python -c 'from suites.mini.generators import train_generators; train_generators(\"{path.parent}\")')"
+            f"generator {name!r}: no weights at {path}. Train them with `{TRAIN_COMMAND} --out {path.parent}`"
         )
     model = ConvAutoencoder(cfg)
     try:
         model.load_state_dict(load_state(path))
     except RuntimeError as exc:
         raise MissingWeightsError(
-            f"generator {name!r}: {path} does not match its architecture ({exc}); retrain with `{TRAIN_COMMAND}`"
+            f"generator {name!r}: {path} does not match its architecture ({exc}); retrain with `{TRAIN_COMMAND} --out {path.parent}`"
         ) from exc
     return model.eval()
 

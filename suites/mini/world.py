@@ -36,6 +36,7 @@ from typing import Any
 from PIL import Image, ImageFilter
 
 from bench.api import BenchError, derive_seed
+from bench.devices import single_thread
 from bench.weights import home, sha256_file
 from suites import masks
 from suites.mini import generators as gens
@@ -252,7 +253,7 @@ def build_world(
         shutil.rmtree(tmp)
     t0 = time.perf_counter()
     try:
-        with gens.single_thread():
+        with single_thread():
             _build_into(tmp, seed, cfg, models, hashes, progress)
         if root.exists():
             old = root.parent / f".{root.name}.old-{os.getpid()}"
