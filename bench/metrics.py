@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -198,18 +198,55 @@ def bootstrap_ci(
         raise MetricError(f"confidence level must be in (0, 1), got {level}")
     y, s = _arrays(labels, scores)
     reals, fakes = s[y == REAL], s[y == FAKE]
-    y_boot = np.r_[np.zeros(len(reals), np.int64), np.ones(len(fakes), np.int64)]
     rng = np.random.default_rng(seed)
+    if metric_fn is auc:
+        return _quantiles(_mean_auc_replicates([("real", reals, fakes)], n, rng), level)
+    y_boot = np.r_[np.zeros(len(reals), np.int64), np.ones(len(fakes), np.int64)]
     stats = []
     for start in range(0, n, _BOOT_CHUNK):
         c = min(_BOOT_CHUNK, n - start)
         real_pick = rng.integers(0, len(reals), size=(c, len(reals)))
         fake_pick = rng.integers(0, len(fakes), size=(c, len(fakes)))
-        if metric_fn is auc:
-            stats.append(_auc_replicates(reals, fakes, real_pick, fake_pick))
-        else:
-            stats.append([metric_fn(y_boot, np.r_[reals[a], fakes[b]]) for a, b in zip(real_pick, fake_pick)])
-    lo, hi = np.quantile(np.concatenate(stats), [(1.0 - level) / 2.0, (1.0 + level) / 2.0])
+        stats.append([metric_fn(y_boot, np.r_[reals[a], fakes[b]]) for a, b in zip(real_pick, fake_pick)])
+    return _quantiles(np.concatenate(stats), level)
+
+
+def bootstrap_avg_auc(
+    groups: Sequence[tuple[Hashable, np.ndarray, np.ndarray]], n: int = 1000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the Avg AUC: the mean over sets of each set's AUC.
+
+    `groups` holds (real-set key, real logits, fake logits) per generator set. Each replicate
+    resamples every set's fakes and each real set once: sets scored against the same reals
+    share that resample, since the Avg's uncertainty comes from one real sample, not one per set.
+    With one group this is `bootstrap_ci(auc, ...)`, replicate for replicate.
+    """
+    if n < 1:
+        raise MetricError(f"bootstrap needs n >= 1 replicates, got {n}")
+    if not 0.0 < level < 1.0:
+        raise MetricError(f"confidence level must be in (0, 1), got {level}")
+    if not groups or any(len(r) == 0 or len(f) == 0 for _, r, f in groups):
+        raise MetricError("the Avg bootstrap needs at least one set, each with real and fake scores")
+    return _quantiles(_mean_auc_replicates(groups, n, np.random.default_rng(seed)), level)
+
+
+def _mean_auc_replicates(groups: Sequence[tuple[Hashable, np.ndarray, np.ndarray]], n: int, rng: np.random.Generator) -> np.ndarray:
+    stats = []
+    for start in range(0, n, _BOOT_CHUNK):
+        c = min(_BOOT_CHUNK, n - start)
+        real_picks: dict[Hashable, np.ndarray] = {}
+        total = np.zeros(c)
+        for key, reals, fakes in groups:
+            if key not in real_picks:
+                real_picks[key] = rng.integers(0, len(reals), size=(c, len(reals)))
+            fake_pick = rng.integers(0, len(fakes), size=(c, len(fakes)))
+            total += _auc_replicates(np.asarray(reals, np.float64), np.asarray(fakes, np.float64), real_picks[key], fake_pick)
+        stats.append(total / len(groups))
+    return np.concatenate(stats)
+
+
+def _quantiles(stats: np.ndarray, level: float) -> tuple[float, float]:
+    lo, hi = np.quantile(stats, [(1.0 - level) / 2.0, (1.0 + level) / 2.0])
     return float(lo), float(hi)
 
 
@@ -276,7 +313,8 @@ def evaluate(scores: pd.DataFrame, bootstrap: int = 0, seed: int = 0) -> pd.Data
     `real_set`. `set_order` in the output is the global column order used by tables:
     generator sets (suite order), then Avg, then wild sets. `n_real` of the Avg row counts the
     distinct real images behind it, `n_fake` all fakes. With `bootstrap` > 0, `auc_lo/auc_hi`
-    hold a stratified percentile 95% interval of AUC per set (NaN on Avg rows and when 0).
+    hold a stratified percentile 95% interval of AUC per set, and on Avg rows of the mean AUC
+    (`bootstrap_avg_auc`; NaN when 0 or when the Avg itself is NaN).
     The optional columns `weights` and `suite` of the scores table (default "") are kept, so one
     detector under two weight tags stays two rows. Rows with a NaN logit are dropped with a warning.
     """
@@ -326,7 +364,7 @@ def evaluate(scores: pd.DataFrame, bootstrap: int = 0, seed: int = 0) -> pd.Data
                 "condition": cond, "detector": d.detector, "weights": d.weights, "display_name": d.display_name,
                 "family": d.family, "calibrated": bool(d.calibrated),
             }
-            set_rows, real_sources = [], {}
+            set_rows, real_sources, boot_groups = [], {}, []
             for s in scored_sets:
                 own = cells.get((cond, d.detector, d.weights, s.suite, s.set))
                 if own is None:
@@ -361,6 +399,7 @@ def evaluate(scores: pd.DataFrame, bootstrap: int = 0, seed: int = 0) -> pd.Data
                 })
                 if s.set_kind == "generator":
                     real_sources.update({(s.suite, name): int((labels[i] == REAL).sum()) for name, i in parts})
+                    boot_groups.append(((s.suite, parts[0][0]), sc[y == REAL], sc[y == FAKE]))
             gen_rows = [r for r in set_rows if r["set_kind"] == "generator"]
             if gen_rows:
                 have = {(r["suite"], r["set"]) for r in gen_rows}
@@ -371,11 +410,14 @@ def evaluate(scores: pd.DataFrame, bootstrap: int = 0, seed: int = 0) -> pd.Data
                         f"{sorted(se for _, se in gen_all - have)}; its Avg is NaN",
                         stacklevel=2,
                     )
+                lo = hi = math.nan
+                if bootstrap and complete:
+                    lo, hi = bootstrap_avg_auc(boot_groups, n=bootstrap, seed=derive_seed(seed, cond, d.detector, d.weights, AVG))
                 avg = {
                     **base, "suite": "", "set": AVG, "set_display": "Avg", "set_kind": "avg", "set_order": n_gen,
                     "n_real": sum(real_sources.values()), "n_fake": sum(r["n_fake"] for r in gen_rows),
                     **{m: float(np.mean([r[m] for r in gen_rows])) if complete else math.nan for m in METRIC_COLUMNS},
-                    "auc_lo": math.nan, "auc_hi": math.nan,
+                    "auc_lo": lo, "auc_hi": hi,
                 }
                 set_rows.insert(len(gen_rows), avg)
             rows.extend(set_rows)

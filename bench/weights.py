@@ -1,7 +1,7 @@
 """Resolve a weight tag to a local file, and load checkpoints safely.
 
 Resolution order for `corvi.official`:
-1. `$AIGI_BENCH_WEIGHTS/corvi/<filename>` (default `~/.cache/aigi-bench/weights/corvi/<filename>`);
+1. `$AIGI_BENCH_WEIGHTS/corvi/<filename>` (default `$AIGI_BENCH_HOME/weights/corvi/<filename>`);
 2. a file bundled with the package (the `.mini` weights trained on AIGI-mini);
 3. the Hugging Face Hub, when the tag names a repo and the network allows it.
 Offline with nothing found: one MissingWeightsError naming the exact path to put the file at.

@@ -246,9 +246,31 @@ def test_evaluate_uncalibrated_has_no_threshold_metrics(table):
 def test_evaluate_bootstrap(scores):
     a = M.evaluate(scores, bootstrap=200, seed=1)
     assert a.equals(M.evaluate(scores, bootstrap=200, seed=1))
-    sets = a[a["set"] != "avg"]
-    assert (sets["auc_lo"] <= sets["auc"] + 1e-9).all() and (sets["auc"] <= sets["auc_hi"] + 1e-9).all()
-    assert a.loc[a["set"] == "avg", ["auc_lo", "auc_hi"]].isna().all().all()
+    assert a[["auc_lo", "auc_hi"]].notna().all().all()  # every set and the Avg
+    assert (a["auc_lo"] <= a["auc"] + 1e-9).all() and (a["auc"] <= a["auc_hi"] + 1e-9).all()
+    assert M.evaluate(scores)[["auc_lo", "auc_hi"]].isna().all().all()  # none without bootstrap
+
+
+def test_bootstrap_avg_auc_of_one_set_is_the_set_interval():
+    rng = np.random.default_rng(3)
+    reals, fakes = rng.normal(0, 1, 40), rng.normal(1, 1, 25)
+    y, s = np.r_[np.zeros(40), np.ones(25)], np.r_[reals, fakes]
+    assert M.bootstrap_avg_auc([("r", reals, fakes)], n=300, seed=5) == M.bootstrap_ci(M.auc, y, s, n=300, seed=5)
+    with pytest.raises(M.MetricError, match="at least one set"):
+        M.bootstrap_avg_auc([("r", reals, fakes[:0])])
+
+
+def test_bootstrap_avg_auc_shares_the_resample_of_a_shared_real_set():
+    """Constant fakes: each set's AUC varies only with the reals. Sets sharing one real set move
+    together (the Avg is as uncertain as one set); sets with their own reals average out (~1/2
+    the width for 4 sets)."""
+    rng = np.random.default_rng(0)
+    reals, fakes = rng.normal(0, 1, 30), np.zeros(10)
+    width = lambda lo_hi: lo_hi[1] - lo_hi[0]  # noqa: E731
+    one = width(M.bootstrap_avg_auc([("r", reals, fakes)], n=2000, seed=1))
+    shared = width(M.bootstrap_avg_auc([("r", reals, fakes)] * 4, n=2000, seed=1))
+    own = width(M.bootstrap_avg_auc([(k, reals, fakes) for k in "abcd"], n=2000, seed=1))
+    assert one > 10 and abs(shared - one) < 0.1 * one and 0.35 * one < own < 0.65 * one
 
 
 def _mini_scores(**overrides) -> pd.DataFrame:
