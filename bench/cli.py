@@ -279,7 +279,7 @@ def _add_table(p: argparse.ArgumentParser) -> None:
     _add_source(p)
     p.add_argument("--format", default="markdown", choices=list(FORMATS))
     p.add_argument("--metrics", type=_csv_list, help="metric columns per set, e.g. auc,racc,facc (default: auc,racc,facc)")
-    p.add_argument("--sets", type=_csv_list, help="only these sets, e.g. gan,diffusion")
+    p.add_argument("--sets", type=_csv_list, help="only these generator sets as columns, e.g. ldm,flux16 (Avg still covers all)")
     p.add_argument("--output", type=Path, help="write the table to this file instead of stdout")
     p.add_argument("--bootstrap", type=int, default=0, help="bootstrap resamples for AUC confidence intervals (default: 0 = none)")
 

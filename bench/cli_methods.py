@@ -66,7 +66,7 @@ def _add_train(p: argparse.ArgumentParser) -> None:
                    help="what to train: a base detector, or a Stay-Positive head refit (-plus) of the base in --out")
     p.add_argument("--data", type=Path, help="a folder laid out like AIGI-mini (train/real, train/fake, train/recon, "
                    "val/...); default: the AIGI-mini world")  # fmt: skip
-    p.add_argument("--out", type=Path, default=Path("results/weights"), help="folder for <detector>.mini.safetensors")
+    p.add_argument("--out", type=Path, default=Path("results/weights"), help="folder for <detector>.mini.safetensors (default: %(default)s)")
     p.add_argument("--max-epochs", type=int, help="cap on epochs (CPU budget)")
     p.add_argument("--steps-per-epoch", type=int, help="cap on steps per epoch")
     p.add_argument("--device", type=_device, default="cpu")
@@ -102,7 +102,7 @@ def _add_dear(p: argparse.ArgumentParser) -> None:
             q.add_argument("--base", default="corvi.mini", help="base detector (corvi.*, rajan.*; dissect takes any CNN detector) or checkpoint file")
             q.add_argument("--kind", choices=["corvi", "rajan"], help="how a checkpoint-file base was trained")
         q.add_argument("--world", type=Path, help="AIGI-mini world (default: the seed-0 world)")
-        q.add_argument("--out", type=Path, default=Path("results/dear"), help="output folder")
+        q.add_argument("--out", type=Path, default=Path("results/dear"), help="output folder (default: %(default)s)")
         q.add_argument("--alpha", type=float, help="fraction pruned at each end (default: 0.2 Corvi, 0.3 Rajan)")
         q.add_argument("--mode", choices=["count", "percentile"], default="count",
                        help="count: official code (int(C*alpha) per end); percentile: the paper's Algorithm 1")
@@ -123,10 +123,11 @@ def _add_dear(p: argparse.ArgumentParser) -> None:
     run.add_argument("--diag-limit", type=int, help="inpaint only the first N training reals")
     d = sub.add_parser("diagnose", help="inpaint one rectangle per real image (images/ + masks/)")
     d.add_argument("images", type=Path, help="folder of real images")
-    d.add_argument("--out", type=Path, default=Path("results/dear/diag"))
-    d.add_argument("--inpainter", choices=["mini", "sd"], default="mini")
-    d.add_argument("--limit", type=int)
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--out", type=Path, default=Path("results/dear/diag"), help="output folder (default: %(default)s)")
+    d.add_argument("--inpainter", choices=["mini", "sd"], default="mini",
+                   help="mini: AIGI-mini's training generator (offline); sd: Stable Diffusion 1.5 inpainting (diffusers)")
+    d.add_argument("--limit", type=int, help="inpaint only the first N images")
+    d.add_argument("--seed", type=int, default=0, help="seeds each image's mask and inpainting (default: 0)")
     for name, help_text in [("dissect", "RAD per channel of layer4 on a diagnostic set"),
                             ("prune", "bilateral 0/1 gate from a RAD vector"),
                             ("refine", "refit the head under a gate (backbone frozen)")]:
@@ -241,12 +242,14 @@ def _dear_analysis(args: argparse.Namespace, config: Any, world: Path, kind: str
 
 def _add_analyze(p: argparse.ArgumentParser) -> None:
     p.add_argument("analysis", choices=["decomposition"], help="decomposition: real-score / fake-score split of the logit (Stay-Positive eq. 1)")
-    p.add_argument("--suite", default="mini")
-    p.add_argument("--detectors", type=_csv_list, default=["corvi", "corvi-plus", "rajan", "rajan-plus"])
-    p.add_argument("--max-per-set", type=int, default=40)
-    p.add_argument("--data-root")
-    p.add_argument("--out", type=Path, default=Path("results/analysis"))
-    p.add_argument("--device", type=_device, default="cpu")
+    p.add_argument("--suite", default="mini", help="suite whose images are decomposed (default: %(default)s)")
+    p.add_argument("--detectors", type=_csv_list, default=["corvi", "corvi-plus", "rajan", "rajan-plus"],
+                   help="comma-separated ResNet detectors with a linear head (default: corvi,corvi-plus,rajan,rajan-plus)")
+    p.add_argument("--max-per-set", type=int, default=40, help="first N images of each set (default: %(default)s)")
+    p.add_argument("--data-root", help="the suite's data (as for bench run)")
+    p.add_argument("--out", type=Path, default=Path("results/analysis"),
+                   help="writes <out>/decomposition-<detector>/ (default: %(default)s)")
+    p.add_argument("--device", type=_device, default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:

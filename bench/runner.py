@@ -109,7 +109,8 @@ def condition_key(spec: str | None, seed: int, fakes_only: bool = False) -> str:
 
 
 def conditions_for(config: RunConfig) -> list[tuple[Condition, Transform | None]]:
-    """'Original' always, then 'Post-processed' when asked, then each extra (sweep) spec.
+    """'Original' always, then 'Post-processed' when asked, then each extra (sweep) spec; with
+    `fakes_only` the processed ones are labelled '... (fakes only)'.
 
     Chains are built here (unknown names fail fast) and named by their canonical `name`
     ('downscale:factor=0.50' -> 'downscale:factor=0.5'), so equal chains share cached scores.
@@ -125,10 +126,12 @@ def conditions_for(config: RunConfig) -> list[tuple[Condition, Transform | None]
     if config.processed_copies:
         out.append((Condition(COPIES_KEY, "Post-processed", copies=True), None))
     specs = ([(config.chain, "Post-processed")] if config.post_process else []) + [(c, None) for c in config.conditions or []]
+    suffix = " (fakes only)" if config.fakes_only else ""  # another protocol: tables must say which
     for spec, display in specs:
         transform = registry.create_chain(spec)
         name = transform.name
-        out.append((Condition(condition_key(name, config.seed, config.fakes_only), display or name, name, config.fakes_only), transform))
+        out.append((Condition(condition_key(name, config.seed, config.fakes_only), (display or name) + suffix, name,
+                              config.fakes_only), transform))
     seen: set[str] = set()
     return [(c, t) for c, t in out if not (c.key in seen or seen.add(c.key))]
 
@@ -406,12 +409,13 @@ def sweep(
         raise BenchError(f"--chain {chain!r} already sets {param!r} in its last step, the one the sweep varies; drop it there")
     sep = "," if ":" in last else ":"  # the parameter belongs to the last step
     specs = [f"{chain}{sep}{param}={v}" for v in values]
-    cfg = dataclasses.replace(config, conditions=specs, run_name=config.run_name or f"{config.suite}-sweep-{sweep_slug(chain)}-{param}")
+    default_name = f"{config.suite}-sweep-{sweep_slug(chain)}-{param}" + ("-fakes-only" if config.fakes_only else "")
+    cfg = dataclasses.replace(config, conditions=specs, run_name=config.run_name or default_name)
+    display = {c.key: c.display for c, _ in conditions_for(cfg)}  # the labels the scores table will carry
     points = []
     for spec, value in zip(specs, values):
-        name = registry.create_chain(spec).name
-        value = registry._parse_value(str(value))
-        points.append({"condition": name, "condition_key": condition_key(name, cfg.seed, cfg.fakes_only), "value": value})
+        key = condition_key(registry.create_chain(spec).name, cfg.seed, cfg.fakes_only)
+        points.append({"condition": display[key], "condition_key": key, "value": registry._parse_value(str(value))})
     info = {"chain": chain, "step": step, "param": param, "values": [p["value"] for p in points], "conditions": points}
     return _execute(cfg, detectors, suite, progress, {"sweep": info})
 

@@ -99,6 +99,19 @@ def test_sweep_writes_figure(env, capsys, tmp_path, folder_suite_dir):
     assert scores["condition"].drop_duplicates().tolist() == ["Original", "tinyshift:amount=0", "tinyshift:amount=40", "tinyshift:amount=80"]
 
 
+def test_sweep_with_fakes_only(env, capsys, tmp_path, folder_suite_dir):
+    """Stay-Positive's protocol: labelled as such, in its own folder, and the figure finds its points."""
+    rc = cli.main(["sweep", "--suite", "tinyfolder", "--data-root", str(folder_suite_dir), "--detectors", "mydet",
+                   "--chain", "tinyshift", "--param", "amount", "--values", "0,40", "--fakes-only",
+                   "--out", str(tmp_path / "res"), "--workers", "0", "--max-per-set", "2"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    run_dir = tmp_path / "res" / "tinyfolder-sweep-tinyshift-amount-fakes-only"
+    assert f"figure: {run_dir / 'sweep_tinyshift_amount_ap.png'}" in out
+    labels = pd.read_parquet(run_dir / "scores.parquet")["condition"].drop_duplicates().tolist()
+    assert labels == ["Original", "tinyshift:amount=0 (fakes only)", "tinyshift:amount=40 (fakes only)"]
+
+
 def test_sweep_of_a_composed_chain(env, capsys, tmp_path, folder_suite_dir):
     """The swept parameter also appears in an earlier step: values come from the manifest, and
     the folder and figure are named after the whole chain (not confused with a plain sweep)."""

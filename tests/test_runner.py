@@ -224,7 +224,8 @@ def test_fakes_only_reuses_original_scores_for_reals(tmp_path, plugin, folder_su
               detectors=[plugin.TinyDetector(log_path=log)], suite=suite, progress=False)  # fmt: skip
     assert _forwards(log) == 14 + 8  # reals are not processed again
     df = res.scores
-    post = df[df["condition"] == "Post-processed"]
+    assert set(df["condition"]) == {"Original", "Post-processed (fakes only)"}  # tables name the protocol
+    post = df[df["condition"] == "Post-processed (fakes only)"]
     assert set(post["condition_key"]) == {"tinyshift:amount=40@seed=0,fakes-only"} and len(post) == 14
     reals = post[post["label"] == 0].set_index("path")
     orig = df[df["condition"] == "Original"].set_index("path")
