@@ -56,6 +56,13 @@ def _nonnegative(text: str) -> float:
     return value
 
 
+def _positive(text: str) -> float:
+    value = float(text)
+    if not 0 < value < float("inf"):  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
+    return value
+
+
 def _out(msg: str = "") -> None:
     print(msg, flush=True)
 
@@ -427,16 +434,46 @@ def build_parser(commands: Sequence[Command] | None = None) -> argparse.Argument
     return parser
 
 
+def _worker_message(text: str) -> str | None:
+    """The message of a BenchError raised in a DataLoader worker, without the worker's traceback
+    that torch wraps around it ("Caught X in DataLoader worker process 0. Original Traceback ...")."""
+    if "in DataLoader worker process" not in text:
+        return None
+    last = text.rstrip().splitlines()[-1]
+    name, sep, message = last.partition(": ")
+    if not sep or not name.startswith(("bench.", "dear.", "detectors.", "suites.")):
+        return None  # not one of ours: a real bug keeps its traceback
+    return message
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None,
+                  line: str | None = None) -> None:
+    """Warnings as one line for a user ("bench: warning: ..."), not Python's file:line and source."""
+    kind = "" if category is UserWarning else f"{category.__name__}: "
+    print(f"bench: warning: {kind}{message}", file=sys.stderr if file is None else file)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    import warnings
+
     logging.basicConfig(level=logging.WARNING, format="bench: %(message)s", stream=sys.stderr)
+    warnings.showwarning = _show_warning
     args = build_parser().parse_args(argv)
     try:
         return args._handler(args)
     except BenchError as exc:
-        print(f"bench: error: {exc}", file=sys.stderr)
+        print(f"bench: error: {_worker_message(str(exc)) or exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except RuntimeError as exc:  # a BenchError that a DataLoader worker could not rebuild (BadImageError)
+        message = _worker_message(str(exc))
+        if message is None:
+            raise
+        print(f"bench: error: {message}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
-        print("bench: interrupted; finished batches are saved and a rerun resumes from them", file=sys.stderr)
+        resumes = args.command in ("run", "sweep")  # only scores are cached as they come
+        print("bench: interrupted" + ("; finished batches are saved and a rerun resumes from them" if resumes else ""),
+              file=sys.stderr)
         return 130
     except BrokenPipeError:  # `bench table | head`: the reader left; say nothing more
         import os

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.api import BenchError
-from bench.cli import Command, _csv_list, _device, _out
+from bench.cli import Command, _count, _csv_list, _device, _out, _positive
 
 # --------------------------------------------------------------------------- world
 
@@ -30,9 +30,9 @@ def _add_world(p: argparse.ArgumentParser) -> None:
     g.add_argument("--out", type=Path, default=Path("results/generators"),
                    help="output folder (default: %(default)s; the bundled weights are never overwritten unless named here); "
                    "build a world from it with `bench world build --generators-dir DIR --root NEWDIR`")
-    g.add_argument("--steps", type=int, help="Adam steps per generator (default: each config's full count)")
+    g.add_argument("--steps", type=_count(1), help="Adam steps per generator (default: each config's full count)")
     g.add_argument("--names", type=_csv_list, help="only these generators")
-    g.add_argument("--workers", type=int, help="parallel training processes")
+    g.add_argument("--workers", type=_count(1), help="parallel training processes")
     g.add_argument("--seed", type=int, default=0)
 
 
@@ -67,8 +67,8 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, help="a folder laid out like AIGI-mini (train/real, train/fake, train/recon, "
                    "val/...); default: the AIGI-mini world")  # fmt: skip
     p.add_argument("--out", type=Path, default=Path("results/weights"), help="folder for <detector>.mini.safetensors (default: %(default)s)")
-    p.add_argument("--max-epochs", type=int, help="cap on epochs (CPU budget)")
-    p.add_argument("--steps-per-epoch", type=int, help="cap on steps per epoch")
+    p.add_argument("--max-epochs", type=_count(1), help="cap on epochs (CPU budget)")
+    p.add_argument("--steps-per-epoch", type=_count(1), help="cap on steps per epoch")
     p.add_argument("--device", type=_device, default="cpu")
     p.add_argument("--seed", type=int, default=0)
 
@@ -97,22 +97,26 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _add_dear(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="dear_command", metavar="STAGE", required=True)
 
-    def common(q: argparse.ArgumentParser, base: bool = True) -> None:
+    def common(q: argparse.ArgumentParser, base: bool = True, compute: bool = True) -> None:
+        """Options of the stages; `prune` (no model, no data) takes only the pruning ones."""
         if base:
             q.add_argument("--base", default="corvi.mini", help="base detector (corvi.*, rajan.*; dissect takes any CNN detector) or checkpoint file")
-            q.add_argument("--kind", choices=["corvi", "rajan"], help="how a checkpoint-file base was trained")
-        q.add_argument("--world", type=Path, help="AIGI-mini world (default: the seed-0 world)")
+        q.add_argument("--kind", choices=["corvi", "rajan"], help="how a checkpoint-file base was trained" if base else
+                       "whose default alpha to use (default: from the detector recorded in the RAD file)")
         q.add_argument("--out", type=Path, default=Path("results/dear"), help="output folder (default: %(default)s)")
         q.add_argument("--alpha", type=float, help="fraction pruned at each end (default: 0.2 Corvi, 0.3 Rajan)")
         q.add_argument("--mode", choices=["count", "percentile"], default="count",
                        help="count: official code (int(C*alpha) per end); percentile: the paper's Algorithm 1")
-        q.add_argument("--max-batches", type=int, default=100, help="RAD batches of 64 (default 100)")
-        q.add_argument("--max-epochs", type=int, default=1000)
-        q.add_argument("--lr", type=float, default=1e-4, help="refit learning rate (official: 1e-4; the bundled .mini weights use 1e-2)")
-        q.add_argument("--steps-per-epoch", type=int, help="refit steps between validations (default: one pass over the data)")
+        if not compute:
+            return
+        q.add_argument("--world", type=Path, help="AIGI-mini world (default: the seed-0 world)")
+        q.add_argument("--max-batches", type=_count(1), default=100, help="RAD batches of 64 (default 100)")
+        q.add_argument("--max-epochs", type=_count(0), help="refit epochs at most (default: 1000; 0 keeps the zero head)")
+        q.add_argument("--lr", type=_positive, help="refit learning rate (default: the official 1e-4; the bundled .mini weights use 1e-2)")
+        q.add_argument("--steps-per-epoch", type=_count(1), help="refit steps between validations (default: one pass over the data)")
         q.add_argument("--bn-drift", action="store_true", help="let BN statistics drift during the refit, as the official code does")
         q.add_argument("--device", type=_device, default="cpu")
-        q.add_argument("--workers", type=int, default=0,
+        q.add_argument("--workers", type=_count(0), default=0,
                        help="DataLoader worker processes (default 0; other counts draw other augmentations)")
         q.add_argument("--seed", type=int, default=0)
 
@@ -120,26 +124,29 @@ def _add_dear(p: argparse.ArgumentParser) -> None:
     common(run)
     run.add_argument("--inpainter", choices=["mini", "sd"], help="rebuild the diagnostic set with this inpainter "
                      "(default: use the world's diag/ set)")  # fmt: skip
-    run.add_argument("--diag-limit", type=int, help="inpaint only the first N training reals")
+    run.add_argument("--diag-limit", type=_count(1), help="inpaint only the first N training reals")
     d = sub.add_parser("diagnose", help="inpaint one rectangle per real image (images/ + masks/)")
     d.add_argument("images", type=Path, help="folder of real images")
     d.add_argument("--out", type=Path, default=Path("results/dear/diag"), help="output folder (default: %(default)s)")
     d.add_argument("--inpainter", choices=["mini", "sd"], default="mini",
                    help="mini: AIGI-mini's training generator (offline); sd: Stable Diffusion 1.5 inpainting (diffusers)")
-    d.add_argument("--limit", type=int, help="inpaint only the first N images")
+    d.add_argument("--limit", type=_count(1), help="inpaint only the first N images")
     d.add_argument("--seed", type=int, default=0, help="seeds each image's mask and inpainting (default: 0)")
     for name, help_text in [("dissect", "RAD per channel of layer4 on a diagnostic set"),
                             ("prune", "bilateral 0/1 gate from a RAD vector"),
                             ("refine", "refit the head under a gate (backbone frozen)")]:
         q = sub.add_parser(name, help=help_text)
-        common(q, base=name != "prune")
+        common(q, base=name != "prune", compute=name != "prune")
         if name == "dissect":
             q.add_argument("--diag", type=Path, help="diagnostic set (default: <world>/diag)")
             q.add_argument("--layer", default="layer4", help="module whose output is dissected (default: layer4, the last conv stage)")
         if name in ("prune", "refine"):
-            q.add_argument(("--rad" if name == "prune" else "--gate"), type=Path, required=True)
-    a = sub.add_parser("analyze", help="the paper's analyses: robustness (Fig. 4), maps (Fig. 3), alpha (sensitivity), "
-                       "ablation (Fig. 8); probe: converged linear heads with and without the inpainted stream")
+            q.add_argument(("--rad" if name == "prune" else "--gate"), type=Path, required=True,
+                           help="RAD file of `bench dear dissect`" if name == "prune" else "gate file of `bench dear prune`")
+    a = sub.add_parser("analyze", help="the paper's analyses: robustness (Fig. 4), maps (Fig. 3), alpha (sensitivity to "
+                       "alpha in 0.05, 0.1, 0.2, 0.3; --alpha is not used), ablation (Fig. 8: trains the base --kind from scratch "
+                       "with the inpainted images as extra fakes; takes --max-epochs, --steps-per-epoch, --seed, --device); "
+                       "probe: converged linear heads with and without the inpainted stream")
     a.add_argument("analysis", choices=["robustness", "maps", "alpha", "ablation", "probe"])
     common(a)
     a.add_argument("--rad", type=Path, help="a saved RAD vector (default: computed)")
@@ -152,14 +159,22 @@ def _dear_config(args: argparse.Namespace, kind: str) -> Any:
     from dear.pipeline import DearConfig
 
     make = DearConfig.dear_r if kind == "rajan" else DearConfig.dear_c
-    kw: dict[str, Any] = {"mode": args.mode, "max_batches": args.max_batches, "max_epochs": args.max_epochs,
-                          "lr": args.lr, "steps_per_epoch": args.steps_per_epoch,
-                          "freeze_bn": not args.bn_drift, "device": args.device, "num_workers": args.workers, "seed": args.seed}
+    kw: dict[str, Any] = {"mode": args.mode}
+    if hasattr(args, "max_batches"):  # the stages that load a model and data (all but prune)
+        kw.update(max_batches=args.max_batches, steps_per_epoch=args.steps_per_epoch, freeze_bn=not args.bn_drift,
+                  device=args.device, num_workers=args.workers, seed=args.seed)
+        kw.update({k: v for k, v in (("max_epochs", args.max_epochs), ("lr", args.lr)) if v is not None})
     if args.alpha is not None:
         kw.update(alpha_low=args.alpha, alpha_high=args.alpha)
     if getattr(args, "layer", None):
         kw["layer"] = args.layer
     return make(**kw)
+
+
+def _kind_of(detector: object) -> str:
+    """'rajan' for a Rajan-family name (rajan.mini, rajan-plus, dear-r), else 'corvi': picks DEAR's default alpha."""
+    name = Path(str(detector)).name.lower()
+    return "rajan" if name.startswith(("rajan", "dear-r")) else "corvi"
 
 
 def _cmd_dear(args: argparse.Namespace) -> int:
@@ -169,7 +184,17 @@ def _cmd_dear(args: argparse.Namespace) -> int:
     if cmd == "diagnose":
         _out(f"diagnostic set: {pipeline.diagnose(args.images, args.out, args.inpainter, args.seed, limit=args.limit)}")
         return 0
-    kind = getattr(args, "kind", None) or ("rajan" if str(getattr(args, "base", "")).startswith("rajan") else "corvi")
+    if cmd == "prune":
+        from dear.dissect import RADResult
+
+        rad = RADResult.load(args.rad)  # its detector picks the default alpha: a Rajan RAD prunes 0.3 per end
+        config = _dear_config(args, args.kind or _kind_of(rad.detector))
+        args.out.mkdir(parents=True, exist_ok=True)
+        gate = pipeline.prune(args.rad, config, args.out / "gate.npz")
+        _out(f"gate: {args.out / 'gate.npz'} (keeps {int(gate.sum())} of {gate.numel()} channels, "
+             f"alpha {config.alpha_low:g}/{config.alpha_high:g}, {config.mode})")
+        return 0
+    kind = args.kind or _kind_of(args.base)
     config = _dear_config(args, kind)
     world = args.world or pipeline.default_world(0)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -186,10 +211,6 @@ def _cmd_dear(args: argparse.Namespace) -> int:
     if cmd == "dissect":
         rad = pipeline.dissect(args.base, args.diag or world / "diag", config, args.out / "rad.npz", kind=args.kind)
         _out(f"rad: {args.out / 'rad.npz'} ({rad.num_channels} channels, {rad.n_samples} samples)")
-        return 0
-    if cmd == "prune":
-        gate = pipeline.prune(args.rad, config, args.out / "gate.npz")
-        _out(f"gate: {args.out / 'gate.npz'} (keeps {int(gate.sum())} of {gate.numel()} channels)")
         return 0
     if cmd == "refine":
         from dear.refine import RefineData
@@ -210,7 +231,11 @@ def _dear_analysis(args: argparse.Namespace, config: Any, world: Path, kind: str
     if args.analysis == "alpha":
         df = analyses.alpha_sensitivity(args.base, out, config=config, world=world, kind=args.kind, rad=args.rad)
     elif args.analysis == "ablation":
-        df = analyses.inpaint_ablation(kind, out, world=world)
+        from detectors.training import mini_config
+
+        given = {"max_epochs": args.max_epochs, "steps_per_epoch": args.steps_per_epoch, "lr": args.lr}
+        recipe = mini_config(kind, seed=args.seed, device=args.device, **{k: v for k, v in given.items() if v is not None})
+        df = analyses.inpaint_ablation(kind, out, world=world, train_config=recipe)
     else:
         model, _, label = pipeline.load_base_model(args.base, args.kind)
 
@@ -245,7 +270,7 @@ def _add_analyze(p: argparse.ArgumentParser) -> None:
     p.add_argument("--suite", default="mini", help="suite whose images are decomposed (default: %(default)s)")
     p.add_argument("--detectors", type=_csv_list, default=["corvi", "corvi-plus", "rajan", "rajan-plus"],
                    help="comma-separated ResNet detectors with a linear head (default: corvi,corvi-plus,rajan,rajan-plus)")
-    p.add_argument("--max-per-set", type=int, default=40, help="first N images of each set (default: %(default)s)")
+    p.add_argument("--max-per-set", type=_count(1), default=40, help="first N images of each set (default: %(default)s)")
     p.add_argument("--data-root", help="the suite's data (as for bench run)")
     p.add_argument("--out", type=Path, default=Path("results/analysis"),
                    help="writes <out>/decomposition-<detector>/ (default: %(default)s)")
@@ -255,13 +280,22 @@ def _add_analyze(p: argparse.ArgumentParser) -> None:
 def _cmd_analyze(args: argparse.Namespace) -> int:
     from bench import registry
     from bench.images import write_failures
+    from bench.runner import check_detector_name
     from detectors.decomposition import decompose, plot_decomposition
 
+    if not args.detectors:
+        raise BenchError("--detectors names no detector")
+    for name in args.detectors:  # every name, before hours of work on the first
+        check_detector_name(name)
     suite = registry.get_suite(args.suite).load(args.data_root, args.max_per_set)
     for name in args.detectors:
         det = registry.create_detector(name)
         errors: dict[str, str] = {}
         df = decompose(det, suite.records, device=args.device, errors=errors)
+        if df.empty:
+            first = next(iter(errors.items()), None)
+            why = f" (first: {first[0]}: {first[1]})" if first else ""
+            raise BenchError(f"{det.weights}: no image of suite {args.suite!r} could be read{why}")
         out = args.out / f"decomposition-{det.info.name}"
         out.mkdir(parents=True, exist_ok=True)
         df.to_csv(out / "decomposition.csv", index=False)
@@ -284,8 +318,9 @@ DEAR = {"dear-c": "corvi", "dear-r": "rajan"}
 
 def _add_reproduce(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("results/reproduce"), help="where everything is written")
-    p.add_argument("--reduced", action="store_true", help="a minute-long smoke version (CI): few steps, reduced world")
-    p.add_argument("--install", action="store_true", help="copy the results over the bundled weights of this checkout")
+    scale = p.add_mutually_exclusive_group()  # smoke-test weights must never replace the bundled ones
+    scale.add_argument("--reduced", action="store_true", help="a minute-long smoke version (CI): few steps, reduced world")
+    scale.add_argument("--install", action="store_true", help="copy the results over the bundled weights of this checkout")
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:

@@ -99,13 +99,25 @@ def load_state(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def save_state(state: dict[str, Any], path: str | os.PathLike) -> None:
+    """Write a state dict as safetensors or a torch zip file, atomically: a run killed mid-save
+    leaves the previous file whole. The file is first written under its own name in a private
+    folder (torch.save names its archive after the file, so the bytes match a direct save)."""
+    import shutil
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".safetensors":
-        from safetensors.torch import save_file
+    staging = path.parent / f".saving-{os.getpid()}"
+    staging.mkdir(exist_ok=True)
+    tmp = staging / path.name
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import save_file
 
-        save_file({k: v.contiguous() for k, v in state.items()}, str(path))
-    else:
-        import torch
+            save_file({k: v.contiguous() for k, v in state.items()}, str(tmp))
+        else:
+            import torch
 
-        torch.save(state, str(path))
+            torch.save(state, str(tmp))
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

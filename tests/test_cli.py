@@ -198,6 +198,14 @@ def test_analyze_decomposition_lists_and_clears_unreadable_images(env, capsys, t
     assert len(frame) == 5 and {"fake_score", "real_score", "logit"} <= set(frame.columns)
     bad.unlink()
     assert cli.main(args) == 0 and not (out / "failures.csv").exists()
+    capsys.readouterr()
+    two = [("corvi.mini,nosuch" if a == "corvi.mini" else a) for a in args]
+    assert cli.main(two) == 2  # every name is checked before any work
+    assert "unknown detector 'nosuch'" in capsys.readouterr().err
+    for png in folder_suite_dir.rglob("*.png"):
+        png.write_bytes(b"not a png")
+    assert cli.main(args) == 2
+    assert "corvi.mini: no image of suite 'folder' could be read (first: " in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("args, message", [
@@ -210,3 +218,44 @@ def test_bad_numbers_are_usage_errors(capsys, args, message):
     with pytest.raises(SystemExit) as exc:
         cli.main(args)
     assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+class _FailingDataset:
+    """A one-item dataset whose item raises `error` inside a DataLoader worker."""
+
+    def __init__(self, error):
+        self.error = error
+
+    def __len__(self):
+        return 1
+
+    def __getitem__(self, i):
+        raise self.error
+
+
+@pytest.mark.parametrize("error, caught, message", [
+    (__import__("bench.api", fromlist=["BadImageError"]).BadImageError("x.png", "truncated"), RuntimeError, "x.png: truncated"),
+    (__import__("bench.api", fromlist=["BenchError"]).BenchError("masks/a.png: no mask pixel"), Exception, "masks/a.png: no mask pixel"),
+    (ValueError("a bug"), ValueError, None),
+])  # fmt: skip
+def test_worker_errors_are_reported_without_the_worker_traceback(error, caught, message):
+    """torch wraps a worker's exception in its traceback (or, when it cannot rebuild it, in a
+    RuntimeError); the CLI reports ours as one line and leaves real bugs their traceback."""
+    from torch.utils.data import DataLoader
+
+    with pytest.raises(caught) as exc:
+        next(iter(DataLoader(_FailingDataset(error), num_workers=1)))
+    assert "in DataLoader worker process 0" in str(exc.value)
+    assert cli._worker_message(str(exc.value)) == message
+
+
+def test_warnings_print_as_one_line(capsys):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = cli._show_warning
+        warnings.warn("evaluate: dropping 2 score row(s)", stacklevel=1)
+        warnings.warn("old API", DeprecationWarning, stacklevel=1)
+    assert capsys.readouterr().err.splitlines() == [
+        "bench: warning: evaluate: dropping 2 score row(s)", "bench: warning: DeprecationWarning: old API"]

@@ -129,3 +129,26 @@ def test_unreadable_checkpoints_are_refused_without_unpickling(tmp_path, name, c
     with pytest.raises(MissingWeightsError, match=f"{name}: not a readable weights-only checkpoint") as exc:
         load_state(path)
     assert "weights_only=False" not in str(exc.value) and "re-saved" in str(exc.value)
+
+
+def test_save_state_is_atomic(tmp_path, monkeypatch):
+    """A save that dies midway (kill, full disk) leaves the previous checkpoint whole, and the
+    file is byte-identical to a direct torch.save (torch names the archive after the file)."""
+    from bench.weights import save_state
+
+    path = tmp_path / "model_best.pth"
+    save_state({"w": torch.ones(3)}, path)
+    direct = tmp_path / "direct" / "model_best.pth"
+    direct.parent.mkdir()
+    torch.save({"w": torch.ones(3)}, str(direct))
+    assert sha256_file(path) == sha256_file(direct)
+
+    def dies(obj, f):
+        Path(f).write_bytes(b"PK\x03\x04 half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", dies)
+    with pytest.raises(OSError, match="disk full"):
+        save_state({"w": torch.zeros(3)}, path)
+    assert torch.equal(load_state(path)["w"], torch.ones(3))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["direct", "model_best.pth"]  # no staging left behind

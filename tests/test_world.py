@@ -229,3 +229,23 @@ def test_config_rejects_nonsense():
         world.WorldConfig(train=4, diag=5)
     with pytest.raises(ValueError):
         world.WorldConfig(val=0)
+
+
+def test_build_refuses_to_replace_what_is_not_a_world(tmp_path):
+    """`bench world build --root` replaces its folder: a folder of one's own, a run folder with
+    its own manifest.json, or a file must be refused before anything is built or moved."""
+    from bench.api import BenchError
+
+    own = tmp_path / "keep"
+    own.mkdir()
+    (own / "precious.txt").write_text("x")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "manifest.json").write_text('{"config": {}, "detectors": []}')
+    afile = tmp_path / "afile"
+    afile.write_text("y")
+    for root, why in [(own, "is not an AIGI-mini world"), (run, "is not an AIGI-mini world"), (afile, "is a file")]:
+        with pytest.raises(BenchError, match=why):
+            world.build_world(root, progress=False)
+    assert (own / "precious.txt").read_text() == "x" and afile.read_text() == "y"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "keep", "run"]  # nothing moved aside

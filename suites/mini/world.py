@@ -244,6 +244,7 @@ def build_world(
     elsewhere than the committed ones (tests, retrained generators).
     """
     root = Path(root).expanduser()
+    _check_replaceable(root)
     cfg = config or WorldConfig()
     models = {g.name: gens.load_generator(g.name, generators_dir) for g in gens.GENERATORS}
     hashes = {g.name: sha256_file(gens.weights_path(g.name, generators_dir)) for g in gens.GENERATORS}
@@ -271,6 +272,24 @@ def build_world(
     if progress:
         print(f"{NAME} seed {seed} built at {root} in {time.perf_counter() - t0:.1f} s")
     return root
+
+
+def _check_replaceable(root: Path) -> None:
+    """Building replaces `root`, so it must be nothing yet, an empty folder, or an earlier world:
+    a --root pointed at a folder of one's own (or at a run folder) must never be deleted."""
+    if not root.exists():
+        return
+    if not root.is_dir():
+        raise BenchError(f"{root} is a file, not a world folder; choose a new or empty folder for the world")
+    if not any(root.iterdir()):
+        return
+    try:
+        is_world = json.loads((root / "manifest.json").read_text()).get("name") == NAME
+    except (OSError, ValueError, AttributeError):
+        is_world = False
+    if not is_world:
+        raise BenchError(f"{root} holds files but is not an {NAME} world (no {NAME} manifest.json); "
+                         "a build would replace it, so choose a new or empty folder")
 
 
 def read_manifest(root: Path | str) -> dict[str, Any]:
