@@ -259,3 +259,34 @@ def test_warnings_print_as_one_line(capsys):
         warnings.warn("old API", DeprecationWarning, stacklevel=1)
     assert capsys.readouterr().err.splitlines() == [
         "bench: warning: evaluate: dropping 2 score row(s)", "bench: warning: DeprecationWarning: old API"]
+
+
+@pytest.mark.parametrize("detector, alpha, kept", [("rajan.mini", 0.3, 256 - 2 * 76), ("corvi.mini", 0.2, 256 - 2 * 51),
+                                                   ("/ckpt/dear-r.mini.pth", 0.3, 104)])  # fmt: skip
+def test_dear_prune_takes_its_default_alpha_from_the_rad(tmp_path, capsys, detector, alpha, kept):
+    import numpy as np
+
+    from dear.dissect import RADResult
+
+    rad = RADResult(np.random.default_rng(0).normal(size=256), n_samples=10, n_batches=1, layer="layer4", detector=detector)
+    path = rad.save(tmp_path / "rad.npz")
+    assert cli.main(["dear", "prune", "--rad", str(path), "--out", str(tmp_path / "p")]) == 0
+    assert f"keeps {kept} of 256 channels, alpha {alpha:g}/{alpha:g}, count" in capsys.readouterr().out
+    assert cli.main(["dear", "prune", "--rad", str(path), "--out", str(tmp_path / "p"), "--kind", "corvi"]) == 0
+    assert "keeps 154 of 256" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "corvi", "--max-epochs", "0"], "--max-epochs: must be at least 1, got 0"),
+    (["train", "corvi", "--steps-per-epoch", "-2"], "--steps-per-epoch: must be at least 1, got -2"),
+    (["dear", "refine", "--gate", "g.npz", "--max-epochs", "-3"], "--max-epochs: must be at least 0, got -3"),
+    (["dear", "dissect", "--max-batches", "0"], "--max-batches: must be at least 1, got 0"),
+    (["dear", "dissect", "--workers", "-1"], "--workers: must be at least 0, got -1"),
+    (["dear", "refine", "--gate", "g.npz", "--lr", "nan"], "--lr: must be a number > 0, got nan"),
+    (["dear", "diagnose", "imgs", "--limit", "-1"], "--limit: must be at least 1, got -1"),
+    (["reproduce", "--reduced", "--install"], "argument --install: not allowed with argument --reduced"),
+])  # fmt: skip
+def test_method_commands_refuse_bad_numbers_when_read(capsys, args, message):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(args)
+    assert exc.value.code == 2 and message in capsys.readouterr().err
