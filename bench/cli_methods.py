@@ -240,14 +240,22 @@ def _dear_analysis(args: argparse.Namespace, config: Any, world: Path, kind: str
         model, _, label = pipeline.load_base_model(args.base, args.kind)
 
         def rad() -> RADResult:
-            return RADResult.load(args.rad) if args.rad else pipeline.dissect(model, world / "diag", config, out / "rad.npz", label)
+            if not args.rad:
+                return pipeline.dissect(model, world / "diag", config, out / "rad.npz", label)
+            loaded = RADResult.load(args.rad)
+            pipeline.warn_if_other_detector(loaded.detector, label, args.rad)
+            return loaded
 
         df = None
         if args.analysis == "probe":
             from dear.prune import load_gate
             from dear.refine import RefineData
 
-            gate = load_gate(args.gate)[0] if args.gate else pipeline.prune(rad(), config)
+            if args.gate:
+                gate, meta = load_gate(args.gate, model.num_features)
+                pipeline.warn_if_other_detector(str(meta.get("detector", "")), label, args.gate)
+            else:
+                gate = pipeline.prune(rad(), config)
             df = analyses.refit_probe(model, gate, RefineData.from_world(world, kind), out, config=config, device=args.device)
         elif args.analysis == "robustness":
             from detectors.training import list_images

@@ -23,7 +23,7 @@ import torch
 
 from bench.api import BenchError, DetectorInfo
 from dear.dissect import RADResult, _GateOnes, diagnostic_pairs, layer_activations
-from dear.pipeline import DearConfig, default_world, dissect, load_base_model, prune, refine_stage
+from dear.pipeline import DearConfig, default_world, dissect, load_base_model, prune, refine_stage, warn_if_other_detector
 from dear.prune import bilateral_gate
 from dear.refine import RefineData, refine_loaders
 from detectors.preprocess import ImageNetNormalize
@@ -92,8 +92,7 @@ def rad_vs_robustness(
         im = load_image(str(path))
         a = _activations(model, im, rad.layer, device)
         b = _activations(model, webp(im, random.Random(0))[0], rad.layer, device)
-        if a.shape[0] != rad.num_channels:
-            raise BenchError(f"layer {rad.layer} has {a.shape[0]} channels but the RAD vector {rad.num_channels}")
+        rad.check_channels(a.shape[0], f"this model's {rad.layer}")
         if reduce == "pooled":
             sq += (a.mean((1, 2)) - b.mean((1, 2))).double() ** 2
             energy += a.mean((1, 2)).double() ** 2
@@ -166,6 +165,7 @@ def activation_maps(
     for r, (img_path, mask_path) in enumerate(pairs):
         composite = load_image(str(img_path))
         feats = _activations(model, composite, rad.layer, device)
+        rad.check_channels(feats.shape[0], f"this model's {rad.layer}")
         panels = []
         if has_orig:
             orig = Path(originals) / img_path.name
@@ -315,7 +315,12 @@ def alpha_sensitivity(
     model, kind, label = load_base_model(base, kind)
     data = RefineData.from_world(world, kind)
     frames = [evaluate(model, world, f"{label} (base)", suites, config.device).assign(alpha=np.nan)]
-    r = RADResult.load(rad) if rad is not None else dissect(model, data.diag, config, out_dir / "rad.npz", label)
+    if rad is not None:
+        r = RADResult.load(rad)
+        r.check_channels(model.num_features, "the gated layer of this model")
+        warn_if_other_detector(r.detector, label, rad)
+    else:
+        r = dissect(model, data.diag, config, out_dir / "rad.npz", label)
     for a in alphas:
         cfg = dataclasses.replace(config, alpha_low=a, alpha_high=a)
         m, _, _ = load_base_model(base, kind)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -49,10 +50,20 @@ class RADResult:
     detector: str = ""  # e.g. "corvi.mini" or a checkpoint path
     data: str = ""  # what the diagnostic set was, e.g. its folder and augmentation
     extra: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = field(default=None, compare=False)  # the file it was loaded from, for error messages
 
     @property
     def num_channels(self) -> int:
         return int(self.scores.size)
+
+    def check_channels(self, channels: int, where: str) -> None:
+        """Refuse to read this RAD against `where` (a layer of `channels` channels) when the
+        widths differ: it was dissected from another detector or layer, and its channel
+        indices mean nothing there."""
+        if channels != self.num_channels:
+            raise DissectError(
+                f"{self.path or 'RAD vector'}: {self.num_channels} channels (dissected from "
+                f"{self.detector or 'an unnamed detector'} at {self.layer}) but {where} has {channels}")
 
     def metadata(self) -> dict[str, Any]:
         return {"n_samples": self.n_samples, "n_batches": self.n_batches, "layer": self.layer,
@@ -75,19 +86,45 @@ class RADResult:
         path = Path(path)
         if not path.is_file():
             raise MissingDataError(f"{path}: no RAD file here")
-        try:
-            if path.suffix == ".npz":
-                with np.load(path, allow_pickle=False) as z:
-                    scores, meta = z["scores"], json.loads(str(z["metadata"]))
-            elif path.suffix == ".json":
+        what = "a RAD file written by bench dear dissect"
+        if path.suffix == ".npz":
+            scores, meta = read_npz(path, "scores", DissectError, what)
+        elif path.suffix == ".json":
+            try:
                 meta = json.loads(path.read_text())
-                scores = np.asarray(meta.pop("scores"), dtype=np.float64)
-            else:
-                raise DissectError(f"{path}: RAD files are .npz or .json")
-        except (KeyError, ValueError, OSError) as exc:
-            raise DissectError(f"{path}: not a RAD file ({type(exc).__name__}: {exc})") from exc
-        return cls(np.asarray(scores, dtype=np.float64), int(meta["n_samples"]), int(meta["n_batches"]),
-                   str(meta["layer"]), str(meta.get("detector", "")), str(meta.get("data", "")), dict(meta.get("extra", {})))
+            except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError alike
+                raise DissectError(f"{path}: not {what} (not JSON text)") from exc
+            scores = meta.pop("scores", None) if isinstance(meta, dict) else None
+        else:
+            raise DissectError(f"{path}: RAD files are .npz or .json")
+        try:  # every field checked here, so a hand-edited or foreign file never escapes as a traceback
+            if not isinstance(meta, dict) or not isinstance(meta.get("extra", {}), dict):
+                raise TypeError("metadata is not an object")
+            values = np.asarray(scores, dtype=np.float64)
+            if values.ndim != 1 or values.size == 0:
+                raise ValueError(f"scores must be a non-empty list of numbers, got shape {values.shape}")
+            return cls(values, int(meta["n_samples"]), int(meta["n_batches"]), str(meta["layer"]),
+                       str(meta.get("detector", "")), str(meta.get("data", "")), dict(meta.get("extra", {})), path)
+        except KeyError as exc:
+            raise DissectError(f"{path}: not {what} (no {exc.args[0]!r} entry)") from exc
+        except (TypeError, ValueError) as exc:
+            raise DissectError(f"{path}: not {what} ({exc})") from exc
+
+
+def read_npz(path: Path, key: str, error: type[BenchError], what: str) -> tuple[np.ndarray, Any]:
+    """(array `key`, decoded JSON `metadata`) of an .npz that bench wrote (RAD or gate).
+
+    Anything else (truncated, text, object arrays, other keys) raises `error` naming the file;
+    numpy's own messages are left out, since their advice (allow_pickle=True) is unsafe here."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return np.asarray(z[key]), json.loads(str(z["metadata"]))
+    except KeyError as exc:
+        raise error(f"{path}: not {what} (no {exc.args[0]!r} array)") from exc
+    except json.JSONDecodeError as exc:
+        raise error(f"{path}: not {what} (its metadata is not JSON)") from exc
+    except (OSError, ValueError, TypeError, AttributeError, EOFError, zipfile.BadZipFile) as exc:
+        raise error(f"{path}: not {what} (unreadable as an .npz archive of plain arrays: {type(exc).__name__})") from exc
 
 
 # --------------------------------------------------------------------------- scoring
@@ -95,13 +132,18 @@ class RADResult:
 
 def find_module(model: torch.nn.Module, name: str) -> torch.nn.Module:
     """`model.get_submodule`, also by a unique dotted suffix ("layer4" finds "backbone.layer4"),
-    with an error that lists the closest module names."""
+    with an error that lists the closest module names, or the full names a shared suffix
+    ("conv1") could mean."""
     modules = dict(model.named_modules())
     if name in modules:
         return modules[name]
     by_suffix = [n for n in modules if n.endswith(f".{name}")]
     if len(by_suffix) == 1:
         return modules[by_suffix[0]]
+    if by_suffix:
+        more = f" and {len(by_suffix) - 5} more" if len(by_suffix) > 5 else ""
+        raise DissectError(f"layer {name!r} is ambiguous in {type(model).__name__}: it ends {len(by_suffix)} module names, "
+                           f"e.g. {', '.join(by_suffix[:5])}{more}; give the full name")
     close = difflib.get_close_matches(name, list(modules), n=5, cutoff=0.4)
     top = [n for n in modules if n and "." not in n.removeprefix("backbone.")]
     raise DissectError(
@@ -238,14 +280,22 @@ def diagnostic_pairs(root: str | Path) -> list[tuple[Path, Path]]:
 
 def read_mask(path: str | Path) -> np.ndarray:
     """Binary (H, W) uint8 0/1 mask from an L/RGB PNG (> 127 is inside), turned upright by its
-    EXIF orientation as its image is (`bench.images.load_image`), so the two stay aligned."""
+    EXIF orientation as its image is (`bench.images.load_image`), so the two stay aligned.
+
+    Every diagnostic image has an inpainted region, so a mask with no pixel inside is refused:
+    it is a mask stored another way (grey 0-100, in an alpha channel), which would otherwise be
+    read as empty and dropped from RAD and the refit without a word."""
     from PIL import ImageOps
 
     try:
         with Image.open(path) as im:
-            return (np.asarray(ImageOps.exif_transpose(im).convert("L")) > 127).astype(np.uint8)
+            mask = (np.asarray(ImageOps.exif_transpose(im).convert("L")) > 127).astype(np.uint8)
     except Exception as exc:
-        raise BenchError(f"{path}: cannot read mask ({type(exc).__name__}: {exc})") from exc
+        raise DissectError(f"{path}: cannot read mask ({type(exc).__name__}: {exc})") from exc
+    if not mask.any():
+        raise DissectError(f"{path}: no mask pixel above 127; masks must be binary 0/255 L-mode PNGs, 255 = inpainted "
+                           "(as bench dear diagnose writes)")
+    return mask
 
 
 class DiagnosticImages(torch.utils.data.Dataset):

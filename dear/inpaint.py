@@ -130,8 +130,9 @@ def make_diagnostic_set(
 
     The rectangle of each image is drawn from `derive_seed(seed, "dear-mask", file name)`, so it
     does not depend on order or subset; the inpainter's seed likewise from "dear-inpaint".
-    An image that cannot be read is skipped and listed in <out_dir>/failures.csv.
-    Returns (image, mask) path pairs in input order."""
+    An image that cannot be read is skipped and listed in <out_dir>/failures.csv. PNGs left in
+    images/ and masks/ by an earlier run that this one did not write are removed, so the
+    folder holds exactly this set. Returns (image, mask) path pairs in input order."""
     from detectors.training import load_rgb
 
     out_dir = Path(out_dir)
@@ -164,6 +165,10 @@ def make_diagnostic_set(
         image.save(pair[0], format="PNG")
         mask.save(pair[1], format="PNG")
         pairs.append(pair)
+    written = {p for pair in pairs for p in pair}
+    for stale in [*(out_dir / "images").glob("*.png"), *(out_dir / "masks").glob("*.png")]:
+        if stale not in written:
+            stale.unlink()
     listed = write_failures(out_dir, failures)
     if listed:
         log.warning("%d image(s) could not be read and were skipped; see %s", len(failures), listed)

@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
+import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +25,7 @@ from typing import Any, Sequence
 
 import torch
 
-from bench.api import BenchError
+from bench.api import BenchError, MissingWeightsError
 from dear.checkpoint import load_base, save_dear
 from dear.dissect import RADResult, diagnostic_loader, diagnostic_pairs, rad_scores
 from dear.prune import PruneMode, bilateral_gate, gate_summary, load_gate, save_gate
@@ -30,6 +33,9 @@ from dear.refine import BaseKind, RefineData, refine, refine_loaders
 from detectors.resnet import GatedResNet
 
 KINDS = ("corvi", "rajan")
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".safetensors", ".bin")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -83,10 +89,27 @@ class DearResult:
 
     @property
     def head_learned(self) -> bool:
-        """False when no refit epoch beat the zero-initialised head on validation (best epoch 0):
-        the kept head is then all zeros and every logit is 0. The official loop would not have
-        written model_best.pth at all in that case (it saves only on improvement)."""
-        return int(self.refit.get("best_epoch", 0)) > 0
+        return head_learned(self.refit)
+
+
+def head_learned(refit: Any) -> bool:
+    """False when no refit epoch beat the zero-initialised head on validation (best epoch 0):
+    the kept head is then all zeros and every logit is 0. The official loop would not have
+    written model_best.pth at all in that case (it saves only on improvement). `refit` is a
+    RefitResult or its dict."""
+    best = refit.get("best_epoch", 0) if isinstance(refit, dict) else refit.best_epoch
+    return int(best) > 0
+
+
+def warn_if_other_detector(recorded: str, label: str, source: str | Path) -> None:
+    """A RAD or gate made on another detector may be applied on purpose (a transfer), so this
+    only warns; names that are the same file count as the same detector."""
+    if not recorded or not label or recorded == label:
+        return
+    a, b = Path(recorded), Path(label)
+    if a.is_file() and b.is_file() and a.resolve() == b.resolve():
+        return
+    log.warning("%s was made on %s, not on %s: check that this is the detector you meant", source, recorded, label)
 
 
 # --------------------------------------------------------------------------- inputs
@@ -98,14 +121,16 @@ def load_base_model(base: str | Path, kind: str | None = None) -> tuple[GatedRes
     p = Path(base)
     if p.is_file():
         if kind not in KINDS:
-            raise BenchError(f"{p}: a base checkpoint file needs kind='corvi' or 'rajan' (how it was trained)")
+            raise BenchError(f"{p}: a base checkpoint file needs --kind corvi or rajan (kind= in Python): how it was trained")
         return load_base(p), kind, str(p)
+    _refuse_missing_file(base)
     from bench.registry import create_detector, split_tag
 
     name, _ = split_tag(str(base))
     kind = kind or name.removesuffix("-plus")
     if kind not in KINDS:
-        raise BenchError(f"DEAR starts from a Corvi- or Rajan-trained detector, not {base!r}; pass kind= for other bases")
+        raise BenchError(f"DEAR starts from a Corvi- or Rajan-trained detector, not {base!r}; "
+                         "pass --kind (kind= in Python) for other bases")
     det = create_detector(str(base))
     model = getattr(det, "model", None)
     if not isinstance(model, GatedResNet):
@@ -113,6 +138,19 @@ def load_base_model(base: str | Path, kind: str | None = None) -> tuple[GatedRes
     with torch.no_grad():
         model.gate.gate.fill_(1.0)
     return model, kind, det.weights or str(base)
+
+
+def _refuse_missing_file(base: str | Path) -> None:
+    """A base that looks like a path is not looked up as a detector name ("/x.pth" would
+    otherwise be reported as an unknown detector '/x')."""
+    text = str(base)
+    if ("/" in text or os.sep in text or text.endswith(CHECKPOINT_SUFFIXES)) and not Path(text).is_file():
+        raise MissingWeightsError(f"no checkpoint file at {text}")
+
+
+def _check_limit(limit: int | None, name: str) -> None:
+    if limit is not None and limit < 1:
+        raise BenchError(f"{name} must be at least 1 (the number of real images to inpaint), got {limit}")
 
 
 def default_world(seed: int = 0) -> Path:
@@ -130,6 +168,7 @@ def diagnose(images: Path | Sequence[Path], out_dir: Path, inpainter: str = "min
     from dear.inpaint import make_diagnostic_set, make_inpainter
     from detectors.training import list_images
 
+    _check_limit(limit, "limit")
     paths = list_images(images) if isinstance(images, (str, Path)) else [Path(p) for p in images]
     if limit is not None:
         paths = paths[:limit]
@@ -153,6 +192,7 @@ def _dissection_model(base: torch.nn.Module | str | Path, kind: str | None) -> t
         return base, ""
     if Path(base).is_file():  # a Corvi/Rajan checkpoint: `kind` says how to read it
         return _as_model(base, kind)
+    _refuse_missing_file(base)
     from bench.registry import create_detector
 
     det = create_detector(str(base))  # built once; RAD reads the layer with the gate forced open
@@ -197,9 +237,14 @@ def prune(rad: RADResult | Path, config: DearConfig, out: Path | None = None) ->
 def refine_stage(base: GatedResNet | str | Path, gate: torch.Tensor | Path, data: RefineData, config: DearConfig,
                  checkpoint: Path | None = None):
     """Refit the head under `gate` on `data` (a model is changed in place; a name or file is
-    loaded); saves the official-format checkpoint if asked. Returns the RefitResult."""
-    model, _ = _as_model(base, data.kind)
-    g = load_gate(gate)[0] if isinstance(gate, (str, Path)) else gate
+    loaded); saves the official-format checkpoint if asked, with a warning when its head never
+    beat the zero head (`run_dear` saves and reports its own). Returns the RefitResult."""
+    model, label = _as_model(base, data.kind)
+    if isinstance(gate, (str, Path)):
+        g, meta = load_gate(gate, model.num_features)
+        warn_if_other_detector(str(meta.get("detector", "")), label, gate)
+    else:
+        g = gate
     torch.manual_seed(config.seed)
     train, inpaint, val = refine_loaders(data, batch_size=config.batch_size, inpaint_batch_size=config.inpaint_batch_size,
                                          crop=config.crop, seed=config.seed, num_workers=config.num_workers)
@@ -208,6 +253,9 @@ def refine_stage(base: GatedResNet | str | Path, gate: torch.Tensor | Path, data
                     steps_per_epoch=config.steps_per_epoch, device=config.device, progress=config.progress)
     if checkpoint is not None:
         save_dear(model.cpu(), checkpoint)
+        if not head_learned(result):
+            log.warning("the refit never beat the zero head on validation, so %s scores every image 0 (the official "
+                        "loop would have written no checkpoint); see `bench dear analyze probe`", checkpoint)
     return result
 
 
@@ -231,10 +279,39 @@ def run_dear(
     Data: `data` (explicit folders) or the AIGI-mini `world` (default: the seed-0 world). The
     diagnostic set is `data.diag` as found, unless `inpainter` ("mini" or "sd") is given: then
     it is built from the first `diag_limit` training reals into <out>/diag.
-    Writes <out>/rad.npz, gate.npz, <checkpoint_name>, timings.json, summary.json."""
+    Writes <out>/rad.npz, gate.npz, <checkpoint_name>, timings.json, summary.json (and diag/).
+
+    Everything is first written to <out>/.partial-<pid> and moved into `out` only once the run
+    has finished, so a run that is interrupted leaves the previous complete set as it was
+    rather than new RAD and gate files beside an old checkpoint and summary; what a failed run
+    had finished stays in that folder, named in a warning."""
     config = config or DearConfig()
+    _check_limit(diag_limit, "diag_limit")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    work = out / f".partial-{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    try:
+        res = _run_stages(base, out, work, config, world, data, kind, checkpoint_name, inpainter, diag_limit)
+        names = ["diag"] if inpainter is not None else []
+        for name in [*names, "rad.npz", "gate.npz", checkpoint_name, "timings.json", "summary.json"]:
+            if (out / name).is_dir():  # os.replace does not replace a non-empty folder
+                shutil.rmtree(out / name)
+            os.replace(work / name, out / name)
+    except BaseException:
+        if any(work.iterdir()):
+            log.warning("the run stopped before finishing; %s is unchanged and what was done is in %s", out, work)
+        else:
+            work.rmdir()
+        raise
+    shutil.rmtree(work)
+    return res
+
+
+def _run_stages(base: str | Path, out: Path, work: Path, config: DearConfig, world: Path | None, data: RefineData | None,
+                kind: str | None, checkpoint_name: str, inpainter: str | None, diag_limit: int | None) -> DearResult:
+    """`run_dear`'s stages, writing into `work`; the result and the files name `out`, where they
+    will be."""
     timings: dict[str, float] = {}
     t_all = time.perf_counter()
 
@@ -248,18 +325,22 @@ def run_dear(
         data = RefineData.from_world(world or default_world(), kind)
     elif data.kind != kind:
         raise BenchError(f"data is for a {data.kind} base but {base!r} is {kind}")
+    recorded = data  # the data as the summary names it (a built diag/ under `out`)
     if inpainter is not None:
-        data = dataclasses.replace(data, diag=diagnose(data.train_real, out / "diag", inpainter, config.seed,
+        data = dataclasses.replace(data, diag=diagnose(data.train_real, work / "diag", inpainter, config.seed,
                                                          config.progress, diag_limit))
+        recorded = dataclasses.replace(data, diag=out / "diag")
     diagnostic_pairs(data.diag)  # fails early with the missing folder named
     timings["diagnose"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    rad = dissect(model, data.diag, config, out / "rad.npz", label)
+    rad = dissect(model, data.diag, config, label=label)
+    rad.data = rad.data.replace(str(data.diag), str(recorded.diag), 1)
+    rad.save(work / "rad.npz")
     timings["dissect"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    gate = prune(rad, config, out / "gate.npz")
+    gate = prune(rad, config, work / "gate.npz")
     timings["prune"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -267,18 +348,17 @@ def run_dear(
     timings["refine"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    ckpt = save_dear(model.cpu(), out / checkpoint_name)
+    save_dear(model.cpu(), work / checkpoint_name)
     timings["save"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t_all
 
     refit = dataclasses.asdict(result)
-    res = DearResult(out, ckpt, out / "rad.npz", out / "gate.npz", {k: round(v, 3) for k, v in timings.items()},
-                     gate_summary(gate), refit)
-    (out / "timings.json").write_text(json.dumps(res.timings, indent=1))
-    res.summary = out / "summary.json"
-    res.summary.write_text(json.dumps({
+    res = DearResult(out, out / checkpoint_name, out / "rad.npz", out / "gate.npz",
+                     {k: round(v, 3) for k, v in timings.items()}, gate_summary(gate), refit, out / "summary.json")
+    (work / "timings.json").write_text(json.dumps(res.timings, indent=1))
+    (work / "summary.json").write_text(json.dumps({
         "base": label, "kind": kind, "config": config.to_json(),
-        "data": {k: str(v) for k, v in dataclasses.asdict(data).items()},
+        "data": {k: str(v) for k, v in dataclasses.asdict(recorded).items()},
         "rad": {"n_samples": rad.n_samples, "n_batches": rad.n_batches, "min": float(rad.scores.min()),
                 "max": float(rad.scores.max()), "mean": float(rad.scores.mean())},
         "gate": res.gate_summary, "timings": res.timings, "head_learned": res.head_learned, "refit": refit,

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from bench.api import BenchError, MissingDataError
-from detectors.resnet import ChannelGate
+from detectors.resnet import ChannelGate, GateError
 
 PruneMode = Literal["count", "percentile"]
 
@@ -78,7 +78,7 @@ def apply_gate(model: torch.nn.Module, gate: torch.Tensor | np.ndarray) -> torch
         raise PruneError(f"{type(model).__name__} has no channel gate (`gate.gate`)")
     try:
         module.set_(torch.as_tensor(gate))
-    except ValueError as exc:
+    except GateError as exc:
         raise PruneError(str(exc)) from exc
     return model
 
@@ -97,12 +97,26 @@ def save_gate(gate: torch.Tensor, path: str | Path, **metadata: Any) -> Path:
     return path
 
 
-def load_gate(path: str | Path) -> tuple[torch.Tensor, dict[str, Any]]:
+def load_gate(path: str | Path, num_channels: int | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
+    """(gate, metadata) of a gate file from `save_gate`; with `num_channels`, the width the
+    model's gated layer must have. Refuses here, naming the file, a gate that is not 0/1 or that
+    keeps no channel: either would refit a head that scores nothing (or NaN)."""
+    from dear.dissect import read_npz
+
     path = Path(path)
     if not path.is_file():
         raise MissingDataError(f"{path}: no gate file here")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return torch.from_numpy(z["gate"].astype(np.float32)), json.loads(str(z["metadata"]))
-    except (KeyError, ValueError, OSError) as exc:
-        raise PruneError(f"{path}: not a gate file ({type(exc).__name__}: {exc})") from exc
+    g, meta = read_npz(path, "gate", PruneError, "a gate file written by bench dear prune")
+    if g.ndim != 1 or g.size == 0 or not isinstance(meta, dict) or not np.issubdtype(g.dtype, np.number):
+        raise PruneError(f"{path}: not a gate file written by bench dear prune (gate shape {g.shape}, dtype {g.dtype})")
+    gate = torch.from_numpy(g.astype(np.float32))
+    bad = ~((gate == 0) | (gate == 1))
+    if bool(bad.any()):
+        raise PruneError(f"{path}: a gate must be a 0/1 vector; {int(bad.sum())} of {gate.numel()} values are not "
+                         f"(e.g. {gate[bad][0].item()})")
+    if not bool(gate.any()):
+        raise PruneError(f"{path}: the gate keeps no channel (all {gate.numel()} are 0)")
+    if num_channels is not None and gate.numel() != num_channels:
+        raise PruneError(f"{path}: gate has {gate.numel()} channels but the model's gated layer has {num_channels} "
+                         f"(made for {meta.get('detector') or 'another detector'})")
+    return gate, meta

@@ -63,6 +63,10 @@ ARCHS: dict[str, ResNetArch] = {
 }
 
 
+class GateError(BenchError):
+    """A channel gate that does not fit the model's layer or is not a 0/1 vector."""
+
+
 class ChannelGate(nn.Module):
     """Multiplies feature channels by a fixed vector (a buffer, saved as "gate.gate").
 
@@ -77,12 +81,16 @@ class ChannelGate(nn.Module):
 
     @torch.no_grad()
     def set_(self, gate: torch.Tensor) -> None:
-        """Copy `gate` (C values in [0, 1]) into the buffer, on the buffer's device."""
+        """Copy `gate` (C values, each exactly 0 or 1) into the buffer, on the buffer's device.
+
+        DEAR's gate keeps or drops channels; anything else (0.5, NaN) would refit a head that
+        `dear.checkpoint.load_dear` then refuses, so it is refused here, before the refit."""
         gate = torch.as_tensor(gate, dtype=self.gate.dtype).detach().reshape(-1)
         if gate.numel() != self.gate.numel():
-            raise ValueError(f"gate has {gate.numel()} channels but the model's layer has {self.gate.numel()}")
-        if bool(((gate < 0) | (gate > 1)).any()):
-            raise ValueError("gate values must lie in [0, 1]")
+            raise GateError(f"gate has {gate.numel()} channels but the model's layer has {self.gate.numel()}")
+        bad = ~((gate == 0) | (gate == 1))  # NaN compares unequal to both: refused too
+        if bool(bad.any()):
+            raise GateError(f"gate values must be exactly 0 or 1; {int(bad.sum())} are not (e.g. {gate[bad][0].item()})")
         self.gate.copy_(gate.to(self.gate.device))
 
 

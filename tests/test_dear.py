@@ -108,7 +108,7 @@ def test_rad_unknown_layer_lists_close_names():
     model = build_res50nodown("mini")
     with pytest.raises(DissectError, match="backbone.layer4"):
         rad_scores(model, [], layer="backbone.layer44")
-    with pytest.raises(DissectError, match="no module 'conv2'"):  # a suffix shared by many blocks is not guessed
+    with pytest.raises(DissectError, match="'conv2' is ambiguous.*backbone.layer1.0.conv2"):  # a shared suffix is not guessed
         rad_scores(model, [], layer="conv2")
 
 
@@ -539,3 +539,191 @@ def test_cli_run_warns_when_the_head_is_not_learned(tmp_path, capsys):
     assert report["head_learned"] is False and report["gate"]["pruned"] == 2 * int(256 * 0.2)
     assert "never beat the zero head" in captured.err and (out / "model_best.pth").is_file()
     assert json.loads((out / "summary.json").read_text())["config"]["num_workers"] == 1  # data loaded in a worker
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_gate_must_be_zero_or_one(tmp_path):
+    """0.5 or NaN would refit a head that load_dear refuses; an all-zero gate keeps nothing."""
+    from detectors.resnet import GateError
+
+    model = build_res50nodown("mini")
+    for value in (0.5, float("nan")):
+        g = torch.ones(256)
+        g[3] = value
+        with pytest.raises(GateError, match="exactly 0 or 1"):
+            model.gate.set_(g)
+        with pytest.raises(PruneError, match=r"g\.npz: a gate must be a 0/1 vector"):
+            load_gate(save_gate(g, tmp_path / "g.npz"))
+    assert bool((model.gate.gate == 1).all())  # nothing was written
+    with pytest.raises(PruneError, match=r"z\.npz: the gate keeps no channel"):
+        load_gate(save_gate(torch.zeros(256), tmp_path / "z.npz"))
+    with pytest.raises(GateError, match="128 channels but the model's layer has 256"):
+        model.gate.set_(torch.ones(128))
+
+
+def test_refine_stage_checks_the_gate_file_and_warns(tmp_path, caplog):
+    """A gate of another width is refused naming its file, before any data is read; one made on
+    another detector only warns; a checkpoint whose head never beat the zero head warns."""
+    from dear.pipeline import DearConfig, refine_stage
+    from dear.refine import RefineData
+
+    base = _random_base(tmp_path / "base.pth")
+    cfg = DearConfig.dear_c(**{**TINY, "max_epochs": 0})
+    narrow = save_gate(bilateral_gate(np.arange(128.0), 0.2, 0.2), tmp_path / "narrow.npz", detector="npr.mini")
+    nowhere = RefineData.from_world(tmp_path / "no-world", "corvi")
+    with pytest.raises(PruneError, match=r"narrow\.npz: gate has 128 channels but the model's gated layer has 256"):
+        refine_stage(base, narrow, nowhere, cfg)
+    world = _fixture_world(tmp_path / "world")
+    gate = save_gate(bilateral_gate(np.arange(256.0), 0.2, 0.2), tmp_path / "gate.npz", detector="npr.mini")
+    with caplog.at_level("WARNING", logger="dear.pipeline"):
+        result = refine_stage(base, gate, RefineData.from_world(world, "corvi"), cfg, tmp_path / "model_best.pth")
+    assert result.best_epoch == 0 and (tmp_path / "model_best.pth").is_file()
+    text = caplog.text
+    assert "gate.npz was made on npr.mini" in text and "never beat the zero head" in text and "model_best.pth" in text
+
+
+def test_analyses_refuse_a_rad_of_another_width(tmp_path):
+    from dear.analyses import activation_maps, rad_vs_robustness
+
+    path = RADResult(np.arange(128.0), 4, 1, "layer2", "npr.mini").save(tmp_path / "npr_rad.npz")
+    rad = RADResult.load(path)
+    diag = _diag_set(tmp_path / "diag", n=2, size=48)
+    model = build_res50nodown("mini")
+    pattern = r"npr_rad\.npz: 128 channels \(dissected from npr\.mini at layer2\) but this model's layer2 has 64"
+    with pytest.raises(DissectError, match=pattern):
+        activation_maps(model, rad, diag, tmp_path / "maps", n_images=1)
+    with pytest.raises(DissectError, match=pattern):
+        rad_vs_robustness(model, rad, [diag / "images" / "000.png"], tmp_path / "rob")
+
+
+@pytest.mark.parametrize("name,content", [
+    ("truncated.npz", None), ("text.npz", b"not an archive\n"), ("empty.npz", b""),
+    ("list.json", b"[1, 2]"), ("no_n.json", b'{"scores": [1, 2], "n_batches": 1, "layer": "x"}'),
+    ("bad_n.json", b'{"scores": [1, 2], "n_samples": "x", "n_batches": 1, "layer": "x"}'),
+    ("bad_extra.json", b'{"scores": [1, 2], "n_samples": 1, "n_batches": 1, "layer": "x", "extra": [1]}'),
+    ("bad_scores.json", b'{"scores": ["a"], "n_samples": 1, "n_batches": 1, "layer": "x"}'),
+    ("binary.json", b"\xff\xfe\x00"),
+])
+def test_corrupt_rad_files_name_the_file(tmp_path, name, content):
+    path = tmp_path / name
+    if content is None:
+        whole = RADResult(np.arange(64.0), 1, 1, "layer4").save(tmp_path / "whole.npz").read_bytes()
+        content = whole[: len(whole) // 2]
+    path.write_bytes(content)
+    with pytest.raises(DissectError, match=f"{name}: not a RAD file written by bench dear dissect") as info:
+        RADResult.load(path)
+    assert "allow_pickle" not in str(info.value)
+
+
+def test_corrupt_gate_files_name_the_file(tmp_path):
+    whole = save_gate(torch.ones(8), tmp_path / "whole.npz").read_bytes()
+    (tmp_path / "cut.npz").write_bytes(whole[:40])
+    (tmp_path / "text.npz").write_text("gate = 1 1 1\n")
+    np.savez(tmp_path / "other.npz", weights=np.ones(3))
+    for name in ("cut.npz", "text.npz", "other.npz"):
+        with pytest.raises(PruneError, match=f"{name}: not a gate file written by bench dear prune") as info:
+            load_gate(tmp_path / name)
+        assert "allow_pickle" not in str(info.value)
+
+
+def test_interrupted_run_keeps_the_previous_set(tmp_path, monkeypatch, caplog):
+    """Outputs go to <out>/.partial-<pid> and replace the old set only once all exist; a run
+    stopped in the refit leaves the old files untouched and its own work in the partial folder."""
+    import os
+
+    from dear import pipeline
+
+    world = _fixture_world(tmp_path / "world", size=96)
+    base = _random_base(tmp_path / "base.pth")
+    out = tmp_path / "out"
+    out.mkdir()
+    names = ["rad.npz", "gate.npz", "model_best.pth", "timings.json", "summary.json"]
+    for n in names:
+        (out / n).write_text(f"old {n}")
+    (out / "diag").mkdir()
+    (out / "diag" / "old.png").write_text("old")
+    cfg = pipeline.DearConfig.dear_c(**{**TINY, "max_epochs": 0})
+
+    def stop(*a, **k):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(pipeline, "refine_stage", stop)
+        with pytest.raises(KeyboardInterrupt), caplog.at_level("WARNING", logger="dear.pipeline"):
+            pipeline.run_dear(base, out, cfg, world=world, kind="corvi")
+    assert all((out / n).read_text() == f"old {n}" for n in names) and (out / "diag" / "old.png").is_file()
+    partial = out / f".partial-{os.getpid()}"
+    assert (partial / "rad.npz").is_file() and str(partial) in caplog.text
+
+    def diagnose(images, out_dir, *a, **k):  # stands in for the inpainter: a copy of the world's set
+        import shutil
+
+        shutil.copytree(world / "diag", out_dir)
+        return out_dir
+
+    monkeypatch.setattr(pipeline, "diagnose", diagnose)
+    res = pipeline.run_dear(base, out, cfg, world=world, kind="corvi", inpainter="mini")
+    assert (res.checkpoint, res.rad, res.gate, res.summary) == (out / "model_best.pth", out / "rad.npz", out / "gate.npz",
+                                                                  out / "summary.json")
+    assert sorted(p.name for p in out.iterdir()) == sorted([*names, "diag"])  # no partial folder left
+    assert not (out / "diag" / "old.png").exists() and len(list((out / "diag" / "images").iterdir())) == 4
+    assert json.loads(res.summary.read_text())["data"]["diag"] == str(out / "diag")
+    assert RADResult.load(res.rad).data.startswith(f"{out / 'diag'} (")
+    load_dear(res.checkpoint)
+
+
+def test_diagnose_limits_and_stale_files(tmp_path):
+    from dear.inpaint import make_diagnostic_set
+    from dear.pipeline import diagnose, run_dear
+
+    for bad in (0, -1):
+        with pytest.raises(BenchError, match="limit must be at least 1"):
+            diagnose(tmp_path / "nowhere", tmp_path / "d", limit=bad)
+    with pytest.raises(BenchError, match="diag_limit must be at least 1"):
+        run_dear("corvi.mini", tmp_path / "out", diag_limit=0, inpainter="mini")
+    reals = []
+    for i in range(3):
+        reals.append(tmp_path / "real" / f"r{i}.png")
+        reals[-1].parent.mkdir(exist_ok=True)
+        Image.new("RGB", (64, 48), (200, 10, 10)).save(reals[-1])
+    make_diagnostic_set(reals, tmp_path / "diag", _Negative(), progress=False)
+    (tmp_path / "diag" / "notes.txt").write_text("mine")
+    pairs = make_diagnostic_set(reals[:1], tmp_path / "diag", _Negative(), progress=False)
+    assert diagnostic_pairs(tmp_path / "diag") == pairs  # the earlier r1, r2 are gone from images/ and masks/
+    assert sorted(p.name for p in (tmp_path / "diag" / "masks").iterdir()) == ["r0.png"]
+    assert (tmp_path / "diag" / "notes.txt").is_file()  # not ours: kept
+
+
+def test_path_like_base_that_does_not_exist(tmp_path):
+    from bench.api import MissingWeightsError
+    from dear.pipeline import DearConfig, dissect, load_base_model
+
+    for base in ("/nonexist.pth", "weights/x.safetensors", "x.bin"):
+        with pytest.raises(MissingWeightsError, match=f"no checkpoint file at {base}"):
+            load_base_model(base)
+    with pytest.raises(MissingWeightsError, match="no checkpoint file at /nonexist.pt"):
+        dissect("/nonexist.pt", tmp_path, DearConfig())
+    with pytest.raises(BenchError, match=r"needs --kind corvi or rajan \(kind= in Python\)"):
+        load_base_model(_random_base(tmp_path / "base.pth"))
+    with pytest.raises(BenchError, match=r"pass --kind \(kind= in Python\)"):
+        load_base_model("npr.mini")
+
+
+def test_masks_not_stored_as_0_255_are_named(tmp_path):
+    root = _diag_set(tmp_path / "diag", n=2, size=48)
+    grey = np.asarray(Image.open(root / "masks" / "000.png")) // 255 * 100  # 0/100 instead of 0/255
+    Image.fromarray(grey.astype(np.uint8)).save(root / "masks" / "000.png")
+    alpha = Image.new("RGBA", (48, 48), (0, 0, 0, 0))
+    alpha.paste((0, 0, 0, 255), (10, 10, 30, 30))  # the region in the alpha channel only
+    alpha.save(root / "masks" / "001.png")
+    ds = DiagnosticImages(diagnostic_pairs(root))
+    for i, name in enumerate(("000.png", "001.png")):
+        with pytest.raises(DissectError, match=f"{name}: no mask pixel above 127; masks must be binary 0/255 L-mode PNGs"):
+            ds[i]
+
+
+def test_ambiguous_layer_suffix_lists_full_names():
+    with pytest.raises(DissectError, match=r"'conv1' is ambiguous.*backbone\.conv1, backbone\.layer1\.0\.conv1"):
+        rad_scores(build_res50nodown("mini"), [], layer="conv1")
