@@ -286,7 +286,7 @@ def _add_table(p: argparse.ArgumentParser) -> None:
     _add_source(p)
     p.add_argument("--format", default="markdown", choices=list(FORMATS))
     p.add_argument("--metrics", type=_csv_list, help="metric columns per set, e.g. auc,racc,facc (default: auc,racc,facc)")
-    p.add_argument("--sets", type=_csv_list, help="only these generator sets as columns, e.g. ldm,flux16 (Avg still covers all)")
+    p.add_argument("--sets", type=_csv_list, help="only these sets as columns (generator or in-the-wild), e.g. ldm,flux16; Avg still covers every generator set")
     p.add_argument("--output", type=Path, help="write the table to this file instead of stdout")
     p.add_argument("--bootstrap", type=int, default=0, help="bootstrap resamples for AUC confidence intervals (default: 0 = none)")
 
@@ -439,11 +439,13 @@ def _worker_message(text: str) -> str | None:
     that torch wraps around it ("Caught X in DataLoader worker process 0. Original Traceback ...")."""
     if "in DataLoader worker process" not in text:
         return None
-    last = text.rstrip().splitlines()[-1]
-    name, sep, message = last.partition(": ")
-    if not sep or not name.startswith(("bench.", "dear.", "detectors.", "suites.")):
+    import re
+
+    # the traceback ends with "module.ErrorClass: message", the message possibly over several lines
+    found = list(re.finditer(r"^(?:bench|dear|detectors|suites)\.[\w.]+: ", text, re.M))
+    if not found:
         return None  # not one of ours: a real bug keeps its traceback
-    return message
+    return text[found[-1].end():].rstrip()
 
 
 def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None,
@@ -457,8 +459,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     import warnings
 
     logging.basicConfig(level=logging.WARNING, format="bench: %(message)s", stream=sys.stderr)
-    warnings.showwarning = _show_warning
     args = build_parser().parse_args(argv)
+    shown, warnings.showwarning = warnings.showwarning, _show_warning
     try:
         return args._handler(args)
     except BenchError as exc:
@@ -483,3 +485,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:  # an output path that is a file, a full disk: the OS message names the path
         print(f"bench: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    finally:
+        warnings.showwarning = shown

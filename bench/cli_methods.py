@@ -145,7 +145,8 @@ def _add_dear(p: argparse.ArgumentParser) -> None:
                            help="RAD file of `bench dear dissect`" if name == "prune" else "gate file of `bench dear prune`")
     a = sub.add_parser("analyze", help="the paper's analyses: robustness (Fig. 4), maps (Fig. 3), alpha (sensitivity to "
                        "alpha in 0.05, 0.1, 0.2, 0.3; --alpha is not used), ablation (Fig. 8: trains the base --kind from scratch "
-                       "with the inpainted images as extra fakes; takes --max-epochs, --steps-per-epoch, --seed, --device); "
+                       "with the inpainted images as extra fakes; --max-epochs, --steps-per-epoch and --lr set that training, "
+                       "which otherwise follows the bundled weights' recipe); "
                        "probe: converged linear heads with and without the inpainted stream")
     a.add_argument("analysis", choices=["robustness", "maps", "alpha", "ablation", "probe"])
     common(a)
@@ -204,9 +205,7 @@ def _cmd_dear(args: argparse.Namespace) -> int:
         _out(json.dumps({"checkpoint": str(res.checkpoint), "timings_s": {k: round(v, 1) for k, v in res.timings.items()},
                          "gate": res.gate_summary, "head_learned": res.head_learned}, indent=1))
         if not res.head_learned:
-            print(f"bench: warning: the refit never beat the zero head on validation, so {res.checkpoint} scores every "
-                  f"image 0 (the official loop would have written no checkpoint); see {res.summary} and "
-                  "`bench dear analyze probe`", file=sys.stderr)
+            print(f"bench: warning: {pipeline.zero_head_message(res.checkpoint, res.summary)}", file=sys.stderr)
         return 0
     if cmd == "dissect":
         rad = pipeline.dissect(args.base, args.diag or world / "diag", config, args.out / "rad.npz", kind=args.kind)
@@ -300,14 +299,12 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         det = registry.create_detector(name)
         errors: dict[str, str] = {}
         df = decompose(det, suite.records, device=args.device, errors=errors)
-        if df.empty:
-            first = next(iter(errors.items()), None)
-            why = f" (first: {first[0]}: {first[1]})" if first else ""
-            raise BenchError(f"{det.weights}: no image of suite {args.suite!r} could be read{why}")
         out = args.out / f"decomposition-{det.info.name}"
         out.mkdir(parents=True, exist_ok=True)
-        df.to_csv(out / "decomposition.csv", index=False)
         listed = write_failures(out, errors.items())
+        if df.empty:
+            raise BenchError(f"{det.weights}: no image of suite {args.suite!r} could be read; see {listed or 'the suite'}")
+        df.to_csv(out / "decomposition.csv", index=False)
         if listed:
             print(f"bench: {len(errors)} image(s) could not be read and were skipped; see {listed}", file=sys.stderr)
         figs = plot_decomposition(df, out, title=f"{det.info.display_name} ({det.weights})")

@@ -227,6 +227,10 @@ def bootstrap_avg_auc(
         raise MetricError(f"confidence level must be in (0, 1), got {level}")
     if not groups or any(len(r) == 0 or len(f) == 0 for _, r, f in groups):
         raise MetricError("the Avg bootstrap needs at least one set, each with real and fake scores")
+    sizes: dict[Hashable, int] = {}
+    for key, reals, _ in groups:
+        if sizes.setdefault(key, len(reals)) != len(reals):
+            raise MetricError(f"sets sharing the real set {key!r} have different numbers of reals ({sizes[key]}, {len(reals)})")
     return _quantiles(_mean_auc_replicates(groups, n, np.random.default_rng(seed)), level)
 
 
@@ -399,7 +403,9 @@ def evaluate(scores: pd.DataFrame, bootstrap: int = 0, seed: int = 0) -> pd.Data
                 })
                 if s.set_kind == "generator":
                     real_sources.update({(s.suite, name): int((labels[i] == REAL).sum()) for name, i in parts})
-                    boot_groups.append(((s.suite, parts[0][0]), sc[y == REAL], sc[y == FAKE]))
+                    # sets share the resample of their real set; a set holding reals of its own has its own reals
+                    own_reals = bool((labels[own] == REAL).any())
+                    boot_groups.append(((s.suite, s.set if own_reals else parts[0][0]), sc[y == REAL], sc[y == FAKE]))
             gen_rows = [r for r in set_rows if r["set_kind"] == "generator"]
             if gen_rows:
                 have = {(r["suite"], r["set"]) for r in gen_rows}

@@ -648,13 +648,12 @@ def _manifest(
 
 
 def _export(run_dir: Path, manifest: dict[str, Any], scores: pd.DataFrame, failures: pd.DataFrame) -> None:
-    """Write the run folder; each file goes to a temporary name first, then replaces the old one."""
-    run_dir.mkdir(parents=True, exist_ok=True)
+    """Write the run folder; each file replaces the old one only once it is whole (`bench.files`)."""
+    from bench.files import atomic_path
 
     def atomic(name: str, write: Any) -> None:
-        tmp = run_dir / f".{name}.tmp"
-        write(tmp)
-        tmp.replace(run_dir / name)
+        with atomic_path(run_dir / name) as tmp:
+            write(tmp)
 
     atomic("scores.csv", lambda p: scores.to_csv(p, index=False))
     atomic("scores.parquet", lambda p: scores.to_parquet(p, index=False))

@@ -99,17 +99,12 @@ def load_state(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def save_state(state: dict[str, Any], path: str | os.PathLike) -> None:
-    """Write a state dict as safetensors or a torch zip file, atomically: a run killed mid-save
-    leaves the previous file whole. The file is first written under its own name in a private
-    folder (torch.save names its archive after the file, so the bytes match a direct save)."""
-    import shutil
+    """Write a state dict as safetensors or a torch zip file, atomically (`bench.files`): a run
+    killed mid-save leaves the previous file whole."""
+    from bench.files import atomic_path
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.parent / f".saving-{os.getpid()}"
-    staging.mkdir(exist_ok=True)
-    tmp = staging / path.name
-    try:
+    with atomic_path(path) as tmp:
         if path.suffix == ".safetensors":
             from safetensors.torch import save_file
 
@@ -118,6 +113,3 @@ def save_state(state: dict[str, Any], path: str | os.PathLike) -> None:
             import torch
 
             torch.save(state, str(tmp))
-        os.replace(tmp, path)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)

@@ -141,6 +141,10 @@ def make_diagnostic_set(
         if p.stem in stems:
             raise BenchError(f"{p}: same file stem as {stems[p.stem]}; diagnostic files are named by stem")
         stems[p.stem] = p
+    for sub in ("images", "masks"):  # writing there would overwrite the inputs with composites
+        inside = next((p for p in stems.values() if p.resolve().is_relative_to((out_dir / sub).resolve())), None)
+        if inside is not None:
+            raise BenchError(f"{inside}: an input image lies in the output folder {out_dir / sub}; choose another --out")
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     (out_dir / "masks").mkdir(parents=True, exist_ok=True)
     it: Sequence[Path] = [Path(p) for p in images]
@@ -165,10 +169,15 @@ def make_diagnostic_set(
         image.save(pair[0], format="PNG")
         mask.save(pair[1], format="PNG")
         pairs.append(pair)
-    written = {p for pair in pairs for p in pair}
-    for stale in [*(out_dir / "images").glob("*.png"), *(out_dir / "masks").glob("*.png")]:
-        if stale not in written:
-            stale.unlink()
+    # pairs left by an earlier run into this folder (an image with its mask) would join this set
+    written = {image.name for image, _ in pairs}
+    stale = [n for n in sorted(f.name for f in (out_dir / "images").glob("*.png"))
+             if n not in written and (out_dir / "masks" / n).is_file()]
+    for name in stale:
+        (out_dir / "images" / name).unlink()
+        (out_dir / "masks" / name).unlink()
+    if stale:
+        log.warning("removed %d image/mask pair(s) of an earlier run from %s", len(stale), out_dir)
     listed = write_failures(out_dir, failures)
     if listed:
         log.warning("%d image(s) could not be read and were skipped; see %s", len(failures), listed)

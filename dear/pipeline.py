@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,7 @@ import torch
 from bench.api import BenchError, MissingWeightsError
 from dear.checkpoint import load_base, save_dear
 from dear.dissect import RADResult, diagnostic_loader, diagnostic_pairs, rad_scores
-from dear.prune import PruneMode, bilateral_gate, gate_summary, load_gate, save_gate
+from dear.prune import PruneMode, bilateral_gate, check_alphas, gate_summary, load_gate, save_gate
 from dear.refine import BaseKind, RefineData, refine, refine_loaders
 from detectors.resnet import GatedResNet
 
@@ -63,6 +64,9 @@ class DearConfig:
     device: str = "cpu"
     num_workers: int = 0
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        check_alphas(self.alpha_low, self.alpha_high)  # now, not after the inpainting and RAD stages
 
     @classmethod
     def dear_c(cls, **kw: Any) -> "DearConfig":
@@ -99,6 +103,13 @@ def head_learned(refit: Any) -> bool:
     RefitResult or its dict."""
     best = refit.get("best_epoch", 0) if isinstance(refit, dict) else refit.best_epoch
     return int(best) > 0
+
+
+def zero_head_message(checkpoint: Path, summary: Path | None = None) -> str:
+    """What to tell a user whose refit kept the zero head (`head_learned` is False)."""
+    see = f"{summary} and " if summary else ""
+    return (f"the refit never beat the zero head on validation, so {checkpoint} scores every image 0 (the official "
+            f"loop would have written no checkpoint); see {see}`bench dear analyze probe`")
 
 
 def warn_if_other_detector(recorded: str, label: str, source: str | Path) -> None:
@@ -254,8 +265,7 @@ def refine_stage(base: GatedResNet | str | Path, gate: torch.Tensor | Path, data
     if checkpoint is not None:
         save_dear(model.cpu(), checkpoint)
         if not head_learned(result):
-            log.warning("the refit never beat the zero head on validation, so %s scores every image 0 (the official "
-                        "loop would have written no checkpoint); see `bench dear analyze probe`", checkpoint)
+            log.warning("%s", zero_head_message(checkpoint))
     return result
 
 
@@ -281,16 +291,15 @@ def run_dear(
     it is built from the first `diag_limit` training reals into <out>/diag.
     Writes <out>/rad.npz, gate.npz, <checkpoint_name>, timings.json, summary.json (and diag/).
 
-    Everything is first written to <out>/.partial-<pid> and moved into `out` only once the run
+    Everything is first written to a new <out>/.partial-* folder and moved into `out` only once the run
     has finished, so a run that is interrupted leaves the previous complete set as it was
     rather than new RAD and gate files beside an old checkpoint and summary; what a failed run
     had finished stays in that folder, named in a warning."""
     config = config or DearConfig()
     _check_limit(diag_limit, "diag_limit")
     out = Path(out)
-    work = out / f".partial-{os.getpid()}"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=out, prefix=".partial-"))  # unique: never another run's folder
     try:
         res = _run_stages(base, out, work, config, world, data, kind, checkpoint_name, inpainter, diag_limit)
         names = ["diag"] if inpainter is not None else []

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from bench.api import BenchError, MissingDataError
-from detectors.resnet import ChannelGate, GateError
+from detectors.resnet import ChannelGate, GateError, gate_problem
 
 PruneMode = Literal["count", "percentile"]
 
@@ -38,6 +38,11 @@ def _check(scores: np.ndarray, alpha_low: float, alpha_high: float) -> None:
         raise PruneError(f"RAD scores must be a non-empty 1-D vector, got shape {scores.shape}")
     if not np.all(np.isfinite(scores)):
         raise PruneError(f"RAD scores contain {int((~np.isfinite(scores)).sum())} non-finite values")
+    check_alphas(alpha_low, alpha_high)
+
+
+def check_alphas(alpha_low: float, alpha_high: float) -> None:
+    """Each end prunes a fraction in [0, 1), and together they must leave a channel."""
     for name, a in (("alpha_low", alpha_low), ("alpha_high", alpha_high)):
         if not 0.0 <= a < 1.0:
             raise PruneError(f"{name} must be a fraction in [0, 1), got {a}")
@@ -110,10 +115,9 @@ def load_gate(path: str | Path, num_channels: int | None = None) -> tuple[torch.
     if g.ndim != 1 or g.size == 0 or not isinstance(meta, dict) or not np.issubdtype(g.dtype, np.number):
         raise PruneError(f"{path}: not a gate file written by bench dear prune (gate shape {g.shape}, dtype {g.dtype})")
     gate = torch.from_numpy(g.astype(np.float32))
-    bad = ~((gate == 0) | (gate == 1))
-    if bool(bad.any()):
-        raise PruneError(f"{path}: a gate must be a 0/1 vector; {int(bad.sum())} of {gate.numel()} values are not "
-                         f"(e.g. {gate[bad][0].item()})")
+    problem = gate_problem(gate)
+    if problem:
+        raise PruneError(f"{path}: {problem}")
     if not bool(gate.any()):
         raise PruneError(f"{path}: the gate keeps no channel (all {gate.numel()} are 0)")
     if num_channels is not None and gate.numel() != num_channels:

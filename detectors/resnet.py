@@ -88,10 +88,19 @@ class ChannelGate(nn.Module):
         gate = torch.as_tensor(gate, dtype=self.gate.dtype).detach().reshape(-1)
         if gate.numel() != self.gate.numel():
             raise GateError(f"gate has {gate.numel()} channels but the model's layer has {self.gate.numel()}")
-        bad = ~((gate == 0) | (gate == 1))  # NaN compares unequal to both: refused too
-        if bool(bad.any()):
-            raise GateError(f"gate values must be exactly 0 or 1; {int(bad.sum())} are not (e.g. {gate[bad][0].item()})")
+        problem = gate_problem(gate)
+        if problem:
+            raise GateError(problem)
         self.gate.copy_(gate.to(self.gate.device))
+
+
+def gate_problem(gate: torch.Tensor) -> str | None:
+    """Why `gate` is not a DEAR gate (every value exactly 0 or 1), or None. NaN compares unequal
+    to both, so it is refused too."""
+    bad = ~((gate == 0) | (gate == 1))
+    if bool(bad.any()):
+        return f"gate values must be exactly 0 or 1; {int(bad.sum())} of {gate.numel()} are not (e.g. {gate[bad][0].item()})"
+    return None
 
 
 class GatedResNet(nn.Module):

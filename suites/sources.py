@@ -20,12 +20,12 @@ import hashlib
 import io
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Iterator, Sequence
 
 from bench.api import FAKE, REAL, BenchError, ImageRecord, ImageSet, MissingDataError, SetKind, Suite
+from bench.files import atomic_path
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
 DATA_ROOT_ENV = "AIGI_BENCH_DATA"
@@ -545,14 +545,8 @@ def _materialise(cell: dict | None, out: Path, where: str) -> Path:
     ext = Path(src).suffix.lower() if src and Path(src).suffix.lower() in IMAGE_EXTENSIONS else _sniff_ext(data)
     target = out / f"{hashlib.sha256(data).hexdigest()}{ext}"
     if not target.is_file():
-        fd, tmp = tempfile.mkstemp(dir=out, prefix=".part-")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(data)
     return target
 
 

@@ -205,7 +205,8 @@ def test_analyze_decomposition_lists_and_clears_unreadable_images(env, capsys, t
     for png in folder_suite_dir.rglob("*.png"):
         png.write_bytes(b"not a png")
     assert cli.main(args) == 2
-    assert "corvi.mini: no image of suite 'folder' could be read (first: " in capsys.readouterr().err
+    assert "corvi.mini: no image of suite 'folder' could be read; see " in capsys.readouterr().err
+    assert len(pd.read_csv(out / "failures.csv")) == 6  # the list is this run's (2 per set), not the earlier one
 
 
 @pytest.mark.parametrize("args, message", [
@@ -236,6 +237,7 @@ class _FailingDataset:
 @pytest.mark.parametrize("error, caught, message", [
     (__import__("bench.api", fromlist=["BadImageError"]).BadImageError("x.png", "truncated"), RuntimeError, "x.png: truncated"),
     (__import__("bench.api", fromlist=["BenchError"]).BenchError("masks/a.png: no mask pixel"), Exception, "masks/a.png: no mask pixel"),
+    (__import__("bench.api", fromlist=["BenchError"]).BenchError("two\nlines"), Exception, "two\nlines"),
     (ValueError("a bug"), ValueError, None),
 ])  # fmt: skip
 def test_worker_errors_are_reported_without_the_worker_traceback(error, caught, message):
@@ -290,3 +292,9 @@ def test_method_commands_refuse_bad_numbers_when_read(capsys, args, message):
     with pytest.raises(SystemExit) as exc:
         cli.main(args)
     assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("stage", [["run"], ["dissect"], ["refine", "--gate", "g.npz"]])
+def test_dear_alpha_that_prunes_everything_fails_before_any_work(tmp_path, capsys, stage):
+    rc = cli.main(["dear", *stage, "--alpha", "0.5", "--world", str(tmp_path / "no-world"), "--out", str(tmp_path / "o")])
+    assert rc == 2 and "prunes every channel" in capsys.readouterr().err and not (tmp_path / "o").exists()

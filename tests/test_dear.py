@@ -554,7 +554,7 @@ def test_gate_must_be_zero_or_one(tmp_path):
         g[3] = value
         with pytest.raises(GateError, match="exactly 0 or 1"):
             model.gate.set_(g)
-        with pytest.raises(PruneError, match=r"g\.npz: a gate must be a 0/1 vector"):
+        with pytest.raises(PruneError, match=r"g\.npz: gate values must be exactly 0 or 1"):
             load_gate(save_gate(g, tmp_path / "g.npz"))
     assert bool((model.gate.gate == 1).all())  # nothing was written
     with pytest.raises(PruneError, match=r"z\.npz: the gate keeps no channel"):
@@ -629,10 +629,8 @@ def test_corrupt_gate_files_name_the_file(tmp_path):
 
 
 def test_interrupted_run_keeps_the_previous_set(tmp_path, monkeypatch, caplog):
-    """Outputs go to <out>/.partial-<pid> and replace the old set only once all exist; a run
+    """Outputs go to a new <out>/.partial-* folder and replace the old set only once all exist; a run
     stopped in the refit leaves the old files untouched and its own work in the partial folder."""
-    import os
-
     from dear import pipeline
 
     world = _fixture_world(tmp_path / "world", size=96)
@@ -654,8 +652,9 @@ def test_interrupted_run_keeps_the_previous_set(tmp_path, monkeypatch, caplog):
         with pytest.raises(KeyboardInterrupt), caplog.at_level("WARNING", logger="dear.pipeline"):
             pipeline.run_dear(base, out, cfg, world=world, kind="corvi")
     assert all((out / n).read_text() == f"old {n}" for n in names) and (out / "diag" / "old.png").is_file()
-    partial = out / f".partial-{os.getpid()}"
+    (partial,) = out.glob(".partial-*")
     assert (partial / "rad.npz").is_file() and str(partial) in caplog.text
+    __import__("shutil").rmtree(partial)  # the user's call, as the warning says; a new run never touches it
 
     def diagnose(images, out_dir, *a, **k):  # stands in for the inpainter: a copy of the world's set
         import shutil
@@ -694,6 +693,22 @@ def test_diagnose_limits_and_stale_files(tmp_path):
     assert diagnostic_pairs(tmp_path / "diag") == pairs  # the earlier r1, r2 are gone from images/ and masks/
     assert sorted(p.name for p in (tmp_path / "diag" / "masks").iterdir()) == ["r0.png"]
     assert (tmp_path / "diag" / "notes.txt").is_file()  # not ours: kept
+
+
+def test_diagnose_keeps_what_is_not_an_earlier_pair_and_never_overwrites_inputs(tmp_path):
+    from dear.inpaint import make_diagnostic_set
+
+    real = tmp_path / "real" / "r0.png"
+    real.parent.mkdir()
+    Image.new("RGB", (64, 48), (200, 10, 10)).save(real)
+    own = tmp_path / "diag" / "images" / "mine.png"  # a user's file with no mask beside it
+    own.parent.mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(own)
+    make_diagnostic_set([real], tmp_path / "diag", _Negative(), progress=False)
+    assert own.is_file()
+    with pytest.raises(BenchError, match="an input image lies in the output folder"):
+        make_diagnostic_set([own], tmp_path / "diag", _Negative(), progress=False)
+    assert own.is_file() and Image.open(own).size == (8, 8)
 
 
 def test_path_like_base_that_does_not_exist(tmp_path):

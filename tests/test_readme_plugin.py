@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from bench import cli, registry
@@ -56,7 +57,11 @@ def test_readme_plugin_is_listed_scores_reproducibly_and_prints(readme_plugin, t
     rng = np.random.default_rng(0)
     images = [Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)) for _ in range(3)]
     first = registry.create_detector("mydet").score(images)
-    again = registry.create_detector("mydet").score(images)  # a new build, as in another run
+    with torch.random.fork_rng(devices=[]):  # a new build in another run, where other code drew random numbers
+        torch.manual_seed(1234)
+        state = torch.get_rng_state()
+        again = registry.create_detector("mydet").score(images)
+        assert torch.equal(torch.get_rng_state(), state)  # building it leaves the caller's RNG alone
     assert first.shape == (3,) and np.array_equal(first, again)
 
     data = make_folder_suite(tmp_path / "data", n_real=3, n_fake=2, sets=("gan",))

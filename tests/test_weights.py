@@ -152,3 +152,15 @@ def test_save_state_is_atomic(tmp_path, monkeypatch):
         save_state({"w": torch.zeros(3)}, path)
     assert torch.equal(load_state(path)["w"], torch.ones(3))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["direct", "model_best.pth"]  # no staging left behind
+
+
+def test_concurrent_saves_into_one_folder_do_not_collide(tmp_path):
+    """Each save has its own staging folder: two threads saving side by side both succeed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bench.weights import save_state
+
+    names = [f"w{i}.safetensors" for i in range(16)]
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda n: save_state({"w": torch.full((64, 64), float(len(n)))}, tmp_path / n), names))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)
