@@ -230,6 +230,8 @@ def dissect(base: torch.nn.Module | str | Path, diag: Path, config: DearConfig, 
     data = f"{Path(diag)} ({len(pairs)} images x {repeats} passes, training augmentation, crop {config.crop})"
     rad = rad_scores(model, loader, config.layer, config.max_batches, config.device, detector=label, data=data,
                      progress=config.progress)
+    if kind:  # a checkpoint file's name does not say how it was trained; `bench dear prune` reads this
+        rad.extra["kind"] = kind
     if out is not None:
         rad.save(out)
     return rad
@@ -343,7 +345,7 @@ def _run_stages(base: str | Path, out: Path, work: Path, config: DearConfig, wor
     timings["diagnose"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    rad = dissect(model, data.diag, config, label=label)
+    rad = dissect(model, data.diag, config, label=label, kind=kind)
     rad.data = rad.data.replace(str(data.diag), str(recorded.diag), 1)
     rad.save(work / "rad.npz")
     timings["dissect"] = time.perf_counter() - t

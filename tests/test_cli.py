@@ -263,14 +263,17 @@ def test_warnings_print_as_one_line(capsys):
         "bench: warning: evaluate: dropping 2 score row(s)", "bench: warning: DeprecationWarning: old API"]
 
 
-@pytest.mark.parametrize("detector, alpha, kept", [("rajan.mini", 0.3, 256 - 2 * 76), ("corvi.mini", 0.2, 256 - 2 * 51),
-                                                   ("/ckpt/dear-r.mini.pth", 0.3, 104)])  # fmt: skip
-def test_dear_prune_takes_its_default_alpha_from_the_rad(tmp_path, capsys, detector, alpha, kept):
+@pytest.mark.parametrize("detector, extra, alpha, kept", [
+    ("rajan.mini", {}, 0.3, 256 - 2 * 76), ("corvi.mini", {}, 0.2, 256 - 2 * 51), ("/ckpt/dear-r.mini.pth", {}, 0.3, 104),
+    ("/ckpt/model_best.pth", {"kind": "rajan"}, 0.3, 104),  # a file base: dissect records the --kind it was given
+])  # fmt: skip
+def test_dear_prune_takes_its_default_alpha_from_the_rad(tmp_path, capsys, detector, extra, alpha, kept):
     import numpy as np
 
     from dear.dissect import RADResult
 
-    rad = RADResult(np.random.default_rng(0).normal(size=256), n_samples=10, n_batches=1, layer="layer4", detector=detector)
+    rad = RADResult(np.random.default_rng(0).normal(size=256), n_samples=10, n_batches=1, layer="layer4", detector=detector,
+                    extra=extra)
     path = rad.save(tmp_path / "rad.npz")
     assert cli.main(["dear", "prune", "--rad", str(path), "--out", str(tmp_path / "p")]) == 0
     assert f"keeps {kept} of 256 channels, alpha {alpha:g}/{alpha:g}, count" in capsys.readouterr().out

@@ -539,6 +539,7 @@ def test_cli_run_warns_when_the_head_is_not_learned(tmp_path, capsys):
     assert report["head_learned"] is False and report["gate"]["pruned"] == 2 * int(256 * 0.2)
     assert "never beat the zero head" in captured.err and (out / "model_best.pth").is_file()
     assert json.loads((out / "summary.json").read_text())["config"]["num_workers"] == 1  # data loaded in a worker
+    assert RADResult.load(out / "rad.npz").extra["kind"] == "corvi"  # a file base: its --kind is kept for prune
 
 
 # --------------------------------------------------------------------------- bad input
