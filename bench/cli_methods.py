@@ -308,6 +308,8 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         if listed:
             print(f"bench: {len(errors)} image(s) could not be read and were skipped; see {listed}", file=sys.stderr)
         figs = plot_decomposition(df, out, title=f"{det.info.display_name} ({det.weights})")
+        for old in set(out.glob("decomposition_*.png")) - set(figs):  # sets of an earlier run, gone from the data
+            old.unlink()
         summary = df.groupby(["set", "label"])[["fake_score", "real_score", "logit"]].mean().round(3)
         _out(f"== {det.info.display_name}\n{summary.to_string()}\n" + "\n".join(f"figure: {f}" for f in figs))
     return 0

@@ -197,7 +197,9 @@ def test_analyze_decomposition_lists_and_clears_unreadable_images(env, capsys, t
     frame = pd.read_csv(out / "decomposition.csv")
     assert len(frame) == 5 and {"fake_score", "real_score", "logit"} <= set(frame.columns)
     bad.unlink()
+    (out / "decomposition_gone.png").write_bytes(b"a set of an earlier run")
     assert cli.main(args) == 0 and not (out / "failures.csv").exists()
+    assert sorted(f.name for f in out.glob("*.png")) == ["decomposition_diff.png", "decomposition_gan.png", "decomposition_real.png"]
     capsys.readouterr()
     two = [("corvi.mini,nosuch" if a == "corvi.mini" else a) for a in args]
     assert cli.main(two) == 2  # every name is checked before any work

@@ -289,7 +289,8 @@ def _check_replaceable(root: Path) -> None:
         is_world = False
     if not is_world:
         raise BenchError(f"{root} holds files but is not an {NAME} world (no {NAME} manifest.json); "
-                         "a build would replace it, so choose a new or empty folder")
+                         "a build would replace it, so choose a new or empty folder (or, if it is a world whose "
+                         "manifest was damaged, delete it yourself)")
 
 
 def read_manifest(root: Path | str) -> dict[str, Any]:
