@@ -79,8 +79,9 @@ def measure(
     # One thread, as in the runner's DataLoader workers; the median of 3 passes, since a single
     # pass on a busy machine can be an order of magnitude off.
     with single_thread():
-        if warmup:
-            prep(images[0])  # first-call costs (lazy imports, caches) are not per-image costs
+        if warmup:  # first-call costs (lazy imports, allocator growth, caches) are not per-image costs
+            for im in images:
+                prep(im)
         passes = []
         for _ in range(PREPROCESS_PASSES):
             t0 = time.perf_counter()
