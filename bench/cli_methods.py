@@ -191,7 +191,7 @@ def _cmd_dear(args: argparse.Namespace) -> int:
         rad = RADResult.load(args.rad)  # its detector picks the default alpha: a Rajan RAD prunes 0.3 per end
         config = _dear_config(args, args.kind or rad.extra.get("kind") or _kind_of(rad.detector))
         args.out.mkdir(parents=True, exist_ok=True)
-        gate = pipeline.prune(args.rad, config, args.out / "gate.npz")
+        gate = pipeline.prune(rad, config, args.out / "gate.npz")
         _out(f"gate: {args.out / 'gate.npz'} (keeps {int(gate.sum())} of {gate.numel()} channels, "
              f"alpha {config.alpha_low:g}/{config.alpha_high:g}, {config.mode})")
         return 0

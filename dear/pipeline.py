@@ -243,7 +243,7 @@ def prune(rad: RADResult | Path, config: DearConfig, out: Path | None = None) ->
     gate = bilateral_gate(r.scores, config.alpha_low, config.alpha_high, config.mode)
     if out is not None:
         save_gate(gate, out, alpha_low=config.alpha_low, alpha_high=config.alpha_high, mode=config.mode,
-                  layer=r.layer, detector=r.detector, rad=str(rad) if isinstance(rad, (str, Path)) else "")
+                  layer=r.layer, detector=r.detector, rad=str(r.path or ""))  # the file it was loaded from
     return gate
 
 
