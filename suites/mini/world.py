@@ -284,8 +284,8 @@ def _check_replaceable(root: Path) -> None:
     if not any(root.iterdir()):
         return
     try:
-        is_world = json.loads((root / "manifest.json").read_text()).get("name") == NAME
-    except (OSError, ValueError, AttributeError):
+        is_world = read_manifest(root).get("name") == NAME
+    except (BenchError, AttributeError):  # no or unreadable manifest, or one that is not an object
         is_world = False
     if not is_world:
         raise BenchError(f"{root} holds files but is not an {NAME} world (no {NAME} manifest.json); "
@@ -299,7 +299,7 @@ def read_manifest(root: Path | str) -> dict[str, Any]:
         return json.loads(path.read_text())
     except FileNotFoundError:
         raise BenchError(f"{path}: no manifest; build the world with `bench world build`") from None
-    except json.JSONDecodeError as exc:
+    except (OSError, ValueError) as exc:  # not JSON, not text, a folder, unreadable
         raise BenchError(f"{path}: unreadable manifest ({exc})") from None
 
 
