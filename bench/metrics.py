@@ -235,6 +235,7 @@ def bootstrap_avg_auc(
 
 
 def _mean_auc_replicates(groups: Sequence[tuple[Hashable, np.ndarray, np.ndarray]], n: int, rng: np.random.Generator) -> np.ndarray:
+    groups = [(key, np.asarray(reals, np.float64), np.asarray(fakes, np.float64)) for key, reals, fakes in groups]
     stats = []
     for start in range(0, n, _BOOT_CHUNK):
         c = min(_BOOT_CHUNK, n - start)
@@ -244,7 +245,7 @@ def _mean_auc_replicates(groups: Sequence[tuple[Hashable, np.ndarray, np.ndarray
             if key not in real_picks:
                 real_picks[key] = rng.integers(0, len(reals), size=(c, len(reals)))
             fake_pick = rng.integers(0, len(fakes), size=(c, len(fakes)))
-            total += _auc_replicates(np.asarray(reals, np.float64), np.asarray(fakes, np.float64), real_picks[key], fake_pick)
+            total += _auc_replicates(reals, fakes, real_picks[key], fake_pick)
         stats.append(total / len(groups))
     return np.concatenate(stats)
 
