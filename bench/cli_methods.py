@@ -172,12 +172,6 @@ def _dear_config(args: argparse.Namespace, kind: str) -> Any:
     return make(**kw)
 
 
-def _kind_of(detector: object) -> str:
-    """'rajan' for a Rajan-family name (rajan.mini, rajan-plus, dear-r), else 'corvi': picks DEAR's default alpha."""
-    name = Path(str(detector)).name.lower()
-    return "rajan" if name.startswith(("rajan", "dear-r")) else "corvi"
-
-
 def _cmd_dear(args: argparse.Namespace) -> int:
     from dear import pipeline
 
@@ -189,18 +183,20 @@ def _cmd_dear(args: argparse.Namespace) -> int:
         from dear.dissect import RADResult
 
         rad = RADResult.load(args.rad)  # its detector picks the default alpha: a Rajan RAD prunes 0.3 per end
-        config = _dear_config(args, args.kind or rad.extra.get("kind") or _kind_of(rad.detector))
+        config = _dear_config(args, args.kind or rad.extra.get("kind") or pipeline.base_kind(rad.detector) or "corvi")
         args.out.mkdir(parents=True, exist_ok=True)
         gate = pipeline.prune(rad, config, args.out / "gate.npz")
         _out(f"gate: {args.out / 'gate.npz'} (keeps {int(gate.sum())} of {gate.numel()} channels, "
              f"alpha {config.alpha_low:g}/{config.alpha_high:g}, {config.mode})")
         return 0
-    kind = args.kind or _kind_of(args.base)
-    config = _dear_config(args, kind)
+    # Every stage but dissect starts from a Corvi- or Rajan-trained base; refuse any other before
+    # the world is built. Dissect takes any CNN detector, and Corvi's alpha for one of neither kind.
+    kind = (args.kind or pipeline.base_kind(args.base)) if cmd == "dissect" else pipeline.require_kind(args.base, args.kind)
+    config = _dear_config(args, kind or "corvi")
     world = args.world or pipeline.default_world(0)
     args.out.mkdir(parents=True, exist_ok=True)
     if cmd == "run":
-        res = pipeline.run_dear(args.base, args.out, config, world=world, kind=args.kind, inpainter=args.inpainter,
+        res = pipeline.run_dear(args.base, args.out, config, world=world, kind=kind, inpainter=args.inpainter,
                                 diag_limit=args.diag_limit)
         _out(json.dumps({"checkpoint": str(res.checkpoint), "timings_s": {k: round(v, 1) for k, v in res.timings.items()},
                          "gate": res.gate_summary, "head_learned": res.head_learned}, indent=1))
@@ -228,7 +224,7 @@ def _dear_analysis(args: argparse.Namespace, config: Any, world: Path, kind: str
     out = args.out / f"analysis-{args.analysis}"
     out.mkdir(parents=True, exist_ok=True)
     if args.analysis == "alpha":
-        df = analyses.alpha_sensitivity(args.base, out, config=config, world=world, kind=args.kind, rad=args.rad)
+        df = analyses.alpha_sensitivity(args.base, out, config=config, world=world, kind=kind, rad=args.rad)
     elif args.analysis == "ablation":
         from detectors.training import mini_config
 
@@ -236,7 +232,7 @@ def _dear_analysis(args: argparse.Namespace, config: Any, world: Path, kind: str
         recipe = mini_config(kind, seed=args.seed, device=args.device, **{k: v for k, v in given.items() if v is not None})
         df = analyses.inpaint_ablation(kind, out, world=world, train_config=recipe)
     else:
-        model, _, label = pipeline.load_base_model(args.base, args.kind)
+        model, _, label = pipeline.load_base_model(args.base, kind)
 
         def rad() -> RADResult:
             if not args.rad:

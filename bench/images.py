@@ -31,6 +31,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from bench.api import BadImageError
+from bench.files import atomic_path
 
 #: Largest image accepted, in pixels (16384 x 16384). Also installed as PIL's own limit so
 #: PIL's checks fire at the same size; a test may lower this module constant.
@@ -51,7 +52,7 @@ def write_failures(folder: Path, failures: Iterable[tuple[str, str]]) -> Path | 
     if not rows:
         target.unlink(missing_ok=True)
         return None
-    with open(target, "w", newline="") as f:
+    with atomic_path(target) as tmp, open(tmp, "w", newline="") as f:
         csv.writer(f).writerows([("path", "error"), *rows])
     return target
 

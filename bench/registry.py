@@ -200,7 +200,7 @@ def create_chain(spec: str) -> Transform:
 
 def _create_step(part: str, spec: str) -> Transform:
     """One 'name:key=value,...' step of `spec`, its parameters checked against the factory."""
-    name, kwargs = _parse_step(part, spec)
+    name, kwargs = parse_chain_step(part, spec)
     factory = _lookup("chains", name)
     _check_params(name, factory, kwargs, spec)
     try:
@@ -209,8 +209,10 @@ def _create_step(part: str, spec: str) -> Transform:
         raise BenchError(f"post-processing {spec!r}: {exc}") from exc
 
 
-def _parse_step(part: str, spec: str) -> tuple[str, dict[str, Any]]:
-    """'jpeg:quality=75' -> ('jpeg', {'quality': 75}); names resolve case-insensitively."""
+def parse_chain_step(part: str, spec: str) -> tuple[str, dict[str, Any]]:
+    """'jpeg:quality=75' -> ('jpeg', {'quality': 75}); names resolve case-insensitively.
+
+    Public because a sweep reads its chain's last step the same way (`bench.runner.sweep`)."""
     name, _, args = part.partition(":")
     name = name.strip()
     if not name:
@@ -227,7 +229,7 @@ def _parse_step(part: str, spec: str) -> tuple[str, dict[str, Any]]:
             raise BenchError(f"post-processing {spec!r}: {kv!r} has no parameter name before '='")
         if key in kwargs:
             raise BenchError(f"post-processing {spec!r}: parameter {key!r} given twice in step {part!r}")
-        kwargs[key] = _parse_value(value.strip())
+        kwargs[key] = parse_chain_value(value.strip())
     return name, kwargs
 
 
@@ -262,7 +264,8 @@ def _check_params(name: str, factory: Any, kwargs: dict[str, Any], spec: str) ->
         raise BenchError(f"post-processing {spec!r}: {name} needs parameter(s) {', '.join(missing)}, e.g. {name}:{example}")
 
 
-def _parse_value(text: str) -> Any:
+def parse_chain_value(text: str) -> Any:
+    """A spec's value as the factory receives it: '75' -> 75, '0.5' -> 0.5, 'true' -> True, else the text."""
     for cast in (int, float):
         try:
             return cast(text)

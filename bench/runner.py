@@ -404,7 +404,7 @@ def sweep(
         raise BenchError("a sweep needs at least one value")
     chain = "".join(chain.split())
     last = chain.rsplit("+", 1)[-1]
-    step, fixed = registry._parse_step(last, chain)
+    step, fixed = registry.parse_chain_step(last, chain)
     if param in fixed:
         raise BenchError(f"--chain {chain!r} already sets {param!r} in its last step, the one the sweep varies; drop it there")
     sep = "," if ":" in last else ":"  # the parameter belongs to the last step
@@ -415,7 +415,7 @@ def sweep(
     points = []
     for spec, value in zip(specs, values):
         key = condition_key(registry.create_chain(spec).name, cfg.seed, cfg.fakes_only)
-        points.append({"condition": display[key], "condition_key": key, "value": registry._parse_value(str(value))})
+        points.append({"condition": display[key], "condition_key": key, "value": registry.parse_chain_value(str(value))})
     info = {"chain": chain, "step": step, "param": param, "values": [p["value"] for p in points], "conditions": points}
     return _execute(cfg, detectors, suite, progress, {"sweep": info})
 

@@ -126,22 +126,47 @@ def warn_if_other_detector(recorded: str, label: str, source: str | Path) -> Non
 # --------------------------------------------------------------------------- inputs
 
 
+# How each registered ResNet detector's backbone was trained. The Stay-Positive and DEAR
+# variants keep their base's backbone (only the head, and DEAR's gate, change).
+KIND_OF_DETECTOR: dict[str, BaseKind] = {
+    "corvi": "corvi", "corvi-plus": "corvi", "dear-c": "corvi",
+    "rajan": "rajan", "rajan-plus": "rajan", "dear-r": "rajan",
+}
+
+
+def base_kind(base: object) -> BaseKind | None:
+    """How a registry-named base was trained ("rajan-plus.mini" -> "rajan"), or None for
+    anything else, checkpoint files included: a file's name does not say how it was trained
+    (that takes `kind`)."""
+    if isinstance(base, torch.nn.Module) or Path(str(base)).is_file():
+        return None
+    from bench.registry import split_tag
+
+    return KIND_OF_DETECTOR.get(split_tag(str(base))[0].lower())
+
+
+def require_kind(base: str | Path, kind: str | None = None) -> BaseKind:
+    """`kind`, else the one `base_kind` reads from the name; refuses a base DEAR cannot start
+    from, and a checkpoint file whose training nobody stated."""
+    _refuse_missing_file(base)
+    kind = kind or base_kind(base)
+    if kind in KINDS:
+        return kind  # type: ignore[return-value]
+    if Path(str(base)).is_file():
+        raise BenchError(f"{base}: a base checkpoint file needs --kind corvi or rajan (kind= in Python): how it was trained")
+    raise BenchError(f"DEAR starts from a Corvi- or Rajan-trained detector, not {base!r}; "
+                     "pass --kind (kind= in Python) for other bases")
+
+
 def load_base_model(base: str | Path, kind: str | None = None) -> tuple[GatedResNet, BaseKind, str]:
     """(model with gate all ones, "corvi"|"rajan", label) from "corvi.mini", "rajan.official"
     or a checkpoint path (then `kind` says how the base was trained)."""
+    kind = require_kind(base, kind)
     p = Path(base)
     if p.is_file():
-        if kind not in KINDS:
-            raise BenchError(f"{p}: a base checkpoint file needs --kind corvi or rajan (kind= in Python): how it was trained")
         return load_base(p), kind, str(p)
-    _refuse_missing_file(base)
-    from bench.registry import create_detector, split_tag
+    from bench.registry import create_detector
 
-    name, _ = split_tag(str(base))
-    kind = kind or name.removesuffix("-plus")
-    if kind not in KINDS:
-        raise BenchError(f"DEAR starts from a Corvi- or Rajan-trained detector, not {base!r}; "
-                         "pass --kind (kind= in Python) for other bases")
     det = create_detector(str(base))
     model = getattr(det, "model", None)
     if not isinstance(model, GatedResNet):

@@ -266,8 +266,9 @@ def test_warnings_print_as_one_line(capsys):
 
 
 @pytest.mark.parametrize("detector, extra, alpha, kept", [
-    ("rajan.mini", {}, 0.3, 256 - 2 * 76), ("corvi.mini", {}, 0.2, 256 - 2 * 51), ("/ckpt/dear-r.mini.pth", {}, 0.3, 104),
+    ("rajan.mini", {}, 0.3, 256 - 2 * 76), ("corvi.mini", {}, 0.2, 256 - 2 * 51), ("dear-r.mini", {}, 0.3, 104),
     ("/ckpt/model_best.pth", {"kind": "rajan"}, 0.3, 104),  # a file base: dissect records the --kind it was given
+    ("/ckpt/rajan.pth", {}, 0.2, 154),  # a file's name says nothing of its training: Corvi's alpha unless --kind
 ])  # fmt: skip
 def test_dear_prune_takes_its_default_alpha_from_the_rad(tmp_path, capsys, detector, extra, alpha, kept):
     import numpy as np

@@ -743,3 +743,31 @@ def test_masks_not_stored_as_0_255_are_named(tmp_path):
 def test_ambiguous_layer_suffix_lists_full_names():
     with pytest.raises(DissectError, match=r"'conv1' is ambiguous.*backbone\.conv1, backbone\.layer1\.0\.conv1"):
         rad_scores(build_res50nodown("mini"), [], layer="conv1")
+
+
+def test_base_kind_is_read_from_registry_names_only(tmp_path):
+    """One reading of how a base was trained serves the default alpha and the base loader: a
+    registry name says it, a checkpoint file's name does not ("rajan_ft.pth" may be anything)."""
+    from dear.pipeline import base_kind, require_kind
+
+    for name, kind in [("corvi", "corvi"), ("corvi.mini", "corvi"), ("Rajan.official", "rajan"),
+                       ("rajan-plus.mini", "rajan"), ("corvi-plus", "corvi"), ("dear-r.mini", "rajan"), ("npr.mini", None), ("rajanx", None)]:
+        assert base_kind(name) == kind, name
+    ckpt = _random_base(tmp_path / "rajan_ft.pth")
+    assert base_kind(ckpt) is None and base_kind(str(ckpt)) is None
+    assert require_kind(ckpt, "corvi") == "corvi" and require_kind("rajan-plus.mini") == "rajan"
+    with pytest.raises(BenchError, match="rajan_ft.pth: a base checkpoint file needs --kind"):
+        require_kind(ckpt)
+
+
+def test_cli_stages_refuse_an_unstated_checkpoint_before_any_work(tmp_path, capsys):
+    """`bench dear refine --base file.pth` used to guess the base's training from the file name;
+    every stage but dissect now asks for --kind before the world is read or built."""
+    from bench.cli import main
+
+    ckpt = _random_base(tmp_path / "rajan_ft.pth")
+    missing_world = tmp_path / "no-world"
+    for argv in (["refine", "--gate", str(tmp_path / "gate.npz")], ["run"], ["analyze", "robustness"]):
+        code = main(["dear", *argv, "--base", str(ckpt), "--world", str(missing_world), "--out", str(tmp_path / "out")])
+        assert code == 2 and "rajan_ft.pth: a base checkpoint file needs --kind" in capsys.readouterr().err, argv
+    assert not missing_world.exists() and not (tmp_path / "out").exists()

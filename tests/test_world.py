@@ -249,3 +249,33 @@ def test_build_refuses_to_replace_what_is_not_a_world(tmp_path):
             world.build_world(root, progress=False)
     assert (own / "precious.txt").read_text() == "x" and afile.read_text() == "y"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "keep", "run"]  # nothing moved aside
+
+
+def test_build_swaps_the_world_in_whole_and_leaves_no_staging(tmp_path, monkeypatch, generators_dir):
+    """A rebuild replaces the earlier world in one move; a build that fails keeps the earlier
+    world as it was. Either way no staging folder is left beside it."""
+    root = tmp_path / "w"
+    root.mkdir()
+    (root / "manifest.json").write_text(json.dumps({"name": world.NAME}))
+    (root / "earlier.txt").write_text("earlier")
+
+    def build(tmp, *args):
+        tmp.mkdir(parents=True)
+        (tmp / "manifest.json").write_text(json.dumps({"name": world.NAME}))
+        (tmp / "rebuilt.txt").write_text("rebuilt")
+
+    monkeypatch.setattr(world, "_build_into", build)
+    world.build_world(root, progress=False, generators_dir=generators_dir)
+    assert sorted(p.name for p in root.iterdir()) == ["manifest.json", "rebuilt.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["w"]
+
+    def broken(tmp, *args):
+        tmp.mkdir(parents=True)
+        (tmp / "half.txt").write_text("")
+        raise RuntimeError("interrupted")
+
+    monkeypatch.setattr(world, "_build_into", broken)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        world.build_world(root, progress=False, generators_dir=generators_dir)
+    assert sorted(p.name for p in root.iterdir()) == ["manifest.json", "rebuilt.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["w"]

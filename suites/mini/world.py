@@ -25,9 +25,9 @@ import dataclasses
 import hashlib
 import io
 import json
-import os
 import random
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -249,26 +249,25 @@ def build_world(
     models = {g.name: gens.load_generator(g.name, generators_dir) for g in gens.GENERATORS}
     hashes = {g.name: sha256_file(gens.weights_path(g.name, generators_dir)) for g in gens.GENERATORS}
     root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = root.parent / f".{root.name}.building-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    # One private staging folder per build (two builds of one root never share it): the world
+    # is written into staging/world, and a replaced world is moved to staging/old before removal.
+    staging = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.building-"))
+    tmp = staging / "world"
     t0 = time.perf_counter()
     try:
         with single_thread():
             _build_into(tmp, seed, cfg, models, hashes, progress)
         if root.exists():
-            old = root.parent / f".{root.name}.old-{os.getpid()}"
-            root.rename(old)
-            shutil.rmtree(old)
+            root.rename(staging / "old")
         try:
             tmp.rename(root)
         except OSError:  # another process finished the same build first: keep its copy
             if not (root / "manifest.json").is_file():
+                if (staging / "old").exists() and not root.exists():
+                    (staging / "old").rename(root)  # give the earlier world back
                 raise
-            shutil.rmtree(tmp)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     if progress:
         print(f"{NAME} seed {seed} built at {root} in {time.perf_counter() - t0:.1f} s")
     return root
