@@ -15,13 +15,16 @@ import abc
 import hashlib
 import random
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Literal, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Iterable, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
 REAL, FAKE = 0, 1
+# The condition blocks of the scores table and of DEAR's Table 1 (a sweep adds its own labels).
+ORIGINAL, POST_PROCESSED = "Original", "Post-processed"
+AVG = "avg"  # the set name of the mean over generator sets (DEAR's "Avg" column)
+FAKES_ONLY = " (fakes only)"  # ends the label of a condition that post-processed the fakes alone
 
-Family = Literal["CNN", "CLIP", "ViT", "training-free"]
 FAMILIES: tuple[str, ...] = ("CNN", "CLIP", "ViT", "training-free")
 
 
@@ -50,11 +53,13 @@ class BadImageError(BenchError):
 
 @dataclass(frozen=True)
 class InputPolicy:
-    """How a detector wants its pixels, so the runner can batch without changing them.
+    """How a detector's own preprocessing treats pixel sizes, as `bench list` and the run
+    manifest report it.
 
-    `size=None` means native resolution: the runner batches only images of identical size and
-    never resizes. A fixed `size` (H, W) means the detector's own preprocessing resizes or crops
-    to it (as its official test code does), so any images can share a batch.
+    `size=None` means native resolution: the image is scored at its own size. A fixed `size`
+    (H, W) means the preprocessing resizes or crops to it, as the official test code does. The
+    runner needs no policy to batch: it groups images by the shape of their preprocessed tensors,
+    so a native-resolution detector's images share a batch only when their sizes are equal.
     """
 
     size: tuple[int, int] | None = None
@@ -150,10 +155,6 @@ class ImageRecord:
     label: int  # REAL or FAKE
     set: str  # the image set it belongs to
 
-    def read_bytes(self) -> bytes:
-        with open(self.path, "rb") as fh:
-            return fh.read()
-
 
 SetKind = Literal["real", "generator", "wild"]
 
@@ -198,7 +199,13 @@ class Suite:
 
 @runtime_checkable
 class SuiteSource(Protocol):
-    """A suite described as data: it can say whether it is available and load itself."""
+    """A suite described as data: it can say whether it is available and load itself.
+
+    Optional members the runner reads when present (with `getattr`):
+    - `weights_tag: str | None`: the weights its detectors default to ("mini" for AIGI-mini);
+    - `processed_dir`: set when the suite stores post-processed copies of its images; `load`
+      then also takes `processed=True` and returns the copies (`bench run --processed-copies`).
+    """
 
     name: str
     description: str
@@ -216,7 +223,12 @@ class SuiteSource(Protocol):
 @runtime_checkable
 class Transform(Protocol):
     """A seeded image operation. It draws what it needs from `rng` and reports the values
-    it actually used, so they can be stored beside each score."""
+    it actually used, so they can be stored beside each score.
+
+    `name` must be the canonical spec with every parameter that changes the output,
+    "jpeg:quality=75" not "jpeg": it keys the cached scores and each image's seed, so two
+    settings under one name would share (and overwrite) their scores.
+    """
 
     name: str
 
@@ -230,7 +242,3 @@ def derive_seed(*parts: object) -> int:
     subsets and worker counts (the official script seeds once per folder instead)."""
     digest = hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()
     return int.from_bytes(digest[:8], "little")
-
-
-def sort_records(records: Sequence[ImageRecord]) -> list[ImageRecord]:
-    return sorted(records, key=lambda r: (r.set, r.path))

@@ -1,95 +1,33 @@
-"""The `bench` command line: list, run, table, plot, sweep.
+"""The `bench` command line: the harness commands list, run, sweep, table, plot, compare, speed.
 
-Each subcommand is a `Command` (name, help, add_arguments, handler) in `COMMANDS`; a new one
-(`bench world`, `bench train`, ...) is a function pair appended there. Everything goes through
+Each subcommand is a `Command` (name, help, add_arguments, handler) in `COMMANDS`; the methods'
+commands (world, train, dear, analyze, reproduce) are the `COMMANDS` of `bench/cli_methods.py`,
+and the argparse types both use live in `bench/cli_args.py`. Everything goes through
 `bench.registry`, so built-ins and plugins are listed and run the same way.
 
 Any `BenchError` prints `bench: error: <message>` on stderr and exits with status 2, without a
-traceback. A run where some detector failed still exports what finished, then exits with 1.
+traceback. A run where some detector failed still exports what finished, then exits with 1;
+`bench compare` exits with 1 when the runs differ.
 """
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from bench import registry
 from bench.api import BenchError
+from bench.cli_args import Command, count, csv_list, echo, nonnegative, torch_device
 from bench.devices import PRECISIONS
 
 EXIT_FAILED_DETECTOR = 1
+EXIT_MISMATCH = 1  # bench compare: the runs differ
 EXIT_ERROR = 2
 
 
-@dataclass(frozen=True)
-class Command:
-    name: str
-    help: str
-    add_arguments: Callable[[argparse.ArgumentParser], None]
-    handler: Callable[[argparse.Namespace], int]
-
-
-def _csv_list(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
-
-
-def _count(minimum: int) -> Any:
-    """argparse type: an integer of at least `minimum`, refused when the command line is read."""
-
-    def parse(text: str) -> int:
-        value = int(text)
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
-        return value
-
-    parse.__name__ = "int"  # argparse names the type in "invalid int value: 'x'"
-    return parse
-
-
-def _nonnegative(text: str) -> float:
-    value = float(text)
-    if not value >= 0:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
-    return value
-
-
-def _positive(text: str) -> float:
-    value = float(text)
-    if not 0 < value < float("inf"):  # also refuses nan
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
-    return value
-
-
-def _out(msg: str = "") -> None:
-    print(msg, flush=True)
-
-
-def _device(text: str) -> str:
-    """--device: checked against this machine when the command line is read."""
-    from bench.devices import resolve_device
-
-    try:
-        return resolve_device(text)
-    except BenchError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 # --------------------------------------------------------------------------- list
-
-
-def _weight_status(detector: str, spec: Any) -> str:
-    from bench.weights import bundled_path, local_path
-
-    if local_path(detector, spec).is_file():
-        return "local"
-    if bundled_path(spec) is not None:
-        return "bundled"
-    if spec.hf_repo:
-        return "download"
-    return "missing"
 
 
 def _add_list(p: argparse.ArgumentParser) -> None:
@@ -101,13 +39,15 @@ def _cmd_list(args: argparse.Namespace) -> int:
     """Detectors with their weight tags, suites with availability, chains, and broken plugins."""
     from tabulate import tabulate
 
+    from bench import weights
+
     det_rows, problems = [], []
     report = registry.scan("detectors")
     for name, spec in sorted(report.loaded.items()):
         if isinstance(spec, registry.DetectorSpec):
             info = spec.info
             tags = ", ".join(
-                f"{w.tag}{'*' if w.tag == spec.default_weights else ''} ({_weight_status(name, w)})" for w in spec.weights
+                f"{w.tag}{'*' if w.tag == spec.default_weights else ''} ({weights.status(name, w)})" for w in spec.weights
             ) or "-"
         else:
             try:
@@ -117,8 +57,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
                 continue
             tags = "plugin (no tags)"
         det_rows.append([name, info.display_name, info.family, info.input.describe(), tags, report.origin.get(name, "")])
-    _out("Detectors (* = default weights; local/bundled = on this machine, download = fetched on first use):")
-    _out(tabulate(det_rows, headers=["name", "display", "family", "input", "weights", "from"]) if det_rows else "  none")
+    echo("Detectors (* = default weights; local/bundled = on this machine, download = fetched on first use):")
+    echo(tabulate(det_rows, headers=["name", "display", "family", "input", "weights", "from"]) if det_rows else "  none")
 
     suite_rows = []
     for name, source in sorted(registry.scan("suites").loaded.items()):
@@ -130,8 +70,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
             missing = missing.strip().split("\n")[0].split(". ")[0].rstrip(".") + " (-v: details)"
         suite_rows.append([name, getattr(source, "weights_tag", None) or "-", "available" if not missing else missing,
                            getattr(source, "description", "")])  # fmt: skip
-    _out("\nSuites:")
-    _out(tabulate(suite_rows, headers=["name", "weights", "status", "description"], maxcolwidths=[None, None, 50, 50]) if suite_rows else "  none")
+    echo("\nSuites:")
+    echo(tabulate(suite_rows, headers=["name", "weights", "status", "description"], maxcolwidths=[None, None, 50, 50]) if suite_rows else "  none")
 
     chain_rows = []
     for name, factory in sorted(registry.scan("chains").loaded.items()):
@@ -139,14 +79,14 @@ def _cmd_list(args: argparse.Namespace) -> int:
         params = registry.chain_parameters(factory)
         shown = "?" if params is None else ", ".join(p.name if p.default is p.empty else f"{p.name}={p.default}" for p in params)
         chain_rows.append([name, shown or "-", " ".join(doc.split())])
-    _out("\nPost-processing chains (combine with '+', set values with ':key=value,...'):")
-    _out(tabulate(chain_rows, headers=["name", "parameters", "description"], maxcolwidths=[None, 30, 80]) if chain_rows else "  none")
+    echo("\nPost-processing chains (combine with '+', set values with ':key=value,...'):")
+    echo(tabulate(chain_rows, headers=["name", "parameters", "description"], maxcolwidths=[None, 30, 80]) if chain_rows else "  none")
 
     for kind in registry.GROUPS:
         problems += [(kind[:-1], name, why) for name, why in sorted(registry.scan(kind).errors.items())]
     if problems:
-        _out("\nPlugins that failed to load:")
-        _out(tabulate(problems, headers=["kind", "name", "error"]))
+        echo("\nPlugins that failed to load:")
+        echo(tabulate(problems, headers=["kind", "name", "error"]))
     return 0
 
 
@@ -155,21 +95,21 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 def _add_run_options(p: argparse.ArgumentParser, post: bool = True) -> None:
     p.add_argument("--suite", required=True, help="suite name (see `bench list`)")
-    p.add_argument("--detectors", type=_csv_list, default=[], help="comma-separated names, optionally with a weight tag: corvi,rajan.official "
+    p.add_argument("--detectors", type=csv_list, default=[], help="comma-separated names, optionally with a weight tag: corvi,rajan.official "
                    "(default: every detector with the suite's weights)")  # fmt: skip
     if post:
         p.add_argument("--post-process", action="store_true", help="also score the post-processed images")
         p.add_argument("--processed-copies", action="store_true",
                        help="the post-processed block is the suite's stored copies (DEAR's test_processed/), not a chain")
-    if post:
         p.add_argument("--chain", help="post-processing chain spec for --post-process (default: rajan)")
     else:
         p.add_argument("--chain", required=True, help="post-processing chain spec whose last step takes the swept parameter, e.g. webp")
     p.add_argument("--fakes-only", action="store_true", help="post-process fakes only (Stay-Positive protocol); reals keep their original score")
     p.add_argument("--seed", type=int, default=0, help="seed of the per-image post-processing draws (default: 0)")
     p.add_argument("--out", type=Path, default=Path("results"), help="output folder holding cache.sqlite and run folders (default: results)")
-    p.add_argument("--run-name", help="run folder name (default: the suite name)")
-    p.add_argument("--device", type=_device, help="torch device (default: cuda when available, else cpu)")
+    p.add_argument("--run-name", help="run folder name (default: the suite name)" if post else
+                   "run folder name (default: <suite>-sweep-<chain>-<param>, -fakes-only added with --fakes-only)")
+    p.add_argument("--device", type=torch_device, help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes (default: 2)")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
@@ -193,7 +133,7 @@ def _config(args: argparse.Namespace) -> Any:
     )  # fmt: skip
 
 
-def _print_table(scores: Any, fmt: str = "markdown", metrics: Sequence[str] | None = None, sets: Sequence[str] | None = None,
+def _render_table(scores: Any, fmt: str = "markdown", metrics: Sequence[str] | None = None, sets: Sequence[str] | None = None,
                  bootstrap: int = 0) -> str:  # fmt: skip
     from bench.metrics import evaluate
     from bench.tables import render
@@ -209,10 +149,10 @@ def _finish(result: Any) -> int:
     table_error = None
     if not result.scores.empty:
         try:
-            _out(_print_table(result.scores))
+            echo(_render_table(result.scores))
         except BenchError as exc:  # the scores are saved; only the summary table failed
             table_error = exc
-    _out(f"\nrun: {result.run_dir}")
+    echo(f"\nrun: {result.run_dir}")
     if len(result.failures):
         print(f"bench: {len(result.failures)} image(s) could not be scored; see {result.run_dir / 'failures.csv'}", file=sys.stderr)
     if result.errors:
@@ -242,7 +182,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _add_sweep(p: argparse.ArgumentParser) -> None:
     _add_run_options(p, post=False)
     p.add_argument("--param", required=True, help="the chain parameter to vary, e.g. quality")
-    p.add_argument("--values", type=_csv_list, required=True, help="comma-separated values, e.g. 100,90,80,70")
+    p.add_argument("--values", type=csv_list, required=True, help="comma-separated values, e.g. 100,90,80,70")
     p.add_argument("--metric", default="ap", choices=["ap", "auc"], help="metric plotted against the parameter (default: ap)")
 
 
@@ -262,7 +202,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         table = evaluate(result.scores)
         for set_name in plots.summary_sets(table):
             out = plots.summary_path(result.run_dir, stem, set_name)
-            _out(f"figure: {plots.sweep_figure(table, args.param, args.metric, out_path=out, set_name=set_name, x=x, xlabel=xlabel)}")
+            echo(f"figure: {plots.sweep_figure(table, args.param, args.metric, out_path=out, set_name=set_name, x=x, xlabel=xlabel)}")
     return status
 
 
@@ -285,8 +225,8 @@ def _add_table(p: argparse.ArgumentParser) -> None:
 
     _add_source(p)
     p.add_argument("--format", default="markdown", choices=list(FORMATS))
-    p.add_argument("--metrics", type=_csv_list, help="metric columns per set, e.g. auc,racc,facc (default: auc,racc,facc)")
-    p.add_argument("--sets", type=_csv_list, help="only these sets as columns (generator or in-the-wild), e.g. ldm,flux16; Avg still covers every generator set")
+    p.add_argument("--metrics", type=csv_list, help="metric columns per set, e.g. auc,racc,facc (default: auc,racc,facc)")
+    p.add_argument("--sets", type=csv_list, help="only these sets as columns (generator or in-the-wild), e.g. ldm,flux16; Avg still covers every generator set")
     p.add_argument("--output", type=Path, help="write the table to this file instead of stdout")
     p.add_argument("--bootstrap", type=int, default=0, help="bootstrap resamples for AUC confidence intervals (default: 0 = none)")
 
@@ -296,13 +236,13 @@ def _cmd_table(args: argparse.Namespace) -> int:
     from bench.runner import load_run
 
     _, scores = load_run(_run_dir(args))
-    text = _print_table(scores, args.format, args.metrics, args.sets, args.bootstrap)
+    text = _render_table(scores, args.format, args.metrics, args.sets, args.bootstrap)
     if args.output is not None:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(text if text.endswith("\n") else text + "\n")
-        _out(f"table: {args.output}")
+        echo(f"table: {args.output}")
     else:
-        _out(text)
+        echo(text)
     return 0
 
 
@@ -329,14 +269,14 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     else:
         print("bench: no calibrated detector in this run, so no accuracy bars (accuracies at logit 0 are not meaningful)", file=sys.stderr)
     for path in paths:
-        _out(f"figure: {path}")
+        echo(f"figure: {path}")
     return 0
 
 
 def _add_compare(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_a", type=Path, help="a run folder, e.g. results/cpu/mini")
     p.add_argument("run_b", type=Path, help="another run folder of the same suite, e.g. results/cuda/mini")
-    p.add_argument("--atol", type=_nonnegative, default=1e-3, help="largest logit difference accepted (default: 1e-3)")
+    p.add_argument("--atol", type=nonnegative, default=1e-3, help="largest logit difference accepted (default: 1e-3)")
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
@@ -344,14 +284,14 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from bench.compare import compare_runs
 
     cmp = compare_runs(args.run_a, args.run_b)
-    _out(cmp.summary())
+    echo(cmp.summary())
     if not cmp.within(args.atol):
         if cmp.max_abs_diff > args.atol:
-            _out(f"largest differences:\n{cmp.worst.to_string(index=False)}")
+            echo(f"largest differences:\n{cmp.worst.to_string(index=False)}")
         if cmp.unmatched is not None and len(cmp.unmatched):
-            _out(f"scored in one run only (first {len(cmp.unmatched)}):\n{cmp.unmatched.to_string(index=False)}")
+            echo(f"scored in one run only (first {len(cmp.unmatched)}):\n{cmp.unmatched.to_string(index=False)}")
         print(f"bench: the runs differ beyond atol={args.atol:g}", file=sys.stderr)
-        return EXIT_FAILED_DETECTOR
+        return EXIT_MISMATCH
     return 0
 
 
@@ -370,16 +310,15 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def _add_speed(p: argparse.ArgumentParser) -> None:
-    from bench.devices import PRECISIONS
 
-    p.add_argument("--detectors", type=_csv_list, default=[],
+    p.add_argument("--detectors", type=csv_list, default=[],
                    help="comma-separated names with optional weight tag (default: every detector with .mini weights)")
-    p.add_argument("--device", type=_device, help="torch device (default: cuda when available, else cpu)")
+    p.add_argument("--device", type=torch_device, help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="CUDA numerics, as in `bench run` (default: fp32)")
     p.add_argument("--size", type=_size, default=(256, 256), help="input image size, 256 or HxW (default: 256)")
-    p.add_argument("--batch-size", type=_count(1), default=32)
-    p.add_argument("--batches", type=_count(1), default=10, help="timed batches after warm-up (default: 10)")
-    p.add_argument("--warmup", type=_count(0), default=2, help="untimed warm-up batches (default: 2)")
+    p.add_argument("--batch-size", type=count(1), default=32)
+    p.add_argument("--batches", type=count(1), default=10, help="timed batches after warm-up (default: 10)")
+    p.add_argument("--warmup", type=count(0), default=2, help="untimed warm-up batches (default: 2)")
     p.add_argument("--output", type=Path, help="also write the results as .csv or .json")
 
 
@@ -396,14 +335,14 @@ def _cmd_speed(args: argparse.Namespace) -> int:
                                    batch_size=args.batch_size, batches=args.batches, warmup=args.warmup)  # fmt: skip
     table = pd.DataFrame([r.as_row() for r in results])
     if not table.empty:
-        _out(tabulate(table, headers="keys", showindex=False, floatfmt=".1f"))
+        echo(tabulate(table, headers="keys", showindex=False, floatfmt=".1f"))
     if args.output is not None and not table.empty:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         if args.output.suffix == ".json":
             table.to_json(args.output, orient="records", indent=2)
         else:
             table.to_csv(args.output, index=False)
-        _out(f"results: {args.output}")
+        echo(f"results: {args.output}")
     for name, why in errors.items():
         print(f"bench: {name} was not measured: {why}", file=sys.stderr)
     return EXIT_FAILED_DETECTOR if errors else 0

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.api import BenchError
-from bench.cli import Command, _count, _csv_list, _device, _out, _positive
+from bench.cli_args import Command, count, csv_list, echo, positive, torch_device
 
 # --------------------------------------------------------------------------- world
 
@@ -30,9 +30,9 @@ def _add_world(p: argparse.ArgumentParser) -> None:
     g.add_argument("--out", type=Path, default=Path("results/generators"),
                    help="output folder (default: %(default)s; the bundled weights are never overwritten unless named here); "
                    "build a world from it with `bench world build --generators-dir DIR --root NEWDIR`")
-    g.add_argument("--steps", type=_count(1), help="Adam steps per generator (default: each config's full count)")
-    g.add_argument("--names", type=_csv_list, help="only these generators")
-    g.add_argument("--workers", type=_count(1), help="parallel training processes")
+    g.add_argument("--steps", type=count(1), help="Adam steps per generator (default: each config's full count)")
+    g.add_argument("--names", type=csv_list, help="only these generators")
+    g.add_argument("--workers", type=count(1), help="parallel training processes")
     g.add_argument("--seed", type=int, default=0)
 
 
@@ -54,7 +54,7 @@ def _cmd_world(args: argparse.Namespace) -> int:
         raise BenchError(f"world at {path} does not match its manifest: {'; '.join(problems[:5])}; "
                          "rebuild it with `bench world build --force`")
     size = sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
-    _out(f"world: {path} ({size / 2**20:.1f} MiB, verified, {time.perf_counter() - t:.1f} s)")
+    echo(f"world: {path} ({size / 2**20:.1f} MiB, verified, {time.perf_counter() - t:.1f} s)")
     return 0
 
 
@@ -62,14 +62,14 @@ def _cmd_world(args: argparse.Namespace) -> int:
 
 
 def _add_train(p: argparse.ArgumentParser) -> None:
-    p.add_argument("detector", choices=["corvi", "rajan", "npr", "corvi-plus", "rajan-plus"],
+    p.add_argument("detector", choices=[*BASES, *PLUS],
                    help="what to train: a base detector, or a Stay-Positive head refit (-plus) of the base in --out")
     p.add_argument("--data", type=Path, help="a folder laid out like AIGI-mini (train/real, train/fake, train/recon, "
                    "val/...); default: the AIGI-mini world")  # fmt: skip
     p.add_argument("--out", type=Path, default=Path("results/weights"), help="folder for <detector>.mini.safetensors (default: %(default)s)")
-    p.add_argument("--max-epochs", type=_count(1), help="cap on epochs (CPU budget)")
-    p.add_argument("--steps-per-epoch", type=_count(1), help="cap on steps per epoch")
-    p.add_argument("--device", type=_device, default="cpu")
+    p.add_argument("--max-epochs", type=count(1), help="cap on epochs (CPU budget)")
+    p.add_argument("--steps-per-epoch", type=count(1), help="cap on steps per epoch")
+    p.add_argument("--device", type=torch_device, default="cpu")
     p.add_argument("--seed", type=int, default=0)
 
 
@@ -87,7 +87,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     t = time.perf_counter()
     path = train_mini(args.detector, data, args.out, mini_config(args.detector, **overrides),
                       summary_path=args.out / f"{args.detector}.train.json")
-    _out(f"weights: {path} ({time.perf_counter() - t:.0f} s); history: {args.out / (args.detector + '.train.json')}")
+    echo(f"weights: {path} ({time.perf_counter() - t:.0f} s); history: {args.out / (args.detector + '.train.json')}")
     return 0
 
 
@@ -97,59 +97,66 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _add_dear(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="dear_command", metavar="STAGE", required=True)
 
-    def common(q: argparse.ArgumentParser, base: bool = True, compute: bool = True) -> None:
-        """Options of the stages; `prune` (no model, no data) takes only the pruning ones."""
-        if base:
-            q.add_argument("--base", default="corvi.mini", help="base detector (corvi.*, rajan.*; dissect takes any CNN detector) or checkpoint file")
-        q.add_argument("--kind", choices=["corvi", "rajan"], help="how a checkpoint-file base was trained" if base else
-                       "whose default alpha to use (default: from the detector recorded in the RAD file)")
+    # Each stage takes only the options it reads: dissect has no alpha, refine prunes nothing.
+    def model_options(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--base", default="corvi.mini", help="base detector (corvi.*, rajan.*; dissect takes any CNN detector) or checkpoint file")
+        q.add_argument("--kind", choices=["corvi", "rajan"], help="how a checkpoint-file base was trained")
         q.add_argument("--out", type=Path, default=Path("results/dear"), help="output folder (default: %(default)s)")
-        q.add_argument("--alpha", type=float, help="fraction pruned at each end (default: 0.2 Corvi, 0.3 Rajan)")
-        q.add_argument("--mode", choices=["count", "percentile"], default="count",
-                       help="count: official code (int(C*alpha) per end); percentile: the paper's Algorithm 1")
-        if not compute:
-            return
         q.add_argument("--world", type=Path, help="AIGI-mini world (default: the seed-0 world)")
-        q.add_argument("--max-batches", type=_count(1), default=100, help="RAD batches of 64 (default 100)")
-        q.add_argument("--max-epochs", type=_count(0), help="refit epochs at most (default: 1000; 0 keeps the zero head)")
-        q.add_argument("--lr", type=_positive, help="refit learning rate (default: the official 1e-4; the bundled .mini weights use 1e-2)")
-        q.add_argument("--steps-per-epoch", type=_count(1), help="refit steps between validations (default: one pass over the data)")
-        q.add_argument("--bn-drift", action="store_true", help="let BN statistics drift during the refit, as the official code does")
-        q.add_argument("--device", type=_device, default="cpu")
-        q.add_argument("--workers", type=_count(0), default=0,
+        q.add_argument("--device", type=torch_device, default="cpu")
+        q.add_argument("--workers", type=count(0), default=0,
                        help="DataLoader worker processes (default 0; other counts draw other augmentations)")
         q.add_argument("--seed", type=int, default=0)
 
+    def rad_options(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--max-batches", type=count(1), default=100, help="RAD batches of 64 (default 100)")
+
+    def prune_options(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--alpha", type=float, help="fraction pruned at each end (default: 0.2 Corvi, 0.3 Rajan)")
+        q.add_argument("--mode", choices=["count", "percentile"], default="count",
+                       help="count: official code (int(C*alpha) per end); percentile: the paper's Algorithm 1")
+
+    def refit_options(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--max-epochs", type=count(0), help="refit epochs at most (default: 1000; 0 keeps the zero head)")
+        q.add_argument("--lr", type=positive, help="refit learning rate (default: the official 1e-4; the bundled .mini weights use 1e-2)")
+        q.add_argument("--steps-per-epoch", type=count(1), help="refit steps between validations (default: one pass over the data)")
+        q.add_argument("--bn-drift", action="store_true", help="let BN statistics drift during the refit, as the official code does")
+
     run = sub.add_parser("run", help="all stages: dissect -> prune -> refine -> checkpoint (timed)")
-    common(run)
+    for options in (model_options, rad_options, prune_options, refit_options):
+        options(run)
     run.add_argument("--inpainter", choices=["mini", "sd"], help="rebuild the diagnostic set with this inpainter "
                      "(default: use the world's diag/ set)")  # fmt: skip
-    run.add_argument("--diag-limit", type=_count(1), help="inpaint only the first N training reals")
+    run.add_argument("--diag-limit", type=count(1), help="inpaint only the first N training reals")
     d = sub.add_parser("diagnose", help="inpaint one rectangle per real image (images/ + masks/)")
     d.add_argument("images", type=Path, help="folder of real images")
     d.add_argument("--out", type=Path, default=Path("results/dear/diag"), help="output folder (default: %(default)s)")
     d.add_argument("--inpainter", choices=["mini", "sd"], default="mini",
                    help="mini: AIGI-mini's training generator (offline); sd: Stable Diffusion 1.5 inpainting (diffusers)")
-    d.add_argument("--limit", type=_count(1), help="inpaint only the first N images")
+    d.add_argument("--limit", type=count(1), help="inpaint only the first N images")
     d.add_argument("--seed", type=int, default=0, help="seeds each image's mask and inpainting (default: 0)")
-    for name, help_text in [("dissect", "RAD per channel of layer4 on a diagnostic set"),
-                            ("prune", "bilateral 0/1 gate from a RAD vector"),
-                            ("refine", "refit the head under a gate (backbone frozen)")]:
-        q = sub.add_parser(name, help=help_text)
-        common(q, base=name != "prune", compute=name != "prune")
-        if name == "dissect":
-            q.add_argument("--diag", type=Path, help="diagnostic set (default: <world>/diag)")
-            q.add_argument("--layer", default="layer4", help="module whose output is dissected (default: layer4, the last conv stage)")
-        if name in ("prune", "refine"):
-            q.add_argument(("--rad" if name == "prune" else "--gate"), type=Path, required=True,
-                           help="RAD file of `bench dear dissect`" if name == "prune" else "gate file of `bench dear prune`")
+    q = sub.add_parser("dissect", help="RAD per channel of layer4 on a diagnostic set")
+    model_options(q)
+    rad_options(q)
+    q.add_argument("--diag", type=Path, help="diagnostic set (default: <world>/diag)")
+    q.add_argument("--layer", default="layer4", help="module whose output is dissected (default: layer4, the last conv stage)")
+    q = sub.add_parser("prune", help="bilateral 0/1 gate from a RAD vector")
+    q.add_argument("--rad", type=Path, required=True, help="RAD file of `bench dear dissect`")
+    q.add_argument("--kind", choices=["corvi", "rajan"], help="whose default alpha to use (default: from the detector recorded in the RAD file)")
+    q.add_argument("--out", type=Path, default=Path("results/dear"), help="output folder (default: %(default)s)")
+    prune_options(q)
+    q = sub.add_parser("refine", help="refit the head under a gate (backbone frozen)")
+    model_options(q)
+    refit_options(q)
+    q.add_argument("--gate", type=Path, required=True, help="gate file of `bench dear prune`")
     a = sub.add_parser("analyze", help="the paper's analyses: robustness (Fig. 4), maps (Fig. 3), alpha (sensitivity to "
                        "alpha in 0.05, 0.1, 0.2, 0.3; --alpha is not used), ablation (Fig. 8: trains the base --kind from scratch "
                        "with the inpainted images as extra fakes; --max-epochs, --steps-per-epoch and --lr set that training, "
                        "which otherwise follows the bundled weights' recipe); "
                        "probe: converged linear heads with and without the inpainted stream")
     a.add_argument("analysis", choices=["robustness", "maps", "alpha", "ablation", "probe"])
-    common(a)
+    for options in (model_options, rad_options, prune_options, refit_options):
+        options(a)
     a.add_argument("--rad", type=Path, help="a saved RAD vector (default: computed)")
     a.add_argument("--gate", type=Path, help="probe: a saved gate (default: pruned from the RAD vector)")
     a.add_argument("--reduce", choices=["spatial", "pooled"], default="spatial",
@@ -160,14 +167,20 @@ def _dear_config(args: argparse.Namespace, kind: str) -> Any:
     from dear.pipeline import DearConfig
 
     make = DearConfig.dear_r if kind == "rajan" else DearConfig.dear_c
-    kw: dict[str, Any] = {"mode": args.mode}
-    if hasattr(args, "max_batches"):  # the stages that load a model and data (all but prune)
-        kw.update(max_batches=args.max_batches, steps_per_epoch=args.steps_per_epoch, freeze_bn=not args.bn_drift,
-                  device=args.device, num_workers=args.workers, seed=args.seed)
+    kw: dict[str, Any] = {}
+    given = vars(args)
+    if "device" in given:  # the stages that load a model and data (all but prune)
+        kw.update(device=args.device, num_workers=args.workers, seed=args.seed)
+    if "max_batches" in given:
+        kw["max_batches"] = args.max_batches
+    if "mode" in given:
+        kw["mode"] = args.mode
+        if args.alpha is not None:
+            kw.update(alpha_low=args.alpha, alpha_high=args.alpha)
+    if "bn_drift" in given:
+        kw.update(steps_per_epoch=args.steps_per_epoch, freeze_bn=not args.bn_drift)
         kw.update({k: v for k, v in (("max_epochs", args.max_epochs), ("lr", args.lr)) if v is not None})
-    if args.alpha is not None:
-        kw.update(alpha_low=args.alpha, alpha_high=args.alpha)
-    if getattr(args, "layer", None):
+    if given.get("layer"):
         kw["layer"] = args.layer
     return make(**kw)
 
@@ -177,7 +190,7 @@ def _cmd_dear(args: argparse.Namespace) -> int:
 
     cmd = args.dear_command
     if cmd == "diagnose":
-        _out(f"diagnostic set: {pipeline.diagnose(args.images, args.out, args.inpainter, args.seed, limit=args.limit)}")
+        echo(f"diagnostic set: {pipeline.diagnose(args.images, args.out, args.inpainter, args.seed, limit=args.limit)}")
         return 0
     if cmd == "prune":
         from dear.dissect import RADResult
@@ -186,7 +199,7 @@ def _cmd_dear(args: argparse.Namespace) -> int:
         config = _dear_config(args, args.kind or rad.extra.get("kind") or pipeline.base_kind(rad.detector) or "corvi")
         args.out.mkdir(parents=True, exist_ok=True)
         gate = pipeline.prune(rad, config, args.out / "gate.npz")
-        _out(f"gate: {args.out / 'gate.npz'} (keeps {int(gate.sum())} of {gate.numel()} channels, "
+        echo(f"gate: {args.out / 'gate.npz'} (keeps {int(gate.sum())} of {gate.numel()} channels, "
              f"alpha {config.alpha_low:g}/{config.alpha_high:g}, {config.mode})")
         return 0
     # Every stage but dissect starts from a Corvi- or Rajan-trained base; refuse any other before
@@ -198,21 +211,21 @@ def _cmd_dear(args: argparse.Namespace) -> int:
     if cmd == "run":
         res = pipeline.run_dear(args.base, args.out, config, world=world, kind=kind, inpainter=args.inpainter,
                                 diag_limit=args.diag_limit)
-        _out(json.dumps({"checkpoint": str(res.checkpoint), "timings_s": {k: round(v, 1) for k, v in res.timings.items()},
+        echo(json.dumps({"checkpoint": str(res.checkpoint), "timings_s": {k: round(v, 1) for k, v in res.timings.items()},
                          "gate": res.gate_summary, "head_learned": res.head_learned}, indent=1))
         if not res.head_learned:
             print(f"bench: warning: {pipeline.zero_head_message(res.checkpoint, res.summary)}", file=sys.stderr)
         return 0
     if cmd == "dissect":
         rad = pipeline.dissect(args.base, args.diag or world / "diag", config, args.out / "rad.npz", kind=args.kind)
-        _out(f"rad: {args.out / 'rad.npz'} ({rad.num_channels} channels, {rad.n_samples} samples)")
+        echo(f"rad: {args.out / 'rad.npz'} ({rad.num_channels} channels, {rad.n_samples} samples)")
         return 0
     if cmd == "refine":
         from dear.refine import RefineData
 
         result = pipeline.refine_stage(args.base, args.gate, RefineData.from_world(world, kind), config,
                                        checkpoint=args.out / "model_best.pth")
-        _out(f"checkpoint: {args.out / 'model_best.pth'} (best val balanced acc {getattr(result, 'best_score', '?')})")
+        echo(f"checkpoint: {args.out / 'model_best.pth'} (best val balanced acc {getattr(result, 'best_score', '?')})")
         return 0
     return _dear_analysis(args, config, world, kind)
 
@@ -260,8 +273,8 @@ def _dear_analysis(args: argparse.Namespace, config: Any, world: Path, kind: str
         else:
             analyses.activation_maps(model, rad(), world / "diag", out, originals=world / "train" / "real", device=args.device)
     if df is not None:
-        _out(df.to_string(index=False))
-    _out(f"outputs: {out}")
+        echo(df.to_string(index=False))
+    echo(f"outputs: {out}")
     return 0
 
 
@@ -271,13 +284,13 @@ def _dear_analysis(args: argparse.Namespace, config: Any, world: Path, kind: str
 def _add_analyze(p: argparse.ArgumentParser) -> None:
     p.add_argument("analysis", choices=["decomposition"], help="decomposition: real-score / fake-score split of the logit (Stay-Positive eq. 1)")
     p.add_argument("--suite", default="mini", help="suite whose images are decomposed (default: %(default)s)")
-    p.add_argument("--detectors", type=_csv_list, default=["corvi", "corvi-plus", "rajan", "rajan-plus"],
+    p.add_argument("--detectors", type=csv_list, default=["corvi", "corvi-plus", "rajan", "rajan-plus"],
                    help="comma-separated ResNet detectors with a linear head (default: corvi,corvi-plus,rajan,rajan-plus)")
-    p.add_argument("--max-per-set", type=_count(1), default=40, help="first N images of each set (default: %(default)s)")
+    p.add_argument("--max-per-set", type=count(1), default=40, help="first N images of each set (default: %(default)s)")
     p.add_argument("--data-root", help="the suite's data (as for bench run)")
     p.add_argument("--out", type=Path, default=Path("results/analysis"),
                    help="writes <out>/decomposition-<detector>/ (default: %(default)s)")
-    p.add_argument("--device", type=_device, default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    p.add_argument("--device", type=torch_device, default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
@@ -307,7 +320,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         for old in set(out.glob("decomposition_*.png")) - set(figs):  # sets of an earlier run, gone from the data
             old.unlink()
         summary = df.groupby(["set", "label"])[["fake_score", "real_score", "logit"]].mean().round(3)
-        _out(f"== {det.info.display_name}\n{summary.to_string()}\n" + "\n".join(f"figure: {f}" for f in figs))
+        echo(f"== {det.info.display_name}\n{summary.to_string()}\n" + "\n".join(f"figure: {f}" for f in figs))
     return 0
 
 
@@ -359,7 +372,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
             unlearned.append(res.checkpoint.name)
         times[name] = time.perf_counter() - t
     (out / "times.json").write_text(json.dumps({k: round(v, 1) for k, v in times.items()}, indent=1))
-    _out(json.dumps({k: round(v, 1) for k, v in times.items()}, indent=1))
+    echo(json.dumps({k: round(v, 1) for k, v in times.items()}, indent=1))
     if args.install:
         from importlib import resources
 
@@ -371,9 +384,9 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         for f in dets.glob("*.mini.*"):
             if f.name not in unlearned:
                 shutil.copy(f, targets["dear" if f.suffix == ".pth" else "detectors"] / f.name)
-        _out(f"installed into {', '.join(str(v) for v in targets.values())}")
+        echo(f"installed into {', '.join(str(v) for v in targets.values())}")
         if unlearned:
-            _out(f"not installed (the refit never beat the zero head): {', '.join(unlearned)}")
+            echo(f"not installed (the refit never beat the zero head): {', '.join(unlearned)}")
     return 0
 
 

@@ -42,10 +42,12 @@ _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
 
 def write_failures(folder: Path, failures: Iterable[tuple[str, str]]) -> Path | None:
-    """List images that were skipped as `<folder>/failures.csv` (path, error) and return it.
+    """List images that were skipped as `<folder>/failures.csv` (path, reason: the column
+    names of a run's failures.csv) and return it.
 
     With no failures the file is removed, so a list left by an earlier run in the same folder
-    is never mistaken for this run's.
+    is never mistaken for this run's (a run folder keeps an empty list instead: its exports are
+    always the same set of files).
     """
     rows = list(failures)
     target = Path(folder) / "failures.csv"
@@ -53,7 +55,7 @@ def write_failures(folder: Path, failures: Iterable[tuple[str, str]]) -> Path | 
         target.unlink(missing_ok=True)
         return None
     with atomic_path(target) as tmp, open(tmp, "w", newline="") as f:
-        csv.writer(f).writerows([("path", "error"), *rows])
+        csv.writer(f).writerows([("path", "reason"), *rows])
     return target
 
 

@@ -25,10 +25,8 @@ from collections.abc import Callable, Hashable, Sequence
 import numpy as np
 import pandas as pd
 
-from bench.api import FAKE, REAL, BenchError, derive_seed
+from bench.api import AVG, FAKE, ORIGINAL, POST_PROCESSED, REAL, BenchError, derive_seed
 
-ORIGINAL, POST_PROCESSED = "Original", "Post-processed"
-AVG = "avg"
 
 METRIC_COLUMNS: tuple[str, ...] = ("auc", "ap", "racc", "facc", "acc", "eer", "tpr1", "tpr5", "asym")
 # metrics read at the fixed threshold logit 0: meaningless for an uncalibrated detector
@@ -265,8 +263,8 @@ def compute_all(labels, scores, calibrated: bool = True) -> dict[str, float]:
         "tpr5": tpr_at_fpr(labels, scores, 0.05),
     }
     if calibrated:
-        r, f = real_acc(labels, scores), fake_acc(labels, scores)
-        out.update(racc=r, facc=f, acc=(r + f) / 2.0, asym=r - f)
+        out.update(racc=real_acc(labels, scores), facc=fake_acc(labels, scores), acc=acc(labels, scores),
+                   asym=asymmetry(labels, scores))
     else:
         out.update({k: math.nan for k in THRESHOLD_METRICS})
     return {k: out[k] for k in METRIC_COLUMNS}

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.api import BenchError
+from bench.api import AVG, FAKES_ONLY, ORIGINAL, BenchError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -160,7 +160,6 @@ def summary_sets(metrics_df: pd.DataFrame) -> list[str]:
     """The sets a summary figure (accuracy bars, sweep) is drawn for: the generator average
     where the suite has generator sets, else each of its sets, because a wild-only suite has no
     Avg (DEAR keeps in-the-wild sets apart)."""
-    from bench.metrics import AVG
 
     if (metrics_df["set"] == AVG).any():
         return [AVG]
@@ -169,7 +168,6 @@ def summary_sets(metrics_df: pd.DataFrame) -> list[str]:
 
 def summary_path(out_dir: str | Path, stem: str, set_name: str) -> Path:
     """`<stem>.png` for the generator average, `<stem>_<set>.png` for one set."""
-    from bench.metrics import AVG
 
     return Path(out_dir) / (f"{stem}.png" if set_name == AVG else f"{stem}_{_slug(set_name)}.png")
 
@@ -177,7 +175,7 @@ def summary_path(out_dir: str | Path, stem: str, set_name: str) -> Path:
 # --------------------------------------------------------------------------- accuracy bars
 
 
-def accuracy_bars(metrics_df: pd.DataFrame, out_path: str | Path, set_name: str = "avg") -> Path:
+def accuracy_bars(metrics_df: pd.DataFrame, out_path: str | Path, set_name: str = AVG) -> Path:
     """R.Acc and F.Acc bars per calibrated detector on `set_name` (default: the average over
     generator sets), every condition of the table side by side in condition order (Original,
     Post-processed, then any swept chain): solid = the first, hatched = the others; blue =
@@ -222,7 +220,7 @@ def accuracy_bars(metrics_df: pd.DataFrame, out_path: str | Path, set_name: str 
     ax.set_ylim(0, 109)
     ax.set_ylabel("accuracy at logit 0 (%)")
     ax.set_xlabel("detector" + (f" (uncalibrated, not shown: {', '.join(skipped)})" if skipped else ""))
-    where = "average over generator sets" if set_name == "avg" else f"set {_set_display(df, set_name)}"
+    where = "average over generator sets" if set_name == AVG else f"set {_set_display(df, set_name)}"
     ax.set_title(f"Real and fake accuracy ({where})")
     ax.legend(fontsize="small", ncol=min(len(conds), 4), loc="upper center", bbox_to_anchor=(0.5, -0.18), frameon=False)
     return _save(fig, Path(out_path))
@@ -233,27 +231,30 @@ def accuracy_bars(metrics_df: pd.DataFrame, out_path: str | Path, set_name: str 
 
 def param_value(condition: str, param: str) -> float | None:
     """The value of `param` in a condition label such as "webp:quality=50" or
-    "jpeg:quality=75+blur:sigma=1"; `param` is "quality" or, to pick one step, "jpeg.quality".
-    None when the label does not set it (e.g. "Original")."""
+    "jpeg:quality=75+blur:sigma=1" (read as the chain spec it is); `param` is "quality" or, to
+    pick one step, "jpeg.quality". None when the label does not set it (e.g. "Original")."""
+    from bench.registry import parse_chain_step
+
+    spec = str(condition).split("@")[0].removesuffix(FAKES_ONLY)
     found = []
-    for part in str(condition).split("@")[0].split("+"):
-        op, _, args = part.strip().partition(":")
-        for kv in filter(None, args.split(",")):
-            key, eq, value = kv.partition("=")
-            if eq and param in (key.strip(), f"{op}.{key.strip()}", f"{op}:{key.strip()}"):
-                found.append(value.strip())
+    for part in spec.split("+"):
+        try:
+            op, kwargs = parse_chain_step(part.strip(), spec)
+        except BenchError:  # not a chain spec: a label of one's own
+            return None
+        found += [value for key, value in kwargs.items() if param in (key, f"{op}.{key}", f"{op}:{key}")]
     if len(found) > 1:
         raise PlotError(f"condition {condition!r} sets {param!r} more than once; name the step, e.g. 'jpeg.{param}'")
     if not found:
         return None
     try:
         return float(found[0])
-    except ValueError:
+    except (TypeError, ValueError):
         raise PlotError(f"condition {condition!r}: {param}={found[0]!r} is not a number") from None
 
 
 def sweep_figure(
-    metrics_df: pd.DataFrame, param: str, metric: str = "ap", *, out_path: str | Path, set_name: str = "avg",
+    metrics_df: pd.DataFrame, param: str, metric: str = "ap", *, out_path: str | Path, set_name: str = AVG,
     x: Mapping[str, float] | None = None, xlabel: str | None = None,
 ) -> Path:
     """`metric` on `set_name` against `param`, one line per detector; each detector's unprocessed
@@ -261,7 +262,6 @@ def sweep_figure(
 
     The x value of a condition comes from `x` (condition label -> value, as a sweep run's manifest
     records it) or, without it, is parsed from the label by `param_value`."""
-    from bench.metrics import ORIGINAL
     from bench.tables import HEADERS
 
     if metric not in HEADERS:
@@ -291,7 +291,7 @@ def sweep_figure(
             drew_original = True
     if drew_original:
         ax.plot([], [], color="0.3", linestyle=":", label="Original (no processing)")
-    where = "average over generator sets" if set_name == "avg" else f"set {_set_display(df, set_name)}"
+    where = "average over generator sets" if set_name == AVG else f"set {_set_display(df, set_name)}"
     ax.set_xlabel(xlabel or param)
     ax.set_ylabel(f"{HEADERS[metric]} (%)")
     ax.set_title(f"{HEADERS[metric]} vs {param} ({where})")

@@ -123,10 +123,6 @@ def scan(kind: str, refresh: bool = False) -> LoadReport:
     return report
 
 
-def names(kind: str) -> list[str]:
-    return sorted(scan(kind).loaded)
-
-
 def _lookup(kind: str, name: str) -> Any:
     """The object registered as `name`, importing only its own entry point: building one
     detector must not pay for importing every plugin (open_clip, diffusers, ...)."""
@@ -151,6 +147,15 @@ def split_tag(name: str) -> tuple[str, str | None]:
     """'corvi.mini' -> ('corvi', 'mini'); 'corvi' -> ('corvi', None)."""
     base, _, tag = name.partition(".")
     return base, (tag or None)
+
+
+def with_default_tag(name: str) -> str:
+    """'heavy' -> 'heavy.official' for a registered detector, so reports name the weights."""
+    base, tag = split_tag(name)
+    spec = detector_spec(base)
+    if tag is None and isinstance(spec, DetectorSpec) and spec.default_weights:
+        return f"{base}.{spec.default_weights}"
+    return name
 
 
 def detector_spec(name: str) -> DetectorSpec | Callable[..., Detector]:

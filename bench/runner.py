@@ -34,13 +34,13 @@ from typing import Any, NamedTuple, Sequence
 import pandas as pd
 
 from bench import registry
-from bench.api import FAKE, REAL, BadImageError, BenchError, Detector, ImageRecord, MissingDataError, Suite, Transform, derive_seed
+from bench.api import FAKE, FAKES_ONLY, ORIGINAL, POST_PROCESSED, REAL, BadImageError, BenchError, Detector, ImageRecord, MissingDataError, Suite, Transform, derive_seed
 from bench.devices import cache_suffix, compute_precision, effective_precision, offload, resolve_device
-from bench.store import ScoreRow, ScoreStore, sha256_bytes
+from bench.store import ScoreRow, ScoreStore, params_json, sha256_bytes
 
 log = logging.getLogger("bench")
 
-ORIGINAL = "original"
+ORIGINAL_KEY = "original"
 PENDING_BYTES = 256 * 2**20  # preprocessed tensors held back waiting for a same-shape batch
 
 SCORE_COLUMNS = [
@@ -95,7 +95,7 @@ class Condition:
     def store_key(self) -> str:
         """Key of the scores in the store. A stored copy is scored unprocessed, so its score is
         an "original" score of other bytes (the sha tells them apart) and is shared as such."""
-        return ORIGINAL if self.copies else self.key
+        return ORIGINAL_KEY if self.copies else self.key
 
 
 COPIES_KEY = "processed-copies"
@@ -104,7 +104,7 @@ COPIES_KEY = "processed-copies"
 def condition_key(spec: str | None, seed: int, fakes_only: bool = False) -> str:
     """'original', or '<canonical chain name>@seed=<seed>[,fakes-only]'."""
     if spec is None:
-        return ORIGINAL
+        return ORIGINAL_KEY
     return f"{spec}@seed={seed}" + (",fakes-only" if fakes_only else "")
 
 
@@ -122,11 +122,11 @@ def conditions_for(config: RunConfig) -> list[tuple[Condition, Transform | None]
         # silently ignoring it would record `fakes_only: true` for a run that processed nothing
         raise BenchError("--fakes-only applies to the post-processing chain: add --post-process "
                          "(stored copies, --processed-copies, are scored as they are)")  # fmt: skip
-    out: list[tuple[Condition, Transform | None]] = [(Condition(ORIGINAL, "Original"), None)]
+    out: list[tuple[Condition, Transform | None]] = [(Condition(ORIGINAL_KEY, ORIGINAL), None)]
     if config.processed_copies:
-        out.append((Condition(COPIES_KEY, "Post-processed", copies=True), None))
-    specs = ([(config.chain, "Post-processed")] if config.post_process else []) + [(c, None) for c in config.conditions or []]
-    suffix = " (fakes only)" if config.fakes_only else ""  # another protocol: tables must say which
+        out.append((Condition(COPIES_KEY, POST_PROCESSED, copies=True), None))
+    specs = ([(config.chain, POST_PROCESSED)] if config.post_process else []) + [(c, None) for c in config.conditions or []]
+    suffix = FAKES_ONLY if config.fakes_only else ""  # another protocol: tables must say which
     for spec, display in specs:
         transform = registry.create_chain(spec)
         name = transform.name
@@ -158,7 +158,7 @@ def default_detector_names(weights_tag: str | None) -> list[str]:
 
     Weights that would have to be downloaded are left out of the default selection (offline,
     every such detector would fail the run); naming the detector in --detectors fetches them."""
-    from bench.weights import bundled_path, local_path
+    from bench.weights import local_path, status
 
     names = []
     for name, spec in sorted(registry.scan("detectors").loaded.items()):
@@ -167,7 +167,7 @@ def default_detector_names(weights_tag: str | None) -> list[str]:
             weight = next((w for w in spec.weights if w.tag == tag), None)
             if weight is None:
                 continue
-            if local_path(name, weight).is_file() or bundled_path(weight) is not None:
+            if status(name, weight) in ("local", "bundled"):
                 names.append(f"{name}.{tag}")
             else:
                 how = ("name it in --detectors to fetch them" if weight.hf_repo else
@@ -185,15 +185,6 @@ def check_detector_name(name: str) -> None:
     tag = registry.split_tag(name)[1]
     if tag is not None and isinstance(spec, registry.DetectorSpec):
         spec.weight(tag)
-
-
-def _with_default_tag(name: str) -> str:
-    """'heavy' -> 'heavy.official' for a registered detector, so reports name the weights."""
-    base, tag = registry.split_tag(name)
-    spec = registry.detector_spec(base)
-    if tag is None and isinstance(spec, registry.DetectorSpec) and spec.default_weights:
-        return f"{base}.{spec.default_weights}"
-    return name
 
 
 def _load_suite(config: RunConfig) -> tuple[Suite, Any]:
@@ -269,17 +260,13 @@ class _ScoringDataset:
             if transform is not None:
                 image, params = transform(image, random.Random(derive_seed(self.seed, transform.name, sha)))
             tensor = self.preprocess(image)
-            return _Item(i, tensor, json.dumps(params, sort_keys=True, default=_json_default), None)
+            return _Item(i, tensor, params_json(params), None)
         except BadImageError as exc:
             return _Item(i, None, "{}", exc.reason)
         except OSError as exc:
             return _Item(i, None, "{}", f"cannot read the file ({exc.strerror or exc})")
         except Exception as exc:  # a transform or preprocess rejecting one image: record it, go on
             return _Item(i, None, "{}", f"{type(exc).__name__}: {exc}")
-
-
-def _json_default(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else str(value)
 
 
 def _identity(x: Any) -> Any:
@@ -461,7 +448,7 @@ def _execute(config: RunConfig, detectors: list[Detector] | None, suite: Suite |
                 raise BenchError(f"no registered detector has {tag!r} weights for suite {config.suite!r}; name some with --detectors")
             for name, why in sorted(registry.scan("detectors").errors.items()):
                 log.warning("detector plugin %r did not load and is skipped: %s", name, why)
-        for name in dict.fromkeys(map(_with_default_tag, names)):  # "npr,npr.mini" is one detector, scored once
+        for name in dict.fromkeys(map(registry.with_default_tag, names)):  # "npr,npr.mini" is one detector, scored once
             try:
                 built.append(registry.create_detector(name))
             except BenchError as exc:  # missing weights, a factory that raises: report, go on
@@ -577,7 +564,7 @@ def _assemble(
                 reuse = cond.fakes_only and rec.label == REAL  # reals keep their original score
                 base = {"detector": info.name, "weights": _label(det), "condition": cond.display, "condition_key": cond.key,
                         "set": rec.set, "path": rec.path, "image_sha": sha, "label": int(rec.label)}  # fmt: skip
-                hit_from, fail_from = lookup(ORIGINAL) if reuse else (stored, failed)
+                hit_from, fail_from = lookup(ORIGINAL_KEY) if reuse else (stored, failed)
                 hit = None if sha is None else hit_from.get(sha)
                 if hit is None:
                     # Failures are recorded under the path that was read for this sha.

@@ -125,14 +125,15 @@ def measure_many(
 ) -> tuple[list[SpeedResult], dict[str, str]]:
     """Build and measure each named detector; a detector that fails is reported, the rest go on."""
     from bench import registry
-    from bench.runner import _with_default_tag, check_detector_name
+    from bench.registry import with_default_tag
+    from bench.runner import check_detector_name
 
     device = resolve_device(device)
     effective_precision(precision, device)  # an unknown precision fails before any detector is built
     for name in names:
         check_detector_name(name)
     results, errors = [], {}
-    for name in map(_with_default_tag, names):
+    for name in map(with_default_tag, names):
         det = None
         try:
             det = registry.create_detector(name)

@@ -25,6 +25,8 @@ from typing import Any, Iterable, Iterator, Sequence
 from bench.api import BenchError
 from bench.weights import sha256_file
 
+# `hashes` was the file-hash table of caches written before ee7cef8, whose stamps lacked ctime
+# and inode (a file replaced within one second kept its old hash); it is dropped, not trusted.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS scores (
     detector_fp TEXT NOT NULL, image_sha TEXT NOT NULL, condition_key TEXT NOT NULL,
@@ -52,12 +54,17 @@ class ScoreRow:
 
     @staticmethod
     def make(detector_fp: str, image_sha: str, condition_key: str, logit: float, params: dict[str, Any] | str | None = None) -> "ScoreRow":
-        text = params if isinstance(params, str) else json.dumps(params or {}, sort_keys=True, default=_json_default)
+        text = params if isinstance(params, str) else params_json(params)
         return ScoreRow(detector_fp, image_sha, condition_key, float(logit), text)
 
 
+def params_json(params: dict[str, Any] | None) -> str:
+    """The drawn post-processing values as the stored JSON text: keys sorted, numpy scalars as
+    plain numbers, sets as sorted lists, anything else as its text."""
+    return json.dumps(params or {}, sort_keys=True, default=_json_default)
+
+
 def _json_default(value: Any) -> Any:
-    """numpy scalars and tuples drawn by transforms become plain JSON values."""
     if hasattr(value, "item"):
         return value.item()
     if isinstance(value, (set, frozenset)):

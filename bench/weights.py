@@ -40,6 +40,16 @@ def bundled_path(spec: WeightSpec) -> Path | None:
     return path if path.is_file() else None
 
 
+def status(detector: str, spec: WeightSpec) -> str:
+    """Where `resolve` would find these weights, without fetching them: "local" (the user's
+    weights folder), "bundled" (shipped in a package), "download" (only on the Hub) or "missing"."""
+    if local_path(detector, spec).is_file():
+        return "local"
+    if bundled_path(spec) is not None:
+        return "bundled"
+    return "download" if spec.hf_repo else "missing"
+
+
 def resolve(detector: str, spec: WeightSpec, path: str | os.PathLike | None = None) -> Path:
     """Local file for `detector.spec.tag`, downloading from the Hub only as a last resort."""
     if path is not None:

@@ -408,7 +408,7 @@ def _run_stages(base: str | Path, out: Path, work: Path, config: DearConfig, wor
 MINI_RECIPES: dict[str, tuple[str, str]] = {"dear-c": ("corvi", "dear_c"), "dear-r": ("rajan", "dear_r")}
 
 
-def weights_dir() -> Path:
+def bundled_weights_dir() -> Path:
     """dear/weights inside the package: where the bundled `<name>.mini.pth` files live."""
     return Path(__file__).parent / "weights"
 
@@ -434,8 +434,6 @@ def build_mini(name: str, out: Path = Path("results/dear"), *, world: Path | Non
     AIGI-mini world with `mini_config(name, **overrides)`; `base` may name another base
     checkpoint file (as `bench reproduce` does with freshly trained ones). With `install`, copy
     the result into dear/weights/ (the bundled file)."""
-    import shutil
-
     config = mini_config(name, **overrides)
     kind = MINI_RECIPES[name][0]
     res = run_dear(base or f"{kind}.mini", Path(out) / name, config, world=world, kind=kind, checkpoint_name=f"{name}.mini.pth")
@@ -443,6 +441,6 @@ def build_mini(name: str, out: Path = Path("results/dear"), *, world: Path | Non
         raise BenchError(f"{name}: the refit never beat the zero head on validation (see {res.summary}); "
                          f"{res.checkpoint} is left out of dear/weights")
     if install:
-        weights_dir().mkdir(exist_ok=True)
-        shutil.copyfile(res.checkpoint, weights_dir() / res.checkpoint.name)
+        bundled_weights_dir().mkdir(exist_ok=True)
+        shutil.copyfile(res.checkpoint, bundled_weights_dir() / res.checkpoint.name)
     return res

@@ -300,7 +300,20 @@ def test_method_commands_refuse_bad_numbers_when_read(capsys, args, message):
     assert exc.value.code == 2 and message in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("stage", [["run"], ["dissect"], ["refine", "--gate", "g.npz"]])
+@pytest.mark.parametrize("stage", [["run"], ["analyze", "probe"]])
 def test_dear_alpha_that_prunes_everything_fails_before_any_work(tmp_path, capsys, stage):
     rc = cli.main(["dear", *stage, "--alpha", "0.5", "--world", str(tmp_path / "no-world"), "--out", str(tmp_path / "o")])
     assert rc == 2 and "prunes every channel" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("stage, option", [
+    (["dissect"], ["--alpha", "0.1"]), (["dissect"], ["--lr", "0.1"]), (["dissect"], ["--mode", "percentile"]),
+    (["refine", "--gate", "g.npz"], ["--alpha", "0.1"]), (["refine", "--gate", "g.npz"], ["--max-batches", "3"]),
+    (["prune", "--rad", "r.npz"], ["--max-epochs", "3"]), (["prune", "--rad", "r.npz"], ["--base", "rajan.mini"]),
+])  # fmt: skip
+def test_dear_stages_refuse_options_they_would_ignore(capsys, stage, option):
+    """dissect computes no gate and refine prunes nothing: an option a stage would not read is a
+    usage error, not a silent no-op (`--alpha` on dissect used to be accepted and ignored)."""
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["dear", *stage, *option])
+    assert exc.value.code == 2 and f"unrecognized arguments: {option[0]}" in capsys.readouterr().err

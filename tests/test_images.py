@@ -189,5 +189,5 @@ def test_write_failures_lists_skipped_images_and_clears_a_stale_list(tmp_path):
     listed = images.write_failures(tmp_path, [("a, b.png", "truncated"), ("c.png", "not an image")])
     assert listed == tmp_path / "failures.csv"
     with open(listed, newline="") as f:
-        assert list(csv.reader(f)) == [["path", "error"], ["a, b.png", "truncated"], ["c.png", "not an image"]]
+        assert list(csv.reader(f)) == [["path", "reason"], ["a, b.png", "truncated"], ["c.png", "not an image"]]
     assert images.write_failures(tmp_path, {}.items()) is None and not listed.exists()

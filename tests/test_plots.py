@@ -138,3 +138,13 @@ def test_param_value():
         plots.param_value("jpeg:quality=75+webp:quality=50", "quality")
     with pytest.raises(plots.PlotError, match="not a number"):
         plots.param_value("resize:mode=bicubic", "mode")
+
+
+def test_param_value_reads_fakes_only_labels_and_refuses_text_values():
+    assert plots.param_value("webp:quality=50 (fakes only)", "quality") == 50.0
+    assert plots.param_value("downscale:factor=0.5+jpeg:quality=90", "jpeg.quality") == 90.0
+    assert plots.param_value("my own label", "quality") is None
+    with pytest.raises(plots.PlotError, match="is not a number"):
+        plots.param_value("resize:size=big", "size")
+    with pytest.raises(plots.PlotError, match="more than once"):
+        plots.param_value("jpeg:quality=75+webp:quality=50", "quality")
