@@ -41,6 +41,14 @@ Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
 
+IMAGE_EXTENSIONS: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
+
+
+def is_image_file(path: Path) -> bool:
+    """An image by its extension (any case). Hidden files are not: macOS leaves '._x.png'
+    resource forks beside copied images, and they do not decode."""
+    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
 def write_failures(folder: Path, failures: Iterable[tuple[str, str]]) -> Path | None:
     """List images that were skipped as `<folder>/failures.csv` (path, reason: the column
     names of a run's failures.csv) and return it.

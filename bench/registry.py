@@ -209,9 +209,15 @@ def _create_step(part: str, spec: str) -> Transform:
     factory = _lookup("chains", name)
     _check_params(name, factory, kwargs, spec)
     try:
-        return factory(**kwargs)
+        transform = factory(**kwargs)
     except TypeError as exc:
         raise BenchError(f"post-processing {spec!r}: {exc}") from exc
+    unnamed = [k for k in kwargs if f"{k}=" not in str(getattr(transform, "name", ""))]
+    if unnamed:  # its settings would share one cache key and one seed (see bench.api.Transform)
+        raise BenchError(f"post-processing {spec!r}: the transform names itself {getattr(transform, 'name', None)!r}, "
+                         f"which leaves out {', '.join(unnamed)}: a chain's `name` must spell every parameter it was given, "
+                         f"as in '{name}:{unnamed[0]}=...', since it keys the cached scores and the seeds")
+    return transform
 
 
 def parse_chain_step(part: str, spec: str) -> tuple[str, dict[str, Any]]:

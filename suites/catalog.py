@@ -1,14 +1,21 @@
 """The registered suites (entry points in pyproject.toml, group `bench.suites`).
 
-Real-data suites follow DEAR's data layout (dahyedahye/dear docs/DATASET.md), under a data
-root given by --data-root or $AIGI_BENCH_DATA (default ./data, DEAR's `data_root`):
+Real-data suites read folders under a data root given by --data-root or $AIGI_BENCH_DATA
+(default ./data, DEAR's `data_root`). The test/ and test_processed/ folders are DEAR's layout
+(dahyedahye/dear docs/DATASET.md):
 
     <root>/test/real/redcaps/                               Redcaps reals
     <root>/test/fake/{sd,Midjourney,kandinsky,playground,    the 9 generators of DEAR Table 1
                       pixelart,lcm,flux,wuerstchen,amused}/
     <root>/test/fake/{Chameleon,WildRF,loki}/               in-the-wild sets
     <root>/test_processed/...                               same layout, post-processed copies
-    <root>/inpainted/<bin>/                                 partially inpainted reals, per area bin
+
+The inpainted/ folder is this harness's own convention: the experiment (reals partially
+inpainted, scored per inpainted-area bin) is the Stay-Positive paper's, but neither DEAR's
+DATASET.md nor the Stay-Positive repositories (AniSundar18/Stay-Positive, a project page;
+AniSundar18/AlignedForensics) publish a folder layout for it:
+
+    <root>/inpainted/<lo>-<hi>/                             partially inpainted reals, per area bin
 
 The AIGI-mini suites read the world built by suites.mini.world.ensure_world.
 """

@@ -2,8 +2,9 @@
 
 Each transform is a small frozen dataclass implementing `bench.api.Transform`: it draws what
 it needs from the `random.Random` it is given and returns the parameters it actually used.
-The runner calls `apply_seeded`, which seeds that generator from (run seed, transform name,
-image identity), so processed bytes do not depend on file order, subsets or worker counts.
+The runner (bench/runner.py) seeds that generator per image with
+`derive_seed(run seed, transform.name, image sha256)`, so processed bytes do not depend on file
+order, subsets or worker counts.
 
 `name` is canonical and includes every parameter (e.g. "jpeg:quality=75",
 "downscale:factor=0.5"): it keys the seed and the condition, and
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageEnhance
 
-from bench.api import BenchError, Transform, derive_seed
+from bench.api import BenchError
 from bench.images import decode_image
 
 
@@ -34,8 +35,9 @@ def _rgb(image: Image.Image) -> Image.Image:
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
-def _encode_decode(image: Image.Image, fmt: str, quality: int) -> Image.Image:
-    """Compress in memory with PIL's defaults for `fmt` and decode back to RGB."""
+def encode_decode(image: Image.Image, fmt: str, quality: int) -> Image.Image:
+    """Compress in memory with PIL's defaults for `fmt` (e.g. "JPEG", "WEBP") and decode back to
+    RGB: the lossy round trip of the transforms here and of the AIGI-mini world's WEBP cue."""
     buf = io.BytesIO()
     _rgb(image).save(buf, format=fmt, quality=quality)
     return decode_image(buf.getvalue(), f"<{fmt.lower()} q={quality}>")
@@ -92,7 +94,7 @@ class RajanChain:
 
     Difference from the official script: it calls random.seed(42) once per folder and walks
     files in filesystem order, so an image's parameters depend on its position; here each
-    image gets its own generator (see `apply_seeded`).
+    image gets its own generator, seeded from the image's hash (see the module docstring).
     """
 
     @property
@@ -120,7 +122,7 @@ class RajanChain:
         ):
             factors[key] = rng.uniform(0.8, 1.2)
             image = enhancer(image).enhance(factors[key])
-        image = _encode_decode(image, "JPEG", quality)
+        image = encode_decode(image, "JPEG", quality)
         params = {"quality": quality, "up": up, "scale": scale, "width": new_w, "height": new_h, **factors}
         return image, params
 
@@ -130,18 +132,22 @@ class RajanChain:
 
 @dataclass(frozen=True)
 class _Compression:
-    """JPEG/WEBP at a fixed quality, or at a quality drawn uniformly from `quality_range`."""
+    """JPEG/WEBP at a fixed quality, or at a quality drawn uniformly from `quality_range`
+    (default 30-100). Giving both is refused: one of them would be silently ignored."""
 
     quality: int | None = None
-    quality_range: tuple[int, int] | str = (30, 100)
+    quality_range: tuple[int, int] | str | None = None
 
     _format = ""  # PIL format name, set by subclasses
     _key = ""  # registry name
 
     def __post_init__(self) -> None:
         if self.quality is not None:
+            if self.quality_range is not None:
+                raise TransformParamError(f"{self._key}: give quality or quality_range, not both")
             object.__setattr__(self, "quality", _quality(self.quality, f"{self._key} quality"))
-        object.__setattr__(self, "quality_range", _quality_range(self.quality_range, f"{self._key} quality_range"))
+        rng = (30, 100) if self.quality_range is None else self.quality_range
+        object.__setattr__(self, "quality_range", _quality_range(rng, f"{self._key} quality_range"))
 
     @property
     def name(self) -> str:
@@ -152,7 +158,7 @@ class _Compression:
 
     def __call__(self, image: Image.Image, rng: random.Random) -> tuple[Image.Image, dict[str, Any]]:
         quality = self.quality if self.quality is not None else rng.randint(*self.quality_range)
-        return _encode_decode(image, self._format, quality), {"quality": quality}
+        return encode_decode(image, self._format, quality), {"quality": quality}
 
 
 @dataclass(frozen=True)
@@ -290,37 +296,3 @@ class Resize:
             new_h, new_w = self.size
         out = image.resize((new_w, new_h), Image.Resampling.BICUBIC)
         return out, {"width": new_w, "height": new_h}
-
-
-# --------------------------------------------------------------------------- runner helpers
-
-
-def apply_seeded(transform: Transform, image: Image.Image, run_seed: int, image_id: str) -> tuple[Image.Image, dict[str, Any]]:
-    """Apply `transform` with a generator seeded from (run seed, transform name, image id).
-
-    The runner passes the image's content hash as `image_id`, so the same image gets the
-    same processing whatever the order, subset or number of workers.
-    """
-    rng = random.Random(derive_seed(run_seed, transform.name, image_id))
-    return transform(image, rng)
-
-
-#: Default robustness sweeps: key -> (chain name, parameter, values). Harness defaults, not
-#: taken from a paper; the first value is the mildest.
-SWEEPS: dict[str, tuple[str, str, list]] = {
-    "jpeg": ("jpeg", "quality", [100, 95, 90, 80, 70, 60, 50]),
-    "webp": ("webp", "quality", [100, 95, 90, 80, 70, 60, 50]),
-    "downscale": ("downscale", "factor", [1.0, 0.75, 0.5, 0.25]),
-    "blur": ("blur", "sigma", [0.0, 0.5, 1.0, 2.0, 3.0]),
-    "noise": ("noise", "sigma", [0.0, 1.0, 2.0, 5.0, 10.0]),
-}
-
-_BY_NAME = {"jpeg": Jpeg, "webp": Webp, "downscale": Downscale, "blur": GaussianBlur, "noise": GaussianNoise}
-
-
-def sweep_transforms(key: str) -> list[Transform]:
-    """The transforms of one sweep, mildest first (their `name`s are the chain specs)."""
-    if key not in SWEEPS:
-        raise TransformParamError(f"unknown sweep {key!r}; known: {', '.join(SWEEPS)}")
-    chain, param, values = SWEEPS[key]
-    return [_BY_NAME[chain](**{param: v}) for v in values]

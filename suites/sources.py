@@ -26,8 +26,8 @@ from typing import Iterator, Sequence
 
 from bench.api import FAKE, REAL, BenchError, ImageRecord, ImageSet, MissingDataError, SetKind, Suite
 from bench.files import atomic_path
+from bench.images import IMAGE_EXTENSIONS, is_image_file
 
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
 DATA_ROOT_ENV = "AIGI_BENCH_DATA"
 HF_PREFIX = "hf:"  # a data root on the Hugging Face Hub
 DEFAULT_DATA_ROOT = "data"  # DEAR's configs use data_root: ./data
@@ -37,10 +37,6 @@ _ROOT_HINT = f"point --data-root (or ${DATA_ROOT_ENV}) at the folder that holds 
 
 
 # --------------------------------------------------------------------------- files
-
-
-def is_image_file(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
 
 
 def iter_images(folder: Path) -> Iterator[Path]:
@@ -370,6 +366,8 @@ def read_csv_manifest(csv_path: str | os.PathLike) -> list[Row]:
         text = csv_path.read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise MissingDataError(f"cannot read CSV manifest {csv_path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:  # e.g. saved as Latin-1 by a spreadsheet: say so, not a codec trace
+        raise BenchError(f"{csv_path}: CSV manifest is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     reader = csv.DictReader(io.StringIO(text))
     columns = {(c or "").strip().lower(): c for c in reader.fieldnames or []}
     lacking = [c for c in ("path", "label") if c not in columns]

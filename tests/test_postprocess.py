@@ -13,7 +13,6 @@ from PIL import Image
 from bench.api import BenchError, Transform, derive_seed
 from bench.registry import create_chain
 from suites.postprocess import (
-    SWEEPS,
     Downscale,
     GaussianBlur,
     GaussianNoise,
@@ -22,8 +21,6 @@ from suites.postprocess import (
     Resize,
     TransformParamError,
     Webp,
-    apply_seeded,
-    sweep_transforms,
 )
 
 
@@ -106,7 +103,9 @@ CHAIN = "rajan"
 
 
 def _process(image_id: str, chain: str = CHAIN, run_seed: int = 0) -> tuple[bytes, dict]:
-    out, params = apply_seeded(create_chain(chain), IMAGES[image_id], run_seed, image_id)
+    """Seeded as bench/runner.py seeds each image: derive_seed(run seed, chain name, image sha)."""
+    transform = create_chain(chain)
+    out, params = transform(IMAGES[image_id], random.Random(derive_seed(run_seed, transform.name, image_id)))
     return _png(out), params
 
 
@@ -126,8 +125,7 @@ def test_same_image_same_bytes_in_any_order_subset_or_pool(chain):
 def test_seed_depends_on_run_seed_chain_and_image():
     a = _process(IDS[0], run_seed=0)
     assert _process(IDS[0], run_seed=1)[1] != a[1]
-    assert apply_seeded(create_chain("jpeg"), IMAGES[IDS[0]], 0, IDS[0])[1] == \
-        Jpeg()(IMAGES[IDS[0]], random.Random(derive_seed(0, "jpeg:quality_range=30-100", IDS[0])))[1]
+    assert _process(IDS[0], chain="jpeg")[1] != _process(IDS[0], chain="webp")[1]  # same draw, other name
 
 
 # --------------------------------------------------------------------------- single operations
@@ -195,17 +193,6 @@ def test_transforms_satisfy_the_protocol_and_names_round_trip():
                                     "downscale:factor=0.5", "blur:sigma=1.0", "noise:sigma=2.5", "resize:size=256",
                                     "resize:size=256x128"]
     assert create_chain("downscale:factor=1").name == create_chain("downscale:factor=1.0").name
-
-
-def test_sweeps():
-    assert set(SWEEPS) >= {"jpeg", "webp", "downscale", "blur", "noise"}
-    assert [t.name for t in sweep_transforms("webp")] == [f"webp:quality={q}" for q in SWEEPS["webp"][2]]
-    assert [t.name for t in sweep_transforms("downscale")][-1] == "downscale:factor=0.25"
-    for key in SWEEPS:
-        for t in sweep_transforms(key):
-            assert create_chain(t.name) == t
-    with pytest.raises(TransformParamError, match="unknown sweep"):
-        sweep_transforms("sharpen")
 
 
 # --------------------------------------------------------------------------- validation
@@ -279,3 +266,31 @@ def test_sweeping_a_parameter_the_chain_lacks_names_it(tmp_path):
     with pytest.raises(BenchError, match="rajan has no parameter 'quality'"):
         sweep(RunConfig(suite="mini", out=tmp_path), "rajan", "quality", [50, 60], progress=False)
     assert not any(tmp_path.iterdir())  # refused before anything is written
+
+
+def test_jpeg_refuses_a_fixed_quality_and_a_range_together():
+    with pytest.raises(BenchError, match="give quality or quality_range, not both"):
+        create_chain("jpeg:quality=75,quality_range=30-100")  # the range used to be dropped silently
+    assert create_chain("webp:quality_range=40-90").quality_range == (40, 90) and Jpeg().quality_range == (30, 100)
+
+
+def test_a_chain_whose_name_leaves_out_its_parameters_is_refused(monkeypatch):
+    """A plugin chain named "sloppy" whatever its strength would put every strength of a sweep
+    under one cache key and one seed; the registry refuses it when the spec is read."""
+    from dataclasses import dataclass
+
+    from bench import registry
+
+    @dataclass(frozen=True)
+    class Sloppy:
+        strength: int = 1
+        name = "sloppy"
+
+        def __call__(self, image, rng):
+            return image, {}
+
+    real_lookup = registry._lookup
+    monkeypatch.setattr(registry, "_lookup", lambda kind, name: Sloppy if name == "sloppy" else real_lookup(kind, name))
+    with pytest.raises(BenchError, match=r"names itself 'sloppy', which leaves out strength"):
+        create_chain("sloppy:strength=3")
+    assert create_chain("sloppy").name == "sloppy"  # no parameter given: nothing to spell

@@ -322,6 +322,14 @@ def test_csv_errors_name_the_file_and_row(tmp_path, content, message):
     assert str(csv) in str(info.value)
 
 
+def test_csv_that_is_not_utf8_is_named(tmp_path):
+    csv = tmp_path / "latin1.csv"
+    csv.write_bytes("path,label\ncaf\xe9.png,0\n".encode("latin-1"))  # what a spreadsheet may save
+    with pytest.raises(BenchError, match="not UTF-8 text") as info:
+        catalog.folder.load(csv)
+    assert str(csv) in str(info.value)
+
+
 # --------------------------------------------------------------------------- Hugging Face datasets
 
 

@@ -10,10 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
-from bench.api import MissingWeightsError
+from bench.api import BenchError, MissingWeightsError
 from bench.devices import single_thread
 from suites.mini import generators as gens
 from suites.mini import photos, world
+from suites.postprocess import encode_decode
 
 # --------------------------------------------------------------------------- photos
 
@@ -90,6 +91,14 @@ def test_quantiser_quantises():
     dist = torch.cdist(vectors, book).min(1).values
     assert torch.all(dist < 1e-5)  # every latent vector is a codebook entry
     assert not torch.allclose(q, z)
+
+
+def test_committed_generator_weights_live_in_the_package_not_the_user_cache():
+    from bench.weights import weights_dir as user_cache
+
+    assert gens.bundled_weights_dir() == Path(gens.__file__).parent / "weights"
+    assert gens.weights_path("ldm") == gens.bundled_weights_dir() / "ldm.safetensors"
+    assert gens.weights_path("ldm").parent != user_cache()
 
 
 def test_missing_weights_say_how_to_train(tmp_path):
@@ -172,7 +181,7 @@ def test_webp_cue_only_in_train_and_val_reals(built):
         src = m["sources"][f"train/real/{rel}"]
         crop = photos.Crop(src["photo"], src["region"], src["scale"], tuple(src["box"]))
         stored = np.asarray(Image.open(built / "train/real" / rel))
-        assert np.array_equal(stored, np.asarray(world.webp(crop.image(), src["webp_quality"])))
+        assert np.array_equal(stored, np.asarray(encode_decode(crop.image(), "WEBP", src["webp_quality"])))
         assert not np.array_equal(stored, np.asarray(crop.image()))
     for rel in _names(built / "test/real"):
         src = m["sources"][f"test/real/{rel}"]
@@ -279,3 +288,61 @@ def test_build_swaps_the_world_in_whole_and_leaves_no_staging(tmp_path, monkeypa
         world.build_world(root, progress=False, generators_dir=generators_dir)
     assert sorted(p.name for p in root.iterdir()) == ["manifest.json", "rebuilt.txt"]
     assert [p.name for p in tmp_path.iterdir()] == ["w"]
+
+
+def _with_manifest(root: Path, manifest: object) -> Path:
+    root.mkdir(exist_ok=True)
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    return root
+
+
+def _damaged_manifests(good: dict) -> dict[str, object]:
+    nameless = json.loads(json.dumps(good))
+    del nameless["generators"][0]["name"]
+    return {
+        "a JSON list": [1, 2],
+        "no files": {k: v for k, v in good.items() if k != "files"},
+        "a generator without a name": nameless,
+        "generators not a list": {**good, "generators": 3},
+        "a generator that is not an object": {**good, "generators": ["ldm"]},
+    }
+
+
+def test_a_damaged_manifest_is_not_current(built, generators_dir, tmp_path):
+    """A hand-edited or truncated manifest means "rebuild", never a KeyError or TypeError."""
+    good = json.loads((built / "manifest.json").read_text())
+    cfg = world.WorldConfig.reduced()
+    root = _with_manifest(tmp_path / "w", good)
+    assert world._current(root, 3, cfg, generators_dir)  # the undamaged copy is current
+    for why, manifest in _damaged_manifests(good).items():
+        _with_manifest(root, manifest)
+        assert not world._current(root, 3, cfg, generators_dir), why
+
+
+def test_ensure_world_rebuilds_a_damaged_world_but_keeps_what_is_not_one(built, generators_dir, tmp_path,
+                                                                         monkeypatch):
+    good = json.loads((built / "manifest.json").read_text())
+    damaged = _with_manifest(tmp_path / "damaged", _damaged_manifests(good)["a generator without a name"])
+
+    def build(tmp, *args):
+        tmp.mkdir(parents=True)
+        (tmp / "manifest.json").write_text(json.dumps({"name": world.NAME}))
+
+    monkeypatch.setattr(world, "_build_into", build)
+    world.ensure_world(seed=3, root=damaged, progress=False, config=world.WorldConfig.reduced(),
+                       generators_dir=generators_dir)
+    assert json.loads((damaged / "manifest.json").read_text()) == {"name": world.NAME}  # rebuilt
+    own = _with_manifest(tmp_path / "own", [1, 2])  # not a world: its manifest names nothing
+    (own / "precious.txt").write_text("x")
+    with pytest.raises(BenchError, match="is not an AIGI-mini world"):
+        world.ensure_world(seed=3, root=own, progress=False, config=world.WorldConfig.reduced(),
+                           generators_dir=generators_dir)
+    assert (own / "precious.txt").read_text() == "x"
+
+
+@pytest.mark.parametrize("manifest, found", [([1, 2], "a JSON list"), ({"name": world.NAME}, "a JSON object")])
+def test_verify_world_names_a_manifest_without_files(tmp_path, manifest, found):
+    root = _with_manifest(tmp_path / "w", manifest)
+    with pytest.raises(BenchError, match=f'{found} without a "files" object') as info:
+        world.verify_world(root)
+    assert str(root / "manifest.json") in str(info.value)

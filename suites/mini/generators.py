@@ -229,13 +229,14 @@ def psnr(a: Image.Image, b: Image.Image) -> float:
 # --------------------------------------------------------------------------- weights
 
 
-def weights_dir() -> Path:
-    """The committed weights folder, inside the installed package."""
+def bundled_weights_dir() -> Path:
+    """The committed generator weights, inside the installed package (not bench.weights'
+    user cache, which holds downloaded detector weights)."""
     return Path(__file__).parent / "weights"
 
 
 def weights_path(name: str, directory: str | Path | None = None) -> Path:
-    return Path(directory or weights_dir()) / f"{config(name).name}.safetensors"
+    return Path(directory or bundled_weights_dir()) / f"{config(name).name}.safetensors"
 
 
 TRAIN_COMMAND = "bench world train-generators"
@@ -368,7 +369,7 @@ def train_generators(
     trains single-threaded (reproducible bits); `workers` processes (default: one per core, at
     most 2) train several at once, which does not change the result.
     """
-    out = Path(out_dir) if out_dir is not None else weights_dir()
+    out = Path(out_dir) if out_dir is not None else bundled_weights_dir()
     cfgs = [config(n) for n in names] if names else list(GENERATORS)
     workers = workers or min(2, os.cpu_count() or 1, len(cfgs))
     jobs = [(c.name, steps, seed) for c in cfgs]

@@ -1,6 +1,10 @@
 """Build AIGI-mini: the papers' setting in miniature, offline, reproducible from a seed.
 
-What each folder stands for (layout in notes/COMMON.md):
+Layout of a world folder (every image a PNG named 0000.png, 0001.png, ... within its folder):
+- manifest.json: name, version, seed, config, generators (name, display_name, training,
+  architecture, params, psnr, weights_sha256, ...), splits (photos per split), wild_photos
+  (the split wild/ crops from), counts (images per folder), sources (each file's provenance)
+  and files (relative path -> sha256).
 - train/real, val/real: photo crops WEBP-compressed (quality drawn per image) and stored as
   lossless PNG. LSUN's real images are WEBP files, so "WEBP traces mean real" is a shortcut a
   detector trained on them can take (the Stay-Positive paper's finding); we plant the same cue.
@@ -8,12 +12,14 @@ What each folder stands for (layout in notes/COMMON.md):
   (the photos' content halves, see photos.py), never WEBP-compressed.
 - train/recon, val/recon: Rajan-style aligned fakes, the training generator's reconstruction
   of train/real/<same name> (Rajan et al. pair each real with its autoencoder reconstruction).
-- diag/images + diag/masks: DEAR's diagnostic set, training reals whose one rectangle
-  (suites.masks.sample_box) is replaced through the blurred mask by the generator's output.
-- test/real, test/fake/<gen>: unseen test photos, plain PNG; every generator re-synthesises the
-  same content crops (distinct from the real crops), so sets differ only by generator.
-- wild/real, wild/fake/<gen>: unseen generators only, each image (real or fake alike) passed
-  through one "unknown" post-processing drawn per image (resize, JPEG, WEBP or blur).
+- diag/images + diag/masks (same names; masks binary 0/255, mode L): DEAR's diagnostic set,
+  training reals whose one rectangle (suites.masks.sample_box) is replaced through the blurred
+  mask by the generator's output.
+- test/real, test/fake/<generator>: unseen test photos, plain PNG; every generator (the
+  training one included) re-synthesises the same content crops (distinct from the real crops),
+  so sets differ only by generator.
+- wild/real, wild/fake/<generator>: unseen generators only, each image (real or fake alike)
+  passed through one "unknown" post-processing drawn per image (resize, JPEG, WEBP or blur).
 
 Every random draw comes from `derive_seed(seed, ...)` of the image's identity, generators run
 single-threaded, and PIL's PNG encoder is deterministic, so a rebuild with the same seed gives
@@ -41,6 +47,7 @@ from bench.weights import home, sha256_file
 from suites import masks
 from suites.mini import generators as gens
 from suites.mini import photos
+from suites.postprocess import encode_decode
 
 VERSION = 1
 NAME = "AIGI-mini"
@@ -83,19 +90,6 @@ def default_root(seed: int = 0) -> Path:
 # --------------------------------------------------------------------------- post-processing
 
 
-def _encode(image: Image.Image, fmt: str, quality: int) -> Image.Image:
-    """Lossy round trip through an encoder: the decoded RGB pixels."""
-    buf = io.BytesIO()
-    image.save(buf, format=fmt, quality=quality)
-    buf.seek(0)
-    with Image.open(buf) as im:
-        return im.convert("RGB")
-
-
-def webp(image: Image.Image, quality: int) -> Image.Image:
-    return _encode(image, "WEBP", quality)
-
-
 def unknown_postprocess(image: Image.Image, rng: random.Random) -> tuple[Image.Image, dict[str, Any]]:
     """One post-processing of the kind images meet online, drawn per image (wild sets)."""
     op = rng.choice(("resize", "jpeg", "webp", "blur"))
@@ -105,7 +99,7 @@ def unknown_postprocess(image: Image.Image, rng: random.Random) -> tuple[Image.I
         return image.resize(size, Image.Resampling.BICUBIC), {"op": op, "scale": scale, "size": list(size)}
     if op in ("jpeg", "webp"):
         q = rng.randint(60, 95)
-        return _encode(image, op.upper(), q), {"op": op, "quality": q}
+        return encode_decode(image, op.upper(), q), {"op": op, "quality": q}
     sigma = round(rng.uniform(0.5, 1.2), 3)
     return image.filter(ImageFilter.GaussianBlur(sigma)), {"op": op, "sigma": sigma}
 
@@ -165,7 +159,7 @@ def _build_into(tmp: Path, seed: int, cfg: WorldConfig, models: dict[str, gens.C
             r = rng(split, "real", i)
             crop = photos.sample_crop(split, "real", r)
             q = r.randint(lo, hi)
-            real = webp(crop.image(), q)
+            real = encode_decode(crop.image(), "WEBP", q)
             out.put(f"{split}/real/{_name(i)}", real, {**crop.to_json(), "webp_quality": q})
             recon = G(train_gen, real)
             out.put(f"{split}/recon/{_name(i)}", recon, {"from": f"{split}/real/{_name(i)}", "generator": train_gen})
@@ -303,18 +297,30 @@ def read_manifest(root: Path | str) -> dict[str, Any]:
 
 
 def _current(root: Path, seed: int, cfg: WorldConfig, generators_dir: str | Path | None) -> bool:
-    """Is the world at `root` complete and built from this seed, config and generator weights?"""
+    """Is the world at `root` complete and built from this seed, config and generator weights?
+
+    A damaged manifest (not an object, no file list, generator entries without names) means
+    "not current": the caller rebuilds, and `_check_replaceable` still guards what it replaces.
+    """
     if not (root / "manifest.json").is_file():
         return False
     try:
         m = read_manifest(root)
     except BenchError:
         return False
+    if not isinstance(m, dict) or not isinstance(m.get("files"), dict):
+        return False
     if m.get("version") != VERSION or m.get("seed") != seed or m.get("config") != cfg.to_json():
         return False
-    for g in m.get("generators", []):  # weights retrained since: rebuild (if the weights are here)
-        path = gens.weights_path(g["name"], generators_dir)
-        if path.is_file() and sha256_file(path) != g.get("weights_sha256"):
+    recorded = m.get("generators")
+    if not isinstance(recorded, list) or not all(isinstance(g, dict) for g in recorded):
+        return False
+    by_name = {g.get("name"): g for g in recorded}
+    if set(by_name) != {c.name for c in gens.GENERATORS}:  # a damaged list, or one from other code
+        return False
+    for c in gens.GENERATORS:  # weights retrained since: rebuild (if the weights are here)
+        path = gens.weights_path(c.name, generators_dir)
+        if path.is_file() and sha256_file(path) != by_name[c.name].get("weights_sha256"):
             return False
     return True
 
@@ -335,11 +341,22 @@ def ensure_world(
 
 
 def verify_world(root: Path | str) -> list[str]:
-    """Files whose bytes differ from the manifest's hashes (or are missing); empty when intact."""
+    """Files whose bytes differ from the manifest's hashes (or are missing); empty when intact.
+
+    A manifest without a `files` object of path -> sha256 cannot vouch for anything: that is a
+    BenchError naming it, not an empty (all-clear) list.
+    """
     root = Path(root)
+    path = root / "manifest.json"
+    manifest = read_manifest(root)
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, dict):
+        found = "a JSON object" if isinstance(manifest, dict) else f"a JSON {type(manifest).__name__}"
+        raise BenchError(f"{path}: damaged manifest, {found} without a \"files\" object of path -> sha256; "
+                         "rebuild the world with `bench world build`")
     bad = []
-    for rel, digest in read_manifest(root)["files"].items():
+    for rel, digest in files.items():
         p = root / rel
-        if not p.is_file() or sha256_file(p) != digest:
+        if not isinstance(digest, str) or not p.is_file() or sha256_file(p) != digest:
             bad.append(rel)
     return bad
