@@ -14,6 +14,7 @@ from typing import Any
 
 from bench.api import BenchError
 from bench.cli_args import Command, count, csv_list, echo, positive, torch_device
+from detectors import MINI_DETECTORS  # a constant: no torch at start-up
 
 # --------------------------------------------------------------------------- world
 
@@ -62,7 +63,7 @@ def _cmd_world(args: argparse.Namespace) -> int:
 
 
 def _add_train(p: argparse.ArgumentParser) -> None:
-    p.add_argument("detector", choices=[*BASES, *PLUS],
+    p.add_argument("detector", choices=MINI_DETECTORS,
                    help="what to train: a base detector, or a Stay-Positive head refit (-plus) of the base in --out")
     p.add_argument("--data", type=Path, help="a folder laid out like AIGI-mini (train/real, train/fake, train/recon, "
                    "val/...); default: the AIGI-mini world")  # fmt: skip
@@ -138,7 +139,8 @@ def _add_dear(p: argparse.ArgumentParser) -> None:
     q = sub.add_parser("dissect", help="RAD per channel of layer4 on a diagnostic set")
     model_options(q)
     rad_options(q)
-    q.add_argument("--diag", type=Path, help="diagnostic set (default: <world>/diag)")
+    q.add_argument("--diag", type=Path, help="diagnostic set: images/ + masks/, or DEAR's released data/train/fake "
+                   "(lsun_inpaint_sd/ + lsun_inpaint_mask/) (default: <world>/diag)")
     q.add_argument("--layer", default="layer4", help="module whose output is dissected (default: layer4, the last conv stage)")
     q = sub.add_parser("prune", help="bilateral 0/1 gate from a RAD vector")
     q.add_argument("--rad", type=Path, required=True, help="RAD file of `bench dear dissect`")
@@ -266,9 +268,9 @@ def _dear_analysis(args: argparse.Namespace, config: Any, world: Path, kind: str
                 gate = pipeline.prune(rad(), config)
             df = analyses.refit_probe(model, gate, RefineData.from_world(world, kind), out, config=config, device=args.device)
         elif args.analysis == "robustness":
-            from detectors.training import list_images
+            from detectors.training import list_folder_images
 
-            df = analyses.rad_vs_robustness(model, rad(), list_images(world / "test" / "real"), out, reduce=args.reduce,
+            df = analyses.rad_vs_robustness(model, rad(), list_folder_images(world / "test" / "real"), out, reduce=args.reduce,
                                             alpha=(config.alpha_low, config.alpha_high), device=args.device)
         else:
             analyses.activation_maps(model, rad(), world / "diag", out, originals=world / "train" / "real", device=args.device)
@@ -327,8 +329,6 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- reproduce
 
 
-BASES = ("corvi", "rajan", "npr")
-PLUS = ("corvi-plus", "rajan-plus")
 DEAR = {"dear-c": "corvi", "dear-r": "rajan"}
 
 
@@ -358,7 +358,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
                              generators_dir=gens)
     times["world"] = time.perf_counter() - t
     fast = {"max_epochs": 1, "steps_per_epoch": 2} if args.reduced else {}
-    for name in BASES + PLUS:
+    for name in MINI_DETECTORS:
         t = time.perf_counter()
         train_mini(name, root, dets, mini_config(name, **fast), summary_path=dets / f"{name}.train.json")
         times[name] = time.perf_counter() - t

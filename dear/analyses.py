@@ -6,6 +6,9 @@
 - `alpha_sensitivity` (sensitivity study): gate + refit for several alphas, test metrics.
 - `inpaint_ablation` (Fig. 8): instead of DEAR, retrain the base from scratch with the inpainted
   images as extra fakes (Corvi-inpaint, Rajan-inpaint), test metrics.
+- `refit_probe` (ours, not in the paper): a converged logistic-regression head on the refit's
+  data, to tell a failed refit's optimisation from its features and data.
+`evaluate` gives the per-set test metrics the last three report.
 Activations are read UNgated (gate forced to ones) at the RAD layer, as RAD itself.
 """
 from __future__ import annotations
@@ -21,10 +24,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from bench.api import BenchError, DetectorInfo
-from dear.dissect import RADResult, _GateOnes, diagnostic_pairs, layer_activations
+from bench.api import AVG, BenchError, DetectorInfo
+from bench.metrics import METRIC_COLUMNS
+from dear.dissect import RADResult, diagnostic_pairs, layer_activations, ungated
 from dear.pipeline import DearConfig, default_world, dissect, load_base_model, prune, refine_stage, warn_if_other_detector
-from dear.prune import bilateral_gate
+from dear.prune import KEPT, count_bands
 from dear.refine import RefineData, refine_loaders
 from detectors.preprocess import ImageNetNormalize
 from detectors.resnet import GatedResNet, ResNetDetector
@@ -49,7 +53,7 @@ def _save(fig: Any, path: Path) -> None:
 def _activations(model: GatedResNet, image, layer: str, device: str) -> torch.Tensor:
     """(C, h, w) ungated activations of `layer` for one PIL image at native resolution."""
     x = ImageNetNormalize()(image)[None].to(device)
-    with torch.no_grad(), _GateOnes(model):
+    with torch.no_grad(), ungated(model):
         return layer_activations(model.eval().to(device), x, layer)[0].float().cpu()
 
 
@@ -101,13 +105,9 @@ def rad_vs_robustness(
             energy += (a.double() ** 2).mean((1, 2))
     mse = (sq / len(images)).numpy()
     rel = (sq / energy.clamp_min(1e-12)).numpy()  # scale-free: |RAD| and MSE both grow with a channel's magnitude
-    gate = bilateral_gate(rad.scores, alpha[0], alpha[1]).numpy()
-    order = np.argsort(-rad.scores, kind="stable")
-    band = np.full(rad.num_channels, "kept", dtype=object)
-    band[order[: int(rad.num_channels * alpha[1])]] = "pruned-high"
-    band[order[rad.num_channels - int(rad.num_channels * alpha[0]) :]] = "pruned-low"
+    band = count_bands(rad.scores, alpha[0], alpha[1])
     df = pd.DataFrame({"channel": np.arange(rad.num_channels), "rad": rad.scores, "mse": mse, "rel_mse": rel,
-                       "kept": gate > 0, "band": band})
+                       "kept": band == KEPT, "band": band})
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     df.to_csv(out_dir / "rad_vs_robustness.csv", index=False)
@@ -194,8 +194,9 @@ def activation_maps(
 
 
 def evaluate(model: GatedResNet, world: Path, label: str, suites: Sequence[str] = ("mini",), device: str = "cpu") -> pd.DataFrame:
-    """Per-set metrics (bench.metrics, percent) of `model` on AIGI-mini test splits, plus 'avg'
-    (mean over generator sets), one row per set; column `model` = `label`."""
+    """Per-set metrics (bench.metrics, percent) of `model` on a suite's scored sets (each against
+    its real set), plus an 'avg' row: the mean over generator sets only, as bench.metrics'
+    Avg (in-the-wild sets keep their own rows, as DEAR reports them apart); column `model` = `label`."""
     from bench.images import load_image
     from bench.metrics import compute_all
     from bench.registry import get_suite
@@ -218,10 +219,11 @@ def evaluate(model: GatedResNet, world: Path, label: str, suites: Sequence[str] 
             real, fake = logits(s.real_set), logits(s.name)
             m = compute_all(np.r_[np.zeros(len(real), int), np.ones(len(fake), int)], np.r_[real, fake])
             rows.append({"model": label, "suite": suite_name, "set": s.name, "kind": s.kind, **m})
-            gen_rows.append(rows[-1])
+            if s.kind == "generator":
+                gen_rows.append(rows[-1])
         if gen_rows:
-            avg = {k: float(np.mean([r[k] for r in gen_rows])) for k in ("auc", "ap", "racc", "facc", "acc", "eer", "tpr1", "tpr5", "asym")}
-            rows.append({"model": label, "suite": suite_name, "set": "avg", "kind": "avg", **avg})
+            avg = {k: float(np.mean([r[k] for r in gen_rows])) for k in METRIC_COLUMNS}
+            rows.append({"model": label, "suite": suite_name, "set": AVG, "kind": "avg", **avg})
     return pd.DataFrame(rows)
 
 
@@ -332,7 +334,7 @@ def alpha_sensitivity(
     df.to_csv(out_dir / "alpha_sensitivity.csv", index=False)
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    avg = df[(df["set"] == "avg") & (df["suite"] == suites[0])]
+    avg = df[(df["set"] == AVG) & (df["suite"] == suites[0])]
     for metric, color in (("acc", "tab:blue"), ("auc", "tab:orange")):
         pts = avg.dropna(subset=["alpha"])
         ax.plot(pts["alpha"], pts[metric], "o-", color=color, label=f"DEAR {metric.upper()}")
@@ -362,16 +364,14 @@ def inpaint_ablation(
     extra fakes (Corvi: added unpaired; Rajan: each paired with the training real it came from,
     same file name), via `detectors.training.train_detector`; evaluate it next to `compare`
     ({label: detector name or DEAR checkpoint}, e.g. the base and DEAR models).
-    Writes <kind>-inpaint.mini.pth (DEAR layout, gate ones), inpaint_ablation.csv/.png."""
-    from torch.utils.data import DataLoader
-
+    Writes <kind>-inpaint.mini.pth (DEAR layout, gate ones), <kind>-inpaint.json (the training
+    history, `TrainResult`) and inpaint_ablation.csv/.png."""
     from bench.registry import create_detector
     from dear.checkpoint import load_dear, save_dear
-    from detectors.training import (
-        LabeledImages, PairedImages, af_augmentation, collate_pairs, labeled_items, mini_config, paired_items,
-        train_detector, validation_loader,
-    )
     from detectors.resnet import build_res50nodown
+    from detectors.training import (
+        af_augmentation, labeled_items, mini_config, paired_items, train_detector, train_loader, validation_loader,
+    )
 
     if kind not in ("corvi", "rajan"):
         raise BenchError(f"inpaint ablation is for 'corvi' or 'rajan', not {kind!r}")
@@ -380,20 +380,14 @@ def inpaint_ablation(
     data = RefineData.from_world(world, kind)
     diag = [p for p, _ in diagnostic_pairs(data.diag)]
     torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    tf = af_augmentation(crop=cfg.crop)
-    if kind == "rajan":
-        pairs = paired_items(data.train_real, data.train_fake)
-        pairs += [(data.train_real / p.name, p) for p in diag]
-        ds = PairedImages(pairs, tf)
-        train = DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, generator=gen, collate_fn=collate_pairs,
-                           num_workers=cfg.num_workers, drop_last=len(ds) > cfg.batch_size)
+    paired = kind == "rajan"
+    if paired:
+        items: list[tuple[Path, Any]] = paired_items(data.train_real, data.train_fake) + [(data.train_real / p.name, p) for p in diag]
         val_fake = world / "val" / "recon"
     else:
-        ds = LabeledImages(labeled_items(data.train_real, data.train_fake) + [(p, 1) for p in diag], tf)
-        train = DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, generator=gen, num_workers=cfg.num_workers,
-                           drop_last=len(ds) > cfg.batch_size)
+        items = labeled_items(data.train_real, data.train_fake) + [(p, 1) for p in diag]
         val_fake = data.val_fake
+    train = train_loader(items, af_augmentation(crop=cfg.crop), cfg.batch_size, paired=paired, seed=cfg.seed, num_workers=cfg.num_workers)
     val = validation_loader(labeled_items(data.val_real, val_fake), ImageNetNormalize(), cfg.val_batch_size, cfg.num_workers)
     model = build_res50nodown("mini", drop_rate=cfg.drop_rate)
     result = train_detector(model, train, val, cfg)
@@ -409,7 +403,7 @@ def inpaint_ablation(
     df = pd.concat(frames, ignore_index=True)
     df.to_csv(out_dir / "inpaint_ablation.csv", index=False)
     plt = _plt()
-    avg = df[(df["set"] == "avg") & (df["suite"] == suites[0])]
+    avg = df[(df["set"] == AVG) & (df["suite"] == suites[0])]
     fig, ax = plt.subplots(figsize=(1.6 + 1.2 * len(avg), 3.5))
     xs = np.arange(len(avg))
     ax.bar(xs - 0.2, avg["acc"], 0.4, label="Acc")

@@ -15,7 +15,7 @@ import torch
 
 from bench.api import BenchError
 from bench.weights import load_state, save_state
-from detectors.resnet import GatedResNet, load_resnet_checkpoint
+from detectors.resnet import GatedResNet, gate_problem, load_resnet_checkpoint
 
 GATE_KEY = "gate.gate"
 
@@ -59,15 +59,19 @@ def check_dear_file(path: str | Path) -> dict[str, torch.Tensor]:
     if stray:
         raise DearCheckpointError(f"{path}: unexpected keys {stray[:5]} (DEAR keys are backbone.* and {GATE_KEY})")
     g = state[GATE_KEY]
-    if g.dim() != 1 or not bool(((g == 0) | (g == 1)).all()):
-        raise DearCheckpointError(f"{path}: '{GATE_KEY}' must be a 0/1 vector, got shape {tuple(g.shape)}")
+    if not isinstance(g, torch.Tensor) or g.dim() != 1:
+        shape = tuple(g.shape) if isinstance(g, torch.Tensor) else type(g).__name__
+        raise DearCheckpointError(f"{path}: '{GATE_KEY}' must be a 1-D tensor of 0/1 values, got {shape}")
+    problem = gate_problem(g)
+    if problem:
+        raise DearCheckpointError(f"{path}: '{GATE_KEY}': {problem}")
     return state
 
 
 def load_dear(path: str | Path) -> GatedResNet:
-    """A GatedResNet with its DEAR gate from an official-format checkpoint."""
+    """A GatedResNet with its DEAR gate from an official-format checkpoint (the file is read once)."""
     state = check_dear_file(path)
-    model = load_resnet_checkpoint(path)
+    model = load_resnet_checkpoint({"model": state}, where=str(path))
     if not torch.equal(model.gate.gate.detach().cpu().float(), state[GATE_KEY].float()):
         raise DearCheckpointError(f"{path}: gate was not restored by load_resnet_checkpoint")
     return model

@@ -15,12 +15,13 @@ on partially inpainted images whose mask is known. Facts followed (dahyedahye/de
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -177,20 +178,21 @@ def layer_activations(model: torch.nn.Module, x: torch.Tensor, layer: str) -> to
     return out[0]
 
 
-class _GateOnes:
-    """Context: the model's channel gate (if any) reads all ones, restored afterwards."""
-
-    def __init__(self, model: torch.nn.Module):
-        self.buf = getattr(getattr(model, "gate", None), "gate", None)
-
-    def __enter__(self):
-        if isinstance(self.buf, torch.Tensor):
-            self.saved = self.buf.detach().clone()
-            self.buf.fill_(1.0)
-
-    def __exit__(self, *exc):
-        if isinstance(self.buf, torch.Tensor):
-            self.buf.copy_(self.saved)
+@contextlib.contextmanager
+def ungated(model: torch.nn.Module) -> Iterator[None]:
+    """Within the block the model's channel gate (if any) reads all ones; restored afterwards,
+    also on error. RAD is scored on UNgated features (official `compute_rad_scores`), so a
+    pruned model can be dissected again, and the analyses read activations the same way."""
+    buf = getattr(getattr(model, "gate", None), "gate", None)
+    if not isinstance(buf, torch.Tensor):
+        yield
+        return
+    saved = buf.detach().clone()
+    buf.fill_(1.0)
+    try:
+        yield
+    finally:
+        buf.copy_(saved)
 
 
 def rad_batch(feat: torch.Tensor, mask: torch.Tensor, eps: float = EPS) -> torch.Tensor:
@@ -235,7 +237,7 @@ def rad_scores(
 
         it = tqdm(it, total=max_batches, desc="RAD", leave=False)
     try:
-        with _GateOnes(model):
+        with ungated(model):
             for b, batch in it:
                 if max_batches is not None and b >= max_batches:
                     break
@@ -261,21 +263,40 @@ def rad_scores(
 # --------------------------------------------------------------------------- diagnostic data
 
 
+OFFICIAL_INPAINT_DIR, OFFICIAL_MASK_DIR = "lsun_inpaint_sd", "lsun_inpaint_mask"
+
+
 def diagnostic_pairs(root: str | Path) -> list[tuple[Path, Path]]:
-    """(composite, mask) pairs of a diagnostic set: <root>/images/X and <root>/masks/X."""
-    from detectors.training import list_images
+    """(composite, mask) pairs of a diagnostic set, sorted by composite name, in either layout:
+
+    - ours (`bench dear diagnose`, AIGI-mini's diag/): <root>/images/X and <root>/masks/X;
+    - DEAR's released one, with <root> its `data/train/fake` folder: <root>/lsun_inpaint_sd/
+      {stem}_inpaint.png and <root>/lsun_inpaint_mask/{stem}_mask.png (dahyedahye/dear
+      docs/DATASET.md, scripts/inpaint_data_gen/commands.sh and gen_*.py, which write them, and
+      dear/dataset/inpaint_dataset.py, which pairs them by stem; folder names from
+      configs/*_mask_gated.yaml). The official loader silently skips a composite without its
+      mask; here that is an error, as in our layout."""
+    from detectors.training import list_folder_images
 
     root = Path(root)
     images_dir, masks_dir = root / "images", root / "masks"
-    if not images_dir.is_dir() or not masks_dir.is_dir():
-        raise MissingDataError(f"{root}: a diagnostic set needs images/ and masks/ folders (same file names)")
-    images = list_images(images_dir)
-    if not images:
+    if images_dir.is_dir() and masks_dir.is_dir():
+        images = list_folder_images(images_dir)
+        pairs = [(p, masks_dir / p.name) for p in images]
+    elif (root / OFFICIAL_INPAINT_DIR).is_dir() and (root / OFFICIAL_MASK_DIR).is_dir():
+        images_dir, masks_dir = root / OFFICIAL_INPAINT_DIR, root / OFFICIAL_MASK_DIR
+        images = sorted(p for p in images_dir.iterdir() if p.name.endswith("_inpaint.png"))
+        pairs = [(p, masks_dir / (p.name.removesuffix("_inpaint.png") + "_mask.png")) for p in images]
+    else:
+        raise MissingDataError(
+            f"{root}: not a diagnostic set; expected images/ and masks/ (same file names) or DEAR's "
+            f"{OFFICIAL_INPAINT_DIR}/ ({{stem}}_inpaint.png) and {OFFICIAL_MASK_DIR}/ ({{stem}}_mask.png)")
+    if not pairs:
         raise MissingDataError(f"{images_dir}: no images")
-    missing = [p.name for p in images if not (masks_dir / p.name).is_file()]
+    missing = [m.name for _, m in pairs if not m.is_file()]
     if missing:
         raise MissingDataError(f"{masks_dir}: no mask for {len(missing)} image(s), e.g. {missing[0]}")
-    return [(p, masks_dir / p.name) for p in images]
+    return pairs
 
 
 def read_mask(path: str | Path) -> np.ndarray:

@@ -202,10 +202,10 @@ def diagnose(images: Path | Sequence[Path], out_dir: Path, inpainter: str = "min
              limit: int | None = None) -> Path:
     """Build a diagnostic set from real images (a folder or a list) into `out_dir`; returns it."""
     from dear.inpaint import make_diagnostic_set, make_inpainter
-    from detectors.training import list_images
+    from detectors.training import list_folder_images
 
     _check_limit(limit, "limit")
-    paths = list_images(images) if isinstance(images, (str, Path)) else [Path(p) for p in images]
+    paths = list_folder_images(images) if isinstance(images, (str, Path)) else [Path(p) for p in images]
     if limit is not None:
         paths = paths[:limit]
     if not paths:
@@ -326,6 +326,7 @@ def run_dear(
     _check_limit(diag_limit, "diag_limit")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    _warn_of_leftovers(out)
     work = Path(tempfile.mkdtemp(dir=out, prefix=".partial-"))  # unique: never another run's folder
     try:
         res = _run_stages(base, out, work, config, world, data, kind, checkpoint_name, inpainter, diag_limit)
@@ -342,6 +343,15 @@ def run_dear(
         raise
     shutil.rmtree(work)
     return res
+
+
+def _warn_of_leftovers(out: Path) -> None:
+    """Name the work folders that earlier runs left in `out` (killed, or still running): they
+    are never deleted here, since one may belong to a run in progress or hold hours of work."""
+    left = sorted(p.name for p in out.glob(".partial-*") if p.is_dir())
+    if left:
+        log.warning("%s holds %d unfinished DEAR run folder(s) (%s): from interrupted runs, or a run still going; "
+                    "delete them when no run uses them", out, len(left), ", ".join(left))
 
 
 def _run_stages(base: str | Path, out: Path, work: Path, config: DearConfig, world: Path | None, data: RefineData | None,

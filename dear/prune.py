@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from bench.api import BenchError, MissingDataError
-from detectors.resnet import ChannelGate, GateError, gate_problem
+from detectors.resnet import gate_problem
 
 PruneMode = Literal["count", "percentile"]
 
@@ -50,6 +50,29 @@ def check_alphas(alpha_low: float, alpha_high: float) -> None:
         raise PruneError(f"alpha_low + alpha_high = {alpha_low + alpha_high} prunes every channel; it must be < 1")
 
 
+PRUNED_HIGH, KEPT, PRUNED_LOW = "pruned-high", "kept", "pruned-low"
+
+
+def _scores(scores: np.ndarray | torch.Tensor, alpha_low: float, alpha_high: float) -> np.ndarray:
+    s = scores.detach().cpu().double().numpy() if isinstance(scores, torch.Tensor) else np.asarray(scores, dtype=np.float64)
+    _check(s, alpha_low, alpha_high)
+    return s
+
+
+def count_bands(scores: np.ndarray | torch.Tensor, alpha_low: float, alpha_high: float) -> np.ndarray:
+    """Band of each channel under the count rule: PRUNED_HIGH for the `int(C * alpha_high)`
+    highest RAD, PRUNED_LOW for the `int(C * alpha_low)` lowest, KEPT for the rest; ties are
+    ranked by channel index (stable sort), so the bands are reproducible."""
+    s = _scores(scores, alpha_low, alpha_high)
+    c = s.size
+    order = np.argsort(-s, kind="stable")  # high RAD first
+    n_top, n_bottom = int(c * alpha_high), int(c * alpha_low)  # n_top + n_bottom < c: check_alphas
+    band = np.full(c, KEPT, dtype=object)
+    band[order[:n_top]] = PRUNED_HIGH
+    band[order[c - n_bottom :]] = PRUNED_LOW
+    return band
+
+
 def bilateral_gate(
     scores: np.ndarray | torch.Tensor,
     alpha_low: float,
@@ -57,14 +80,9 @@ def bilateral_gate(
     mode: PruneMode = "count",
 ) -> torch.Tensor:
     """A 0/1 float gate [C]: 1 for channels kept (the middle of the RAD ranking)."""
-    s = scores.detach().cpu().double().numpy() if isinstance(scores, torch.Tensor) else np.asarray(scores, dtype=np.float64)
-    _check(s, alpha_low, alpha_high)
-    c = s.size
-    keep = np.zeros(c, dtype=bool)
+    s = _scores(scores, alpha_low, alpha_high)
     if mode == "count":
-        order = np.argsort(-s, kind="stable")  # high RAD first; stable so ties are reproducible
-        n_top, n_bottom = int(c * alpha_high), int(c * alpha_low)
-        keep[order[n_top : c - n_bottom]] = True
+        keep = count_bands(s, alpha_low, alpha_high) == KEPT
     elif mode == "percentile":
         tau_low = np.percentile(s, 100.0 * alpha_low)
         tau_high = np.percentile(s, 100.0 * (1.0 - alpha_high))
@@ -74,18 +92,6 @@ def bilateral_gate(
     if not keep.any():
         raise PruneError(f"pruning with alpha_low={alpha_low}, alpha_high={alpha_high} ({mode}) keeps no channel")
     return torch.from_numpy(keep.astype(np.float32))
-
-
-def apply_gate(model: torch.nn.Module, gate: torch.Tensor | np.ndarray) -> torch.nn.Module:
-    """Write `gate` into `model.gate` (the buffer saved as "gate.gate"); returns the model."""
-    module = getattr(model, "gate", None)
-    if not isinstance(module, ChannelGate):
-        raise PruneError(f"{type(model).__name__} has no channel gate (`gate.gate`)")
-    try:
-        module.set_(torch.as_tensor(gate))
-    except GateError as exc:
-        raise PruneError(str(exc)) from exc
-    return model
 
 
 def gate_summary(gate: torch.Tensor) -> dict[str, int]:

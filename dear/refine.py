@@ -53,7 +53,7 @@ class RefineData:
     train_fake: Path
     val_real: Path
     val_fake: Path
-    diag: Path  # holds images/ and masks/
+    diag: Path  # a diagnostic set in a layout `dear.dissect.diagnostic_pairs` reads
 
     @classmethod
     def from_world(cls, world: str | Path, kind: BaseKind) -> "RefineData":
@@ -79,22 +79,13 @@ def refine_loaders(
     `dear.dissect.DiagnosticImages` with targets; val is deterministic full images."""
     from dear.dissect import diagnostic_loader, diagnostic_pairs
     from detectors.preprocess import ImageNetNormalize
-    from detectors.training import (
-        LabeledImages, PairedImages, af_augmentation, collate_pairs, labeled_items, paired_items, validation_loader,
-    )
+    from detectors.training import af_augmentation, labeled_items, paired_items, train_loader, validation_loader
 
-    gen = torch.Generator().manual_seed(seed)
-    tf = af_augmentation(crop=crop)
-    if data.kind == "rajan":
-        ds = PairedImages(paired_items(data.train_real, data.train_fake), tf)
-        train = DataLoader(ds, batch_size=batch_size, shuffle=True, generator=gen, collate_fn=collate_pairs,
-                           num_workers=num_workers, drop_last=len(ds) > batch_size)
-    elif data.kind == "corvi":
-        ds = LabeledImages(labeled_items(data.train_real, data.train_fake), tf)
-        train = DataLoader(ds, batch_size=batch_size, shuffle=True, generator=gen, num_workers=num_workers,
-                           drop_last=len(ds) > batch_size)
-    else:
+    if data.kind not in ("corvi", "rajan"):
         raise ValueError(f"unknown base kind {data.kind!r}; use 'corvi' or 'rajan'")
+    paired = data.kind == "rajan"
+    items = (paired_items if paired else labeled_items)(data.train_real, data.train_fake)
+    train = train_loader(items, af_augmentation(crop=crop), batch_size, paired=paired, seed=seed, num_workers=num_workers)
     inpaint = diagnostic_loader(diagnostic_pairs(data.diag), targets=True, batch_size=inpaint_batch_size,
                                 seed=seed + 1, crop=crop, num_workers=num_workers)
     val = validation_loader(labeled_items(data.val_real, data.val_fake), ImageNetNormalize(), val_batch_size, num_workers)

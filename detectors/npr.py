@@ -34,7 +34,9 @@ from bench.api import Detector, DetectorInfo, InputPolicy, WeightSpec
 from bench.registry import DetectorSpec, register
 from bench.weights import load_state
 from detectors.preprocess import ImageNetNormalize, ResizeNormalize
-from detectors.resnet import BadCheckpointError, ResNetArch, assign_state, mini_weight_spec, resolve_weights, unwrap_checkpoint
+from detectors.resnet import (
+    BadCheckpointError, ResNetArch, arch_name, assign_state, conv_out_channels, mini_weight_spec, resolve_weights, unwrap_checkpoint,
+)
 
 NPR_ARCHS: dict[str, ResNetArch] = {
     "full": ResNetArch((3, 4), (64, 128), 64),
@@ -82,8 +84,7 @@ class NPRNet(nn.Module):
 
     @property
     def size(self) -> str:
-        arch = npr_arch_of(self.state_dict())
-        return next((k for k, v in NPR_ARCHS.items() if v == arch), "custom")
+        return arch_name(npr_arch_of(self.state_dict()), NPR_ARCHS)
 
 
 def npr_arch_of(state: Mapping[str, torch.Tensor]) -> ResNetArch:
@@ -91,11 +92,11 @@ def npr_arch_of(state: Mapping[str, torch.Tensor]) -> ResNetArch:
     i = 1
     while f"layer{i}.0.conv1.weight" in state:
         layers.append(len({k.split(".")[1] for k in state if k.startswith(f"layer{i}.")}))
-        channels.append(int(state[f"layer{i}.0.conv1.weight"].shape[0]))
+        channels.append(conv_out_channels(state, f"layer{i}.0.conv1.weight"))
         i += 1
     if not layers:
         raise KeyError("layer1.0.conv1.weight")
-    return ResNetArch(tuple(layers), tuple(channels), int(state["conv1.weight"].shape[0]))
+    return ResNetArch(tuple(layers), tuple(channels), conv_out_channels(state, "conv1.weight"))
 
 
 def load_npr_checkpoint(path_or_state: str | os.PathLike | Mapping[str, Any]) -> NPRNet:
@@ -111,6 +112,8 @@ def load_npr_checkpoint(path_or_state: str | os.PathLike | Mapping[str, Any]) ->
         ok = state["conv1.weight"].shape[-2:] == (3, 3) and tuple(state["fc1.weight"].shape) == (1, arch.num_features)
     except KeyError as exc:
         raise BadCheckpointError(f"{where}: not an NPR checkpoint (missing {exc.args[0]!r})") from None
+    except ValueError as exc:
+        raise BadCheckpointError(f"{where}: not an NPR checkpoint ({exc})") from None
     if not ok:
         raise BadCheckpointError(f"{where}: not an NPR checkpoint (conv1 {tuple(state['conv1.weight'].shape)}, fc1 {tuple(state['fc1.weight'].shape)})")
     with torch.device("meta"):

@@ -1,6 +1,6 @@
 """ResNet-50 "nodown" detectors: Corvi, Rajan and their Stay-Positive variants Corvi+ / Rajan+.
 
-The network (res50nodown) is the one of grip-unina/DMimageDetection networks/resnet_mod.py,
+The network (res50nodown) is the one of grip-unina/DMimageDetection networks/networks/resnet_mod.py,
 grip-unina/ClipBased-SyntheticImageDetection networks/__init__.py and
 AniSundar18/AlignedForensics test_code/networks: a torchvision-v1.5 ResNet-50 (Bottleneck
 [3, 4, 6, 3], stride on the 3x3 conv) whose 7x7 stem conv and 3x3 max-pool both run at stride 1,
@@ -135,17 +135,10 @@ class GatedResNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classify(self.pooled(x))
 
-    @property
-    def arch(self) -> ResNetArch:
-        return arch_of(self.state_dict())
 
-    @property
-    def size(self) -> str:
-        return arch_name(self.arch)
-
-
-def arch_name(arch: ResNetArch) -> str:
-    return next((k for k, v in ARCHS.items() if v == arch), "custom")
+def arch_name(arch: ResNetArch, table: Mapping[str, ResNetArch] = ARCHS) -> str:
+    """The name of `arch` in `table` ("full", "mini"), or "custom"."""
+    return next((k for k, v in table.items() if v == arch), "custom")
 
 
 def build_res50nodown(size: str | ResNetArch = "full", *, drop_rate: float = 0.0) -> GatedResNet:
@@ -199,6 +192,15 @@ def _count_blocks(state: Mapping[str, torch.Tensor], prefix: str) -> int:
     return len([i for i in ids if i.isdigit()])
 
 
+def conv_out_channels(state: Mapping[str, torch.Tensor], key: str) -> int:
+    """Output channels of the conv weight `key`: KeyError if absent, ValueError if it is not
+    a 4-D (out, in, kh, kw) tensor, so a loader can name the file and the entry."""
+    weight = state[key]
+    if weight.dim() != 4:
+        raise ValueError(f"{key} has shape {tuple(weight.shape)}, not that of a conv weight (out, in, kh, kw)")
+    return int(weight.shape[0])
+
+
 def arch_of(state: Mapping[str, torch.Tensor], prefix: str = "backbone.") -> ResNetArch:
     """Depth and width read off a state dict's shapes (so 'full' and 'mini' need no flag)."""
     layers, channels = [], []
@@ -207,8 +209,8 @@ def arch_of(state: Mapping[str, torch.Tensor], prefix: str = "backbone.") -> Res
         if n == 0:
             raise KeyError(f"{prefix}layer{i}")
         layers.append(n)
-        channels.append(int(state[f"{prefix}layer{i}.0.conv1.weight"].shape[0]))
-    return ResNetArch(tuple(layers), tuple(channels), int(state[f"{prefix}conv1.weight"].shape[0]))
+        channels.append(conv_out_channels(state, f"{prefix}layer{i}.0.conv1.weight"))
+    return ResNetArch(tuple(layers), tuple(channels), conv_out_channels(state, f"{prefix}conv1.weight"))
 
 
 def assign_state(model: nn.Module, state: dict[str, torch.Tensor], where: str) -> nn.Module:
@@ -226,16 +228,19 @@ def assign_state(model: nn.Module, state: dict[str, torch.Tensor], where: str) -
     return model.eval()
 
 
-def load_resnet_checkpoint(path_or_state: str | os.PathLike | Mapping[str, Any], *, drop_rate: float = 0.0) -> GatedResNet:
+def load_resnet_checkpoint(
+    path_or_state: str | os.PathLike | Mapping[str, Any], *, drop_rate: float = 0.0, where: str | None = None
+) -> GatedResNet:
     """A GatedResNet (eval mode) from any official wrapping, DEAR's format or our safetensors.
 
     Accepted: raw res50nodown state dict, {"model": ...} with or without "module.",
     {"state_dict": ...}, {"net": ...}, and {"model": {"backbone.*", "gate.gate"}} (DEAR, whose
-    loader adds "backbone." when missing). Full or mini is inferred from the shapes."""
+    loader adds "backbone." when missing). Full or mini is inferred from the shapes. `where`
+    names an already loaded state in error messages (e.g. the file it was read from)."""
     if isinstance(path_or_state, Mapping):
-        where, obj = "checkpoint", path_or_state
+        where, obj = where or "checkpoint", path_or_state
     else:
-        where, obj = str(path_or_state), load_state(path_or_state)
+        where, obj = where or str(path_or_state), load_state(path_or_state)
     state = unwrap_checkpoint(obj, where, "conv1.weight")
     if not any(k.startswith("backbone.") for k in state):
         state = {f"backbone.{k}": v for k, v in state.items()}
@@ -244,6 +249,8 @@ def load_resnet_checkpoint(path_or_state: str | os.PathLike | Mapping[str, Any],
         fc = state["backbone.fc.weight"]
     except KeyError as exc:
         raise BadCheckpointError(f"{where}: not a res50nodown checkpoint (missing {exc.args[0]!r})") from None
+    except ValueError as exc:
+        raise BadCheckpointError(f"{where}: not a res50nodown checkpoint ({exc})") from None
     if state["backbone.conv1.weight"].shape[-2:] != (7, 7) or tuple(fc.shape) != (1, arch.num_features):
         raise BadCheckpointError(
             f"{where}: not a res50nodown checkpoint (conv1 {tuple(state['backbone.conv1.weight'].shape)}, fc {tuple(fc.shape)})"

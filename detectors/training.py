@@ -53,10 +53,9 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from bench.api import BenchError
+from bench.images import is_image_file, load_image, upright_size
+from detectors import MINI_DETECTORS
 from detectors.preprocess import IMAGENET_MEAN, IMAGENET_STD, ImageNetNormalize, ResizeNormalize
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
-
 
 # --------------------------------------------------------------------------- early stopping
 
@@ -67,7 +66,6 @@ class Decision:
 
     improved: bool  # keep these weights as the best so far
     lr: float  # learning rate to use from now on
-    lr_dropped: bool
     stop: bool
 
 
@@ -94,15 +92,15 @@ class EarlyStopping:
         if self.best_score is None or score > self.best_score + self.delta:
             self.best_score = float(score)
             self.count_down = self.patience
-            return Decision(True, self.lr, False, False)
+            return Decision(True, self.lr, False)
         self.count_down -= 1
         if self.count_down > 0:
-            return Decision(False, self.lr, False, False)
+            return Decision(False, self.lr, False)
         self.lr /= self.factor
         if self.lr < self.min_lr:
-            return Decision(False, self.lr, True, True)
+            return Decision(False, self.lr, True)
         self.count_down = self.patience
-        return Decision(False, self.lr, True, False)
+        return Decision(False, self.lr, False)
 
 
 # --------------------------------------------------------------------------- augmentation
@@ -305,21 +303,21 @@ def load_rgb(path: str | Path) -> Image.Image:
     """An image as the runner reads it (`bench.images.load_image`: EXIF orientation applied,
     16-bit data rescaled, alpha dropped), so training, dissection and the score decomposition
     see the pixels that the benchmark scores. Raises BadImageError naming the file."""
-    from bench.images import load_image
-
     return load_image(str(path))
 
 
-def list_images(folder: str | Path) -> list[Path]:
+def list_folder_images(folder: str | Path) -> list[Path]:
+    """The images directly in `folder`, sorted. Flat on purpose: Rajan's pairs match a real and
+    its reconstruction by file name (`suites.sources.list_images` is the recursive listing)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise BenchError(f"{folder}: no such image folder")
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p))
 
 
 def labeled_items(real_dir: str | Path, fake_dir: str | Path) -> list[tuple[Path, int]]:
     """(path, label) for every image of a real folder (0) and a fake folder (1)."""
-    items = [(p, 0) for p in list_images(real_dir)] + [(p, 1) for p in list_images(fake_dir)]
+    items = [(p, 0) for p in list_folder_images(real_dir)] + [(p, 1) for p in list_folder_images(fake_dir)]
     if not items:
         raise BenchError(f"{real_dir}, {fake_dir}: no images")
     return items
@@ -327,8 +325,8 @@ def labeled_items(real_dir: str | Path, fake_dir: str | Path) -> list[tuple[Path
 
 def paired_items(real_dir: str | Path, fake_dir: str | Path) -> list[tuple[Path, Path]]:
     """(real, reconstruction) pairs matched by file stem, as AlignedForensics' CapDataset does."""
-    fakes = {p.stem: p for p in list_images(fake_dir)}
-    reals = list_images(real_dir)
+    fakes = {p.stem: p for p in list_folder_images(fake_dir)}
+    reals = list_folder_images(real_dir)
     missing = [p.name for p in reals if p.stem not in fakes]
     if missing:
         raise BenchError(f"{fake_dir}: no reconstruction for {len(missing)} real image(s), e.g. {missing[0]}")
@@ -351,12 +349,8 @@ class LabeledImages(Dataset):
         return self.transform(load_rgb(path)), label
 
     def sizes(self) -> list[tuple[int, int]]:
-        """(W, H) of every image, read from the headers only."""
-        out = []
-        for path, _ in self.items:
-            with Image.open(path) as im:
-                out.append(im.size)
-        return out
+        """(W, H) of every image as `__getitem__` will load it (`upright_size`)."""
+        return [upright_size(path) for path, _ in self.items]
 
 
 class PairedImages(Dataset):
@@ -398,6 +392,30 @@ class SameSizeBatchSampler(Sampler[list[int]]):
 
     def __len__(self) -> int:
         return len(self.batches)
+
+
+def train_loader(
+    items: Sequence[tuple[Path, Any]],
+    transform: Callable[..., Any],
+    batch_size: int,
+    *,
+    paired: bool = False,
+    seed: int = 0,
+    num_workers: int = 0,
+) -> DataLoader:
+    """Shuffled training batches through `transform`, in the order drawn from `seed`.
+
+    `items` are (path, label) pairs, or with `paired=True` (real, reconstruction) pairs batched
+    as [reals; fakes] (Rajan's synced batches, `collate_pairs`). The last partial batch is
+    dropped (as the official loaders do) unless the set is no bigger than one batch, which a
+    small world can be: it would otherwise yield no batch at all."""
+    if paired:
+        ds: Dataset = PairedImages(items, transform)
+    else:
+        ds = LabeledImages(items, transform)
+    gen = torch.Generator().manual_seed(seed)
+    return DataLoader(ds, batch_size=batch_size, shuffle=True, generator=gen, collate_fn=collate_pairs if paired else None,
+                      num_workers=num_workers, drop_last=len(ds) > batch_size)
 
 
 def validation_loader(items: Sequence[tuple[Path, int]], transform: Callable[[Any], torch.Tensor], batch_size: int = 16, num_workers: int = 0) -> DataLoader:
@@ -568,7 +586,6 @@ def train_detector(model: nn.Module, train_data: DataLoader, val_data: Iterable,
 
 # --------------------------------------------------------------------------- AIGI-mini weights
 
-MINI_DETECTORS = ("corvi", "rajan", "npr", "corvi-plus", "rajan-plus")
 
 
 def world_loaders(detector: str, world: Path, config: TrainConfig) -> tuple[DataLoader, DataLoader]:
@@ -577,20 +594,14 @@ def world_loaders(detector: str, world: Path, config: TrainConfig) -> tuple[Data
     corvi/npr: train/real vs train/fake (unpaired); rajan: train/real with train/recon of the
     same name, synced; validation pairs val/real with val/fake, or val/recon for rajan."""
     base = detector.removesuffix("-plus")
-    gen = torch.Generator().manual_seed(config.seed)
-    fakes = "recon" if base == "rajan" else "fake"
+    paired = base == "rajan"
+    fakes = "recon" if paired else "fake"
     if base == "npr":
         train_tf, val_tf = npr_augmentation(crop=config.crop), ResizeNormalize((256, 256))
     else:
         train_tf, val_tf = af_augmentation(crop=config.crop), ImageNetNormalize()
-    if base == "rajan":
-        ds = PairedImages(paired_items(world / "train" / "real", world / "train" / "recon"), train_tf)
-        train = DataLoader(ds, batch_size=config.batch_size, shuffle=True, generator=gen, collate_fn=collate_pairs,
-                           num_workers=config.num_workers, drop_last=len(ds) > config.batch_size)
-    else:
-        ds = LabeledImages(labeled_items(world / "train" / "real", world / "train" / fakes), train_tf)
-        train = DataLoader(ds, batch_size=config.batch_size, shuffle=True, generator=gen, num_workers=config.num_workers,
-                           drop_last=len(ds) > config.batch_size)
+    items = (paired_items if paired else labeled_items)(world / "train" / "real", world / "train" / fakes)
+    train = train_loader(items, train_tf, config.batch_size, paired=paired, seed=config.seed, num_workers=config.num_workers)
     val = validation_loader(labeled_items(world / "val" / "real", world / "val" / fakes), val_tf, config.val_batch_size, config.num_workers)
     return train, val
 

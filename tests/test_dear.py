@@ -14,7 +14,7 @@ from torch import nn
 from bench.api import BenchError
 from dear.checkpoint import DearCheckpointError, check_dear_file, dear_state, load_base, load_dear, save_dear
 from dear.dissect import DiagnosticImages, DissectError, RADResult, diagnostic_pairs, rad_batch, rad_scores
-from dear.prune import PruneError, apply_gate, bilateral_gate, load_gate, save_gate
+from dear.prune import PruneError, bilateral_gate, load_gate, save_gate
 from detectors.resnet import build_res50nodown
 
 # --------------------------------------------------------------------------- RAD
@@ -130,6 +130,21 @@ def test_rad_on_gated_resnet_matches_manual_layer4():
     assert float(model.gate.gate[:10].sum()) == 0  # the pruned gate is back
 
 
+def test_ungated_reads_all_ones_and_restores_the_gate_even_on_error():
+    from dear.dissect import ungated
+
+    model = build_res50nodown("mini")
+    gate = (torch.arange(256) % 2).float()
+    model.gate.set_(gate)
+    with pytest.raises(RuntimeError, match="inside"):
+        with ungated(model):
+            assert bool((model.gate.gate == 1).all())
+            raise RuntimeError("inside")
+    assert torch.equal(model.gate.gate, gate)
+    with ungated(nn.Linear(2, 1)):  # a model without a gate is read as it is
+        pass
+
+
 @pytest.mark.parametrize("suffix", [".npz", ".json"])
 def test_rad_file_round_trip(tmp_path, suffix):
     r = RADResult(np.array([0.5, -1.25, 3.0]), 7, 2, "backbone.layer4", "corvi.mini", "diag", {"eps": 1e-6})
@@ -149,6 +164,22 @@ def test_count_prune_exact_indices():
     assert set(np.flatnonzero(gate.numpy())) == {i for i, v in enumerate(s) if 1 <= v <= 6}
     # the official rule keeps C - int(C*a_high) - int(C*a_low): 2048 channels at 0.2/0.2 -> 1230 kept
     assert int(bilateral_gate(np.random.default_rng(0).normal(size=2048), 0.2, 0.2).sum()) == 2048 - 2 * 409
+
+
+def test_count_bands_are_the_gate_of_the_count_rule():
+    """One ranking serves the gate and the analyses' bands (rad_vs_robustness)."""
+    from dear.prune import KEPT, PRUNED_HIGH, PRUNED_LOW, count_bands
+
+    s = np.array([3.0, 9, 0, 7, 1, 8, 2, 6, 5, 4])
+    band = count_bands(s, alpha_low=0.1, alpha_high=0.3)  # 1 pruned at the bottom, 3 at the top
+    assert np.flatnonzero(band == PRUNED_HIGH).tolist() == [1, 3, 5]
+    assert np.flatnonzero(band == PRUNED_LOW).tolist() == [2]
+    assert np.array_equal(band == KEPT, bilateral_gate(s, 0.1, 0.3).numpy() > 0)
+    ties = np.array([0.0, 0, 0, 1, 2, 3, 4, 5, 5, 5])
+    assert np.array_equal(count_bands(ties, 0.2, 0.2) == KEPT, bilateral_gate(ties, 0.2, 0.2).numpy() > 0)
+    assert (count_bands(s, 0.0, 0.0) == KEPT).all()
+    with pytest.raises(PruneError, match="< 1"):
+        count_bands(s, 0.5, 0.5)
 
 
 def test_percentile_prune_exact_indices_and_ties():
@@ -181,14 +212,12 @@ def test_gate_equals_zeroing_fc_weights(tmp_path):
         ref.load_state_dict(model.state_dict())
         ref.fc.weight[:, gate == 0] = 0
         ungated = model(x)
-        apply_gate(model, gate)
+        model.gate.set_(gate)
         assert not torch.allclose(model(x), ungated)
         torch.testing.assert_close(model(x), ref(x), rtol=1e-5, atol=1e-6)
     assert torch.equal(model.gate.gate, gate)
     g2, meta = load_gate(save_gate(gate, tmp_path / "gate.npz", alpha_low=0.3))
     assert torch.equal(g2, gate) and meta["kept"] == int(gate.sum()) and meta["alpha_low"] == 0.3
-    with pytest.raises(PruneError, match="channels"):
-        apply_gate(model, torch.ones(5))
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -198,7 +227,7 @@ def test_checkpoint_round_trip_official_format(tmp_path):
     torch.manual_seed(2)
     model = build_res50nodown("mini").eval()
     gate = bilateral_gate(torch.randn(model.num_features), 0.2, 0.2)
-    apply_gate(model, gate)
+    model.gate.set_(gate)
     path = save_dear(model, tmp_path / "model_best.pth")
     raw = torch.load(path, map_location="cpu", weights_only=True)
     assert list(raw) == ["model"]
@@ -225,6 +254,44 @@ def test_base_checkpoint_is_not_a_dear_checkpoint(tmp_path):
     with pytest.raises(DearCheckpointError, match=".pth"):
         save_dear(model, tmp_path / "x.safetensors")
     assert set(dear_state(model)["model"]) == {f"backbone.{k}" for k in model.backbone.state_dict()} | {"gate.gate"}
+
+
+@pytest.mark.parametrize("gate,problem", [
+    ([1.0, 0.0], r"must be a 1-D tensor of 0/1 values, got list"),
+    (torch.ones(2, 2), r"must be a 1-D tensor of 0/1 values, got \(2, 2\)"),
+    (torch.tensor([1.0, 0.5]), r"gate values must be exactly 0 or 1; 1 of 2"),
+], ids=["list", "2-D", "not-0/1"])
+def test_bad_dear_gates_name_the_file(tmp_path, gate, problem):
+    """A list where the gate tensor belongs used to escape as AttributeError."""
+    path = tmp_path / "bad_gate.pth"
+    torch.save({"model": {"gate.gate": gate}}, path)
+    with pytest.raises(DearCheckpointError, match=rf"bad_gate\.pth: 'gate\.gate'.*{problem}"):
+        load_dear(path)
+
+
+def test_load_dear_reads_the_file_once(tmp_path, monkeypatch):
+    import bench.weights
+    import dear.checkpoint
+    import detectors.resnet
+
+    model = build_res50nodown("mini")
+    model.gate.set_((torch.arange(256) % 3 != 0).float())
+    path = save_dear(model, tmp_path / "m.pth")
+    reads = []
+
+    def counting(p):
+        reads.append(Path(p).name)
+        return bench.weights.load_state(p)
+
+    monkeypatch.setattr(dear.checkpoint, "load_state", counting)
+    monkeypatch.setattr(detectors.resnet, "load_state", counting)
+    back = load_dear(path)
+    assert reads == ["m.pth"] and torch.equal(back.gate.gate, model.gate.gate)
+    bad = dear_state(model)
+    bad["model"]["backbone.conv1.weight"] = torch.zeros(3)  # a layout error is still named by the file
+    torch.save(bad, tmp_path / "bad.pth")
+    with pytest.raises(BenchError, match=r"bad\.pth: not a res50nodown checkpoint"):
+        load_dear(tmp_path / "bad.pth")
 
 
 # --------------------------------------------------------------------------- data
@@ -282,6 +349,29 @@ def test_diagnostic_pairs_missing_mask(tmp_path):
     (root / "masks" / "001.png").unlink()
     with pytest.raises(BenchError, match="001.png"):
         diagnostic_pairs(root)
+
+
+def test_diagnostic_pairs_read_the_official_dear_layout(tmp_path):
+    """DEAR's released set: data/train/fake/lsun_inpaint_sd/{stem}_inpaint.png with
+    lsun_inpaint_mask/{stem}_mask.png, paired by stem; files of other names are not composites."""
+    ours = _diag_set(tmp_path / "ours", n=3)
+    root = tmp_path / "data" / "train" / "fake"
+    (root / "lsun_inpaint_sd").mkdir(parents=True)
+    (root / "lsun_inpaint_mask").mkdir(parents=True)
+    for i in range(3):
+        (ours / "images" / f"{i:03d}.png").rename(root / "lsun_inpaint_sd" / f"bedroom_{i}_inpaint.png")
+        (ours / "masks" / f"{i:03d}.png").rename(root / "lsun_inpaint_mask" / f"bedroom_{i}_mask.png")
+    (root / "lsun_inpaint_sd" / "notes.png").write_bytes(b"")
+    pairs = diagnostic_pairs(root)
+    assert [(a.name, b.name) for a, b in pairs] == [(f"bedroom_{i}_inpaint.png", f"bedroom_{i}_mask.png") for i in range(3)]
+    assert all(a.parent.name == "lsun_inpaint_sd" and b.parent.name == "lsun_inpaint_mask" for a, b in pairs)
+    x, m, valid = DiagnosticImages(pairs)[0]  # and they feed the dissection data as ours do
+    assert x.shape == (3, 96, 96) and m.shape == (1, 96, 96)
+    (root / "lsun_inpaint_mask" / "bedroom_1_mask.png").unlink()
+    with pytest.raises(BenchError, match=r"lsun_inpaint_mask: no mask for 1 image\(s\), e\.g\. bedroom_1_mask\.png"):
+        diagnostic_pairs(root)
+    with pytest.raises(BenchError, match=r"data: not a diagnostic set; expected images/ and masks/.*lsun_inpaint_sd/"):
+        diagnostic_pairs(tmp_path / "data")
 
 
 class _Negative:
@@ -481,7 +571,7 @@ def test_analyses_on_fixture_world(tmp_path):
     cfg = DearConfig.dear_c(**{**TINY, "steps_per_epoch": 1})
     model, kind, _ = load_base_model(base, "corvi")
     rad = dissect(model, world / "diag", cfg, tmp_path / "rad.json")
-    apply_gate(model, prune(tmp_path / "rad.json", cfg, tmp_path / "gate.npz"))
+    model.gate.set_(prune(tmp_path / "rad.json", cfg, tmp_path / "gate.npz"))
     reals = sorted((world / "test" / "real").iterdir())
     out = tmp_path / "analyses"
     df = rad_vs_robustness(model, rad, reals, out, quality=50)
@@ -498,6 +588,28 @@ def test_analyses_on_fixture_world(tmp_path):
     assert len(avg) == 2 and avg["auc"].between(0, 100).all()
     assert int(load_gate(out / "alpha" / "alpha_0.1" / "gate.npz")[0].sum()) == 256 - 2 * 25
     assert len(pd.read_csv(out / "alpha" / "alpha_sensitivity.csv")) == len(sens)
+
+
+def test_evaluate_averages_generator_sets_only(tmp_path):
+    """'avg' is the mean over generator sets, as bench.metrics' Avg: an in-the-wild split keeps
+    its own rows and gets no average."""
+    from bench.metrics import METRIC_COLUMNS
+    from dear.analyses import evaluate
+
+    rng = np.random.default_rng(0)
+    for rel, offset in (("test/real", 0), ("test/fake/g1", 40), ("test/fake/g2", 80), ("wild/real", 0), ("wild/fake/w1", 60)):
+        (tmp_path / rel).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(np.clip(rng.random((32, 32, 3)) * 150 + offset, 0, 255).astype(np.uint8)).save(tmp_path / rel / f"{i}.png")
+    generators = [{"name": g, "display_name": g, "training": g == "g1"} for g in ("g1", "g2")]
+    (tmp_path / "manifest.json").write_text(json.dumps({"generators": generators}))
+    torch.manual_seed(0)
+    df = evaluate(build_res50nodown("mini"), tmp_path, "m", suites=("mini", "mini-wild"))
+    assert list(zip(df["suite"], df["set"], df["kind"])) == [
+        ("mini", "g1", "generator"), ("mini", "g2", "generator"), ("mini", "avg", "avg"), ("mini-wild", "w1", "wild")]
+    gens = df[df["kind"] == "generator"]
+    for m in METRIC_COLUMNS:
+        assert df[df["set"] == "avg"][m].iloc[0] == pytest.approx(gens[m].mean()), m
 
 
 def test_refit_probe_structure_and_a_known_answer(tmp_path):
@@ -655,7 +767,6 @@ def test_interrupted_run_keeps_the_previous_set(tmp_path, monkeypatch, caplog):
     assert all((out / n).read_text() == f"old {n}" for n in names) and (out / "diag" / "old.png").is_file()
     (partial,) = out.glob(".partial-*")
     assert (partial / "rad.npz").is_file() and str(partial) in caplog.text
-    __import__("shutil").rmtree(partial)  # the user's call, as the warning says; a new run never touches it
 
     def diagnose(images, out_dir, *a, **k):  # stands in for the inpainter: a copy of the world's set
         import shutil
@@ -664,7 +775,11 @@ def test_interrupted_run_keeps_the_previous_set(tmp_path, monkeypatch, caplog):
         return out_dir
 
     monkeypatch.setattr(pipeline, "diagnose", diagnose)
-    res = pipeline.run_dear(base, out, cfg, world=world, kind="corvi", inpainter="mini")
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="dear.pipeline"):
+        res = pipeline.run_dear(base, out, cfg, world=world, kind="corvi", inpainter="mini")
+    assert f"1 unfinished DEAR run folder(s) ({partial.name})" in caplog.text  # named, never deleted
+    __import__("shutil").rmtree(partial)  # the user's call, as the warning says
     assert (res.checkpoint, res.rad, res.gate, res.summary) == (out / "model_best.pth", out / "rad.npz", out / "gate.npz",
                                                                   out / "summary.json")
     assert sorted(p.name for p in out.iterdir()) == sorted([*names, "diag"])  # no partial folder left

@@ -13,6 +13,8 @@ from detectors.resnet import (
     ARCHS,
     BadCheckpointError,
     ResNetDetector,
+    arch_name,
+    arch_of,
     build_res50nodown,
     load_resnet_checkpoint,
 )
@@ -76,7 +78,7 @@ def test_official_wrappings_match_reference(tmp_path, state, image, expected, wr
     torch.save(WRAPPINGS[wrapping](state), path)
     det = create_detector("corvi.official", path=path)
     assert isinstance(det, ResNetDetector) and det.weights == "corvi.official"
-    assert det.model.size == "full" and det.model.num_features == 2048
+    assert arch_of(det.model.state_dict()) == ARCHS["full"] and det.model.num_features == 2048
     assert len(det.fingerprint) == 64
     _close(det.forward(image), expected)
 
@@ -114,7 +116,7 @@ def test_own_safetensors_round_trip(tmp_path, image):
     model.gate.set_((torch.arange(model.num_features) % 3 != 0).float())
     save_state(model.state_dict(), tmp_path / "m.safetensors")
     back = load_resnet_checkpoint(tmp_path / "m.safetensors")
-    assert back.size == "mini" and back.arch == ARCHS["mini"]
+    assert arch_name(arch_of(back.state_dict())) == "mini"
     with torch.no_grad():
         assert torch.allclose(back(image), model(image))
 
@@ -132,13 +134,31 @@ def test_bad_checkpoints_name_the_file(tmp_path, state):
     trunc_path = tmp_path / "truncated.pth"
     torch.save(truncated, trunc_path)
     model = load_resnet_checkpoint(trunc_path)  # a shallower but consistent network still loads
-    assert model.arch.layers == (3, 4, 6, 2) and model.size == "custom"
+    arch = arch_of(model.state_dict())
+    assert arch.layers == (3, 4, 6, 2) and arch_name(arch) == "custom"
     wrong = dict(state)
     wrong["layer2.0.conv2.weight"] = torch.zeros(128, 128, 1, 1)
     with pytest.raises(BadCheckpointError):
         load_resnet_checkpoint(wrong)
     with pytest.raises(MissingWeightsError, match="nowhere.pth"):
         create_detector("corvi.official", path=tmp_path / "nowhere.pth")
+
+
+@pytest.mark.parametrize("key", ["conv1.weight", "layer3.0.conv1.weight"])
+def test_a_scalar_where_a_conv_weight_belongs_names_the_file(tmp_path, state, key):
+    """A 0-dim tensor in place of a conv weight used to escape as IndexError from the shape
+    reading; both loaders that read shapes (res50nodown, NPR) name the file and the entry."""
+    from detectors.npr import NPR_ARCHS, NPRNet, load_npr_checkpoint
+
+    path = tmp_path / "scalar.pth"
+    torch.save({**state, key: torch.tensor(3.0)}, path)
+    with pytest.raises(BadCheckpointError, match=rf"scalar\.pth: not a res50nodown checkpoint \(backbone\.{key} has shape \(\)"):
+        load_resnet_checkpoint(path)
+    npr_state = NPRNet(NPR_ARCHS["mini"]).state_dict()
+    npr_key = "layer1.0.conv1.weight" if key.startswith("layer") else key
+    torch.save({**npr_state, npr_key: torch.tensor(3.0)}, path)
+    with pytest.raises(BadCheckpointError, match=rf"scalar\.pth: not an NPR checkpoint \({npr_key} has shape \(\)"):
+        load_npr_checkpoint(path)
 
 
 def test_architecture_is_nodown():

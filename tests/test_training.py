@@ -21,7 +21,9 @@ from detectors.training import (
     collate_pairs,
     labeled_items,
     paired_items,
+    train_loader,
     train_mini,
+    validation_loader,
 )
 
 
@@ -111,6 +113,40 @@ def test_training_reads_images_as_the_runner_does(tmp_path):
         load_rgb(tmp_path / "broken.png")
 
 
+def test_validation_batches_by_the_size_images_load_at(tmp_path):
+    """A JPEG whose EXIF orientation (6) turns its 40x24 header into a 24x40 image loads
+    upright (load_rgb), so it must not share a batch with a plain 40x24 image: batching by
+    header size made default_collate fail with a traceback naming no file."""
+    from detectors.preprocess import ImageNetNormalize
+    from detectors.training import LabeledImages
+
+    im = _image(np.random.default_rng(0), 24, 40)
+    (tmp_path / "real").mkdir()
+    (tmp_path / "fake").mkdir()
+    im.save(tmp_path / "real" / "plain.jpg")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to display
+    im.save(tmp_path / "fake" / "turned.jpg", exif=exif)
+    items = labeled_items(tmp_path / "real", tmp_path / "fake")
+    ds = LabeledImages(items, ImageNetNormalize())
+    assert ds.sizes() == [(40, 24), (24, 40)]
+    assert [tuple(ds[i][0].shape) for i in range(2)] == [(3, 24, 40), (3, 40, 24)]
+    shapes = sorted(tuple(x.shape) for x, _ in validation_loader(items, ImageNetNormalize(), batch_size=16))
+    assert shapes == [(1, 3, 24, 40), (1, 3, 40, 24)]
+
+
+def test_validation_loader_names_an_unreadable_image(tmp_path):
+    from bench.api import BadImageError
+    from detectors.preprocess import ImageNetNormalize
+
+    (tmp_path / "real").mkdir()
+    (tmp_path / "fake").mkdir()
+    _image(np.random.default_rng(0), 8, 8).save(tmp_path / "real" / "a.png")
+    (tmp_path / "fake" / "b.png").write_bytes(b"not a png")
+    with pytest.raises(BadImageError, match=r"b\.png: not an image"):
+        validation_loader(labeled_items(tmp_path / "real", tmp_path / "fake"), ImageNetNormalize())
+
+
 def test_crop_pads_small_masks_like_their_image():
     """A 40 px image and mask at crop 96 (pad 56 > side): the mask is mirror-padded exactly as
     the PIL image is, where torchvision's tensor kernel would fail."""
@@ -159,9 +195,38 @@ def test_datasets_from_world_layout(tmp_path):
         paired_items(world / "train" / "real", world / "train" / "recon")
 
 
+@pytest.mark.parametrize("paired", [False, True])
+def test_train_loader_is_the_seeded_shuffled_loader(tmp_path, paired):
+    """The one train-loader builder (world_loaders, DEAR refine, the inpaint ablation) gives the
+    batches of a DataLoader shuffled by a generator seeded with `seed`, pairs collated as
+    [reals; fakes], the last partial batch dropped unless the set fits in one batch."""
+    from torch.utils.data import DataLoader
+
+    from detectors.training import LabeledImages
+
+    world = _write_world(tmp_path / "w", n=5)
+    real, fake = world / "train" / "real", world / "train" / ("recon" if paired else "fake")
+    items = paired_items(real, fake) if paired else labeled_items(real, fake)
+    tf = af_augmentation(crop=16)
+    ds = PairedImages(items, tf) if paired else LabeledImages(items, tf)
+    reference = DataLoader(ds, batch_size=3, shuffle=True, generator=torch.Generator().manual_seed(7), drop_last=True,
+                           collate_fn=collate_pairs if paired else None)
+    torch.manual_seed(0)
+    want = list(reference)
+    torch.manual_seed(0)
+    got = list(train_loader(items, tf, 3, paired=paired, seed=7))
+    assert len(items) % 3 and len(got) == len(want) == len(items) // 3  # there is a partial batch, and it is dropped
+    for (x, y), (rx, ry) in zip(got, want):
+        assert torch.equal(x, rx) and torch.equal(torch.as_tensor(y), torch.as_tensor(ry))
+    assert got[0][0].shape == ((6 if paired else 3), 3, 16, 16)
+    whole = train_loader(items, tf, len(items), paired=paired, seed=7)
+    assert len(list(whole)) == 1  # a set no bigger than one batch still gives a batch
+
+
 def test_train_mini_end_to_end(tmp_path):
     """Every mini detector trains (one step) on the world layout and loads through the registry."""
     from bench.registry import create_detector
+    from detectors.resnet import ARCHS, arch_of
 
     world = _write_world(tmp_path / "w")
     out = tmp_path / "weights"
@@ -170,7 +235,7 @@ def test_train_mini_end_to_end(tmp_path):
     for name in ("corvi", "rajan", "corvi-plus", "rajan-plus"):
         path = train_mini(name, world, out, head_cfg if name.endswith("plus") else cfg, summary_path=tmp_path / f"{name}.json")
         det = create_detector(f"{name}.mini", path=path)
-        assert det.model.size == "mini"
+        assert arch_of(det.model.state_dict()) == ARCHS["mini"]
         logits = det.score([Image.open(world / "val" / "real" / "0000.png")])
         assert logits.shape == (1,) and np.isfinite(logits).all()
     plus = create_detector("corvi-plus.mini", path=out / "corvi-plus.mini.safetensors")
