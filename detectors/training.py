@@ -587,7 +587,6 @@ def train_detector(model: nn.Module, train_data: DataLoader, val_data: Iterable,
 # --------------------------------------------------------------------------- AIGI-mini weights
 
 
-
 def world_loaders(detector: str, world: Path, config: TrainConfig) -> tuple[DataLoader, DataLoader]:
     """Train and validation loaders on an AIGI-mini world for one detector.
 
