@@ -310,7 +310,6 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def _add_speed(p: argparse.ArgumentParser) -> None:
-
     p.add_argument("--detectors", type=csv_list, default=[],
                    help="comma-separated names with optional weight tag (default: every detector with .mini weights)")
     p.add_argument("--device", type=torch_device, help="torch device (default: cuda when available, else cpu)")

@@ -49,6 +49,7 @@ def is_image_file(path: Path) -> bool:
     resource forks beside copied images, and they do not decode."""
     return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
 
+
 def write_failures(folder: Path, failures: Iterable[tuple[str, str]]) -> Path | None:
     """List images that were skipped as `<folder>/failures.csv` (path, reason: the column
     names of a run's failures.csv) and return it.
@@ -84,20 +85,30 @@ def load_image(path: str) -> Image.Image:
 _TRANSPOSING_ORIENTATIONS = {5, 6, 7, 8}  # EXIF orientations that swap width and height
 
 
+def _png_without_exif(im: Image.Image, path: str | Path) -> bool:
+    """True for a PNG that holds no EXIF anywhere. PIL's `getexif` decodes a whole PNG to look
+    for an eXIf chunk after the pixels; scanning the bytes for the chunk type (or ImageMagick's
+    "Raw profile type exif" text chunk, which PIL also reads) is far cheaper. A stray match
+    inside compressed data only costs that decode."""
+    if im.format != "PNG" or "exif" in im.info or "Raw profile type exif" in im.info:
+        return False
+    data = Path(path).read_bytes()
+    return b"eXIf" not in data and b"Raw profile type exif" not in data
+
+
 def upright_size(path: str | Path) -> tuple[int, int]:
-    """(W, H) of an image as `load_image` returns it, without decoding JPEG/WebP pixels.
+    """(W, H) of an image as `load_image` returns it, without decoding its pixels.
 
     `load_image` turns images upright by their EXIF orientation, so a 40x24 header with
     orientation 6 loads as 24x40; batching by header size would stack the two and fail.
-    Orientation comes from PIL's `getexif`, the source `ImageOps.exif_transpose` reads (for
-    PNG that decodes the file, since PNG may store EXIF after the pixels); a malformed EXIF
-    block counts as upright, as `decode_image` then ignores it. An unreadable
+    Orientation comes from PIL's `getexif`, the source `ImageOps.exif_transpose` reads; a
+    malformed EXIF block counts as upright, as `decode_image` then ignores it. An unreadable
     file raises BadImageError naming it."""
     try:
         with Image.open(path) as im:
             w, h = im.size
             try:
-                orientation = im.getexif().get(0x0112, 1)  # 0x0112: ExifTags.Base.Orientation
+                orientation = 1 if _png_without_exif(im, path) else im.getexif().get(0x0112, 1)  # 0x0112: Orientation
             except Exception:  # a bad EXIF block must not lose an otherwise good image
                 orientation = 1
     except FileNotFoundError:

@@ -160,7 +160,6 @@ def summary_sets(metrics_df: pd.DataFrame) -> list[str]:
     """The sets a summary figure (accuracy bars, sweep) is drawn for: the generator average
     where the suite has generator sets, else each of its sets, because a wild-only suite has no
     Avg (DEAR keeps in-the-wild sets apart)."""
-
     if (metrics_df["set"] == AVG).any():
         return [AVG]
     return list(dict.fromkeys(metrics_df.sort_values("set_order", kind="stable")["set"]))
@@ -168,7 +167,6 @@ def summary_sets(metrics_df: pd.DataFrame) -> list[str]:
 
 def summary_path(out_dir: str | Path, stem: str, set_name: str) -> Path:
     """`<stem>.png` for the generator average, `<stem>_<set>.png` for one set."""
-
     return Path(out_dir) / (f"{stem}.png" if set_name == AVG else f"{stem}_{_slug(set_name)}.png")
 
 
@@ -240,8 +238,8 @@ def param_value(condition: str, param: str) -> float | None:
     for part in spec.split("+"):
         try:
             op, kwargs = parse_chain_step(part.strip(), spec)
-        except BenchError:  # not a chain spec: a label of one's own
-            return None
+        except BenchError:  # not a chain step: a label of one's own
+            continue
         found += [value for key, value in kwargs.items() if param in (key, f"{op}.{key}", f"{op}:{key}")]
     if len(found) > 1:
         raise PlotError(f"condition {condition!r} sets {param!r} more than once; name the step, e.g. 'jpeg.{param}'")
@@ -274,6 +272,10 @@ def sweep_figure(
     if sweep.empty:
         what = f"none of the swept conditions {sorted(x)} is" if x is not None else f"no condition label setting {param!r} is"
         raise PlotError(f"{what} in the table for set {set_name!r}; conditions: {sorted(set(metrics_df['condition']))}")
+    categories = None  # values that are not numbers ("64x64", "30-100") stand at even steps, in sweep order
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in sweep["_x"]):
+        categories = list(dict.fromkeys(x.values() if x is not None else sweep["_x"]))
+        sweep = sweep.assign(_x=sweep["_x"].map({v: i for i, v in enumerate(categories)}))
     detectors = list(dict.fromkeys(zip(df["detector"], df["weights"], df["display_name"])))
     multi = len({d for d, _, _ in detectors}) < len(detectors)
     fig = _figure(6.4, 4.2)
@@ -292,6 +294,8 @@ def sweep_figure(
     if drew_original:
         ax.plot([], [], color="0.3", linestyle=":", label="Original (no processing)")
     where = "average over generator sets" if set_name == AVG else f"set {_set_display(df, set_name)}"
+    if categories is not None:
+        ax.set_xticks(range(len(categories)), [str(v) for v in categories])
     ax.set_xlabel(xlabel or param)
     ax.set_ylabel(f"{HEADERS[metric]} (%)")
     ax.set_title(f"{HEADERS[metric]} vs {param} ({where})")

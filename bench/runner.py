@@ -398,7 +398,10 @@ def sweep(
     specs = [f"{chain}{sep}{param}={v}" for v in values]
     default_name = f"{config.suite}-sweep-{sweep_slug(chain)}-{param}" + ("-fakes-only" if config.fakes_only else "")
     cfg = dataclasses.replace(config, conditions=specs, run_name=config.run_name or default_name)
-    display = {c.key: c.display for c, _ in conditions_for(cfg)}  # the labels the scores table will carry
+    try:
+        display = {c.key: c.display for c, _ in conditions_for(cfg)}  # the labels the scores table will carry
+    except BenchError as exc:  # say it comes from the sweep: the user typed --chain and --param, not these specs
+        raise BenchError(f"sweeping {param} over --chain {chain!r} ({specs[0]}, ...): {exc}") from None
     points = []
     for spec, value in zip(specs, values):
         key = condition_key(registry.create_chain(spec).name, cfg.seed, cfg.fakes_only)

@@ -381,7 +381,11 @@ def inpaint_ablation(
     diag = [p for p, _ in diagnostic_pairs(data.diag)]
     torch.manual_seed(cfg.seed)
     paired = kind == "rajan"
-    if paired:
+    if paired:  # each composite with the training real it was made from: the world's diag/ keeps the real's name
+        orphans = [p.name for p in diag if not (data.train_real / p.name).is_file()]
+        if orphans:
+            raise BenchError(f"{data.diag}: the Rajan ablation pairs each composite with the training real of the same "
+                             f"name in {data.train_real}; none for {len(orphans)} composite(s), e.g. {orphans[0]}")
         items: list[tuple[Path, Any]] = paired_items(data.train_real, data.train_fake) + [(data.train_real / p.name, p) for p in diag]
         val_fake = world / "val" / "recon"
     else:

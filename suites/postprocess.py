@@ -163,7 +163,8 @@ class _Compression:
 
 @dataclass(frozen=True)
 class Jpeg(_Compression):
-    """JPEG with PIL's default settings (4:2:0 chroma subsampling, as in the official chain)."""
+    """JPEG at `quality`, or at one drawn per image from `quality_range` (default 30-100), with
+    PIL's default settings (4:2:0 chroma subsampling, as in the official chain)."""
 
     _format = "JPEG"
     _key = "jpeg"
@@ -171,7 +172,8 @@ class Jpeg(_Compression):
 
 @dataclass(frozen=True)
 class Webp(_Compression):
-    """Lossy WEBP (quality 100 is still lossy; PIL's default method 4)."""
+    """Lossy WEBP at `quality`, or at one drawn per image from `quality_range` (default 30-100);
+    quality 100 is still lossy; PIL's default method 4."""
 
     _format = "WEBP"
     _key = "webp"

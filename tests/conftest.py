@@ -68,8 +68,9 @@ class TinyDetector(Detector):
         return ToTensor(self.info.input.size)
 
     def forward(self, batch):
-        shapes = {tuple(t.shape) for t in batch}
-        assert len(shapes) == 1, f"mixed shapes in one batch: {shapes}"
+        # one stacked tensor of RGB images (a list of mixed sizes would fail here, not in the mean)
+        assert isinstance(batch, torch.Tensor) and batch.dim() == 4 and batch.shape[1] == 3, \
+            f"expected a (B, 3, H, W) tensor, got {type(batch).__name__} {tuple(getattr(batch, 'shape', ()))}"
         self.batch_shapes.append(tuple(batch.shape))
         if self.fail_after is not None and len(self.batch_shapes) > self.fail_after:
             raise RuntimeError("simulated detector failure")
@@ -253,3 +254,36 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def hist_panels(fig) -> list[dict]:
+    """What each axis of a `bench.plots.score_distributions` figure shows: its title, legend
+    texts, bin edges, the filled (reals) histogram's heights and each outlined (one per fake set,
+    in legend order) histogram's heights. Read back from the drawn artists, so a test checks the
+    data that was plotted, not the code that plotted it."""
+    from matplotlib.patches import Polygon
+
+    panels = []
+    for ax in fig.axes:
+        bars = ax.containers[0] if ax.containers else None
+        edges = None
+        if bars is not None:
+            edges = np.array([r.get_x() for r in bars] + [bars[-1].get_x() + bars[-1].get_width()])
+        steps = [p for p in ax.patches if isinstance(p, Polygon)]
+        if edges is None and steps:  # no reals drawn: the outline's corners are the bin edges
+            edges = steps[0].get_xy()[::2, 0]
+        panels.append({
+            "title": ax.get_title(),
+            "legend": [t.get_text() for t in ax.get_legend().get_texts()],
+            "edges": edges,
+            "real": None if bars is None else np.array([r.get_height() for r in bars]),
+            "fakes": [p.get_xy()[1:-1:2, 1] for p in steps],  # step outline: (edge, height) pairs per bin
+        })  # fmt: skip
+    return panels
+
+
+def density(logits, edges) -> np.ndarray:
+    """The density histogram `score_distributions` should draw for these logits on these bins
+    (logits outside the range are clipped onto its ends)."""
+    x = np.clip(np.asarray(logits, dtype=float), edges[0], edges[-1])
+    return np.histogram(x, bins=edges, density=True)[0]

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import re
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from bench import cli
+from bench import cli, plots
+from conftest import density, hist_panels
 
 
 @pytest.fixture
@@ -54,7 +56,7 @@ def test_errors_are_one_clean_line(env, capsys, args, message):
     assert "Traceback" not in err
 
 
-def test_run_table_plot_roundtrip(env, capsys, caplog, tmp_path, folder_suite_dir):
+def test_run_table_plot_roundtrip(env, capsys, caplog, tmp_path, folder_suite_dir, monkeypatch):
     out = tmp_path / "res"
     rc = cli.main(["run", "--suite", "folder", "--data-root", str(folder_suite_dir), "--detectors", "mydet,heavy",
                    "--post-process", "--chain", "tinyshift", "--out", str(out), "--workers", "0", "--batch-size", "3"])  # fmt: skip
@@ -79,11 +81,26 @@ def test_run_table_plot_roundtrip(env, capsys, caplog, tmp_path, folder_suite_di
     header = csv_text.splitlines()[0]
     assert "gan_auc" in header and "diff_auc" not in header
 
-    # figures
+    # figures; the distribution figures are read back to check they draw this run's scores
+    saved = {}
+    real_save = plots._save
+
+    def spy(fig, path):
+        saved[path.name] = fig
+        return real_save(fig, path)
+
+    monkeypatch.setattr(plots, "_save", spy)
     assert cli.main(["plot", "--run", str(out / "folder"), "--out", str(tmp_path / "figs")]) == 0
     pngs = sorted(p.name for p in (tmp_path / "figs").glob("*.png"))
     assert "accuracy_bars.png" in pngs and len(pngs) == 3  # two distribution figures + bars
     assert all((tmp_path / "figs" / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+    for cond, g in scores.groupby("condition"):
+        (panel,) = hist_panels(saved[f"scores_mydet-mydet_{cond}.png"])  # no wild set: one panel
+        assert panel["legend"] == ["real (n=6)", "diff (n=4)", "gan (n=4)", "threshold (logit 0)"]
+        np.testing.assert_allclose(panel["real"], density(g.loc[g["label"] == 0, "logit"], panel["edges"]), atol=1e-9)
+        assert len(panel["fakes"]) == 2
+        for heights, name in zip(panel["fakes"], ("diff", "gan")):
+            np.testing.assert_allclose(heights, density(g.loc[g["set"] == name, "logit"], panel["edges"]), atol=1e-9)
 
 
 def test_sweep_writes_figure(env, capsys, tmp_path, folder_suite_dir):
@@ -317,3 +334,11 @@ def test_dear_stages_refuse_options_they_would_ignore(capsys, stage, option):
     with pytest.raises(SystemExit) as exc:
         cli.main(["dear", *stage, *option])
     assert exc.value.code == 2 and f"unrecognized arguments: {option[0]}" in capsys.readouterr().err
+
+
+def test_sweep_names_its_chain_when_a_swept_spec_is_refused(tmp_path, capsys):
+    rc = cli.main(["sweep", "--suite", "mini", "--detectors", "npr", "--chain", "jpeg:quality_range=30-100",
+                   "--param", "quality", "--values", "50", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "sweeping quality over --chain 'jpeg:quality_range=30-100'" in err
+    assert "give quality or quality_range, not both" in err and not any(tmp_path.iterdir())

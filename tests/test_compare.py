@@ -42,3 +42,22 @@ def test_scores_are_compared_even_without_a_table(tmp_path, plugin, folder_suite
     cmp = compare_runs(a, b)
     assert cmp.matched == 8 and cmp.max_abs_diff == 0.0 and cmp.within(1e-6)
     assert not cmp.same_table and cmp.table_error and "no table:" in cmp.summary()
+
+
+def test_a_logit_difference_beyond_atol_fails(tmp_path, plugin, folder_suite_dir, capsys):
+    """Same rows in both runs, one logit moved by 0.5: only --atol decides."""
+    suite = plugin.load_folder(folder_suite_dir)
+    a, b = _run(tmp_path, plugin, suite, "a"), _run(tmp_path, plugin, suite, "b")
+    scores = pd.read_parquet(b / "scores.parquet")
+    i = scores.index[scores["logit"].abs() > 1.0][0]  # far from 0: moving it by 0.5 flips no sign
+    scores.loc[i, "logit"] += 0.5 if scores.loc[i, "logit"] > 0 else -0.5
+    scores.to_parquet(b / "scores.parquet", index=False)
+    cmp = compare_runs(a, b)
+    assert (cmp.matched, cmp.only_a, cmp.only_b, cmp.sign_flips) == (14, 0, 0, 0)
+    assert abs(cmp.max_abs_diff - 0.5) < 1e-5
+    assert not cmp.within(0.1) and cmp.within(1.0)
+    capsys.readouterr()
+    assert main(["compare", str(a), str(b), "--atol", "0.1"]) == 1
+    captured = capsys.readouterr()
+    assert "largest differences" in captured.out and "beyond atol=0.1" in captured.err
+    assert main(["compare", str(a), str(b), "--atol", "1"]) == 0

@@ -105,8 +105,25 @@ def test_extra_loader_is_cycled_and_used():
                 used.append(1)
                 yield b
 
-    refit_head(model, _batches(5, 1), _batches(1, 2), extra_loader=Extra(), lr=1e-2, max_epochs=2, progress=False)
+    res = refit_head(model, _batches(5, 1), _batches(1, 2), extra_loader=Extra(), lr=1e-2, max_epochs=2, progress=False)
     assert len(used) == 10  # one extra batch per step, restarted when exhausted
+    # the extra stream shapes the head: the same refit without it learns a different one
+    plain = _model()
+    res_plain = refit_head(plain, _batches(5, 1), _batches(1, 2), lr=1e-2, max_epochs=2, progress=False)
+    assert res.best_epoch > 0 and res_plain.best_epoch > 0  # neither restored the zero head
+    assert not torch.allclose(model.fc.weight, plain.fc.weight)
+
+
+def test_extra_loss_is_added_to_the_main_loss():
+    """First step on the zero head: every logit is 0, so each BCE term is exactly ln 2 and the
+    recorded loss is main + extra = 2 ln 2 (ln 2 alone would mean the extra term is dropped)."""
+    model = _model()
+    res = refit_head(model, _batches(1, 1), _batches(1, 2), extra_loader=_batches(1, 7), lr=1e-2,
+                     max_epochs=1, progress=False)
+    assert res.history[1]["steps"] == 1
+    assert res.history[1]["train_loss"] == pytest.approx(2 * np.log(2), rel=1e-6)
+    plain = refit_head(_model(), _batches(1, 1), _batches(1, 2), lr=1e-2, max_epochs=1, progress=False)
+    assert plain.history[1]["train_loss"] == pytest.approx(np.log(2), rel=1e-6)
 
 
 def test_refit_stops_after_lr_schedule():

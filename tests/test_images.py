@@ -110,7 +110,10 @@ def test_gray_and_bilevel():
     out = np.asarray(_roundtrip(gray))
     assert all(np.array_equal(out[..., c], np.asarray(gray)) for c in range(3))
     bilevel = gray.convert("1")
-    assert set(np.unique(np.asarray(_roundtrip(bilevel)))) <= {0, 255}
+    out = np.asarray(_roundtrip(bilevel))
+    on = np.asarray(bilevel)  # bool: which pixels are set
+    assert on.any() and not on.all()
+    assert all(np.array_equal(out[..., c], np.where(on, 255, 0)) for c in range(3))
 
 
 def test_sixteen_bit_is_rescaled_not_clipped():
@@ -157,8 +160,18 @@ def test_alpha_is_dropped_not_composited():
 
 
 def test_premultiplied_modes_convert():
-    la = Image.merge("La", (_noise().convert("L"), Image.new("L", (64, 48), 255)))
-    assert images.to_rgb(la).mode == "RGB"
+    gray = _noise().convert("L")
+    la = Image.merge("La", (gray, Image.new("L", (64, 48), 255)))
+    out = images.to_rgb(la)
+    assert out.mode == "RGB"
+    assert all(np.array_equal(np.asarray(out)[..., c], np.asarray(gray)) for c in range(3))  # opaque: as stored
+    # half transparent: the stored values are premultiplied by alpha/255, so they are divided back
+    dark = np.random.default_rng(1).integers(0, 129, (48, 64), dtype=np.uint8)
+    expected = np.clip(np.round(dark * 255.0 / 128), 0, 255)
+    for mode, bands in (("La", 1), ("RGBa", 3)):
+        half = Image.merge(mode, (Image.fromarray(dark),) * bands + (Image.new("L", (64, 48), 128),))
+        out = np.asarray(images.to_rgb(half)).astype(float)
+        assert out.shape == (48, 64, 3) and np.abs(out - expected[..., None]).max() <= 1, mode
 
 
 def test_exif_orientation_is_applied():
@@ -191,3 +204,24 @@ def test_write_failures_lists_skipped_images_and_clears_a_stale_list(tmp_path):
     with open(listed, newline="") as f:
         assert list(csv.reader(f)) == [["path", "reason"], ["a, b.png", "truncated"], ["c.png", "not an image"]]
     assert images.write_failures(tmp_path, {}.items()) is None and not listed.exists()
+
+
+def test_upright_size_finds_exif_stored_after_the_pixels(tmp_path):
+    """A PNG may keep its eXIf chunk after the image data; the size must still be the upright
+    one that `load_image` returns (orientation 6 turns 40x24 into 24x40)."""
+    import struct
+
+    from bench.images import upright_size
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.new("RGB", (40, 24), (10, 20, 30)).save(tmp_path / "early.png", exif=exif)
+    data = (tmp_path / "early.png").read_bytes()
+    start = data.index(b"eXIf") - 4
+    chunk = data[start:start + 12 + struct.unpack(">I", data[start:start + 4])[0]]
+    rest = data.replace(chunk, b"")
+    end = rest.index(b"IEND") - 4
+    (tmp_path / "late.png").write_bytes(rest[:end] + chunk + rest[end:])
+    Image.new("RGB", (40, 24)).save(tmp_path / "plain.png")
+    for name, size in [("early.png", (24, 40)), ("late.png", (24, 40)), ("plain.png", (40, 24))]:
+        assert upright_size(tmp_path / name) == load_image(str(tmp_path / name)).size == size, name

@@ -72,5 +72,9 @@ def test_composite_formula():
     assert np.all(np.abs(out - expected) < 1.0 + 1e-4)  # truncation to uint8
     assert np.array_equal(np.asarray(masks.composite(real, gen, np.ones((20, 30), np.float32))), np.asarray(gen))
     assert np.array_equal(np.asarray(masks.composite(real, gen, np.zeros((20, 30), np.float32))), np.asarray(real))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"mask shape \(10, 10\) does not match image 20x30"):
         masks.composite(real, gen, np.zeros((10, 10), np.float32))
+    with pytest.raises(ValueError, match=r"mask shape \(1, 30\) does not match"):  # numpy would broadcast it
+        masks.composite(real, gen, np.zeros((1, 30), np.float32))
+    with pytest.raises(ValueError, match="differ in size"):
+        masks.composite(real, gen.resize((30, 30)), soft)

@@ -12,6 +12,7 @@ from PIL import Image
 
 from bench import plots
 from bench.metrics import evaluate
+from conftest import density, hist_panels
 
 FIXTURE = Path(__file__).parent / "golden" / "scores_fixture.csv"
 
@@ -37,7 +38,15 @@ def test_import_is_cheap():
     assert out.stdout.strip() == "False"
 
 
-def test_score_distributions(scores, tmp_path):
+def test_score_distributions(scores, tmp_path, monkeypatch):
+    saved = {}  # file name -> figure, as first drawn
+    real_save = plots._save
+
+    def spy(fig, path):
+        saved.setdefault(path.name, fig)
+        return real_save(fig, path)
+
+    monkeypatch.setattr(plots, "_save", spy)
     paths = plots.score_distributions(scores, tmp_path / "dist")
     assert len(paths) == 4  # 2 detectors x 2 conditions
     assert {p.name for p in paths} == {
@@ -48,6 +57,20 @@ def test_score_distributions(scores, tmp_path):
         assert_png(p)
     with Image.open(paths[0]) as im:
         assert im.size[0] > im.size[1] * 2  # generator and wild panels side by side
+    # what each panel draws: reals filled, one outline per fake set, from this figure's rows only
+    for (det, wt, cond), g in scores.groupby(["detector", "weights", "condition"]):
+        gen, wild = hist_panels(saved[f"scores_{det}-{wt}_{cond}.png"])
+        assert (gen["title"], wild["title"]) == ("Generators", "In the wild")
+        assert gen["legend"] == ["real (n=4)", "SD (n=2)", "GAN (n=2)", "threshold (logit 0)"]  # suite order
+        assert wild["legend"] == ["real (n=2)", "Wild (n=2)", "threshold (logit 0)"]
+        for panel, real, fakes in ((gen, g[g["set"] == "real"], [g[g["set"] == "sd"], g[g["set"] == "gan"]]),
+                                   (wild, g[(g["set"] == "wild") & (g["label"] == 0)], [g[(g["set"] == "wild") & (g["label"] == 1)]])):
+            edges = panel["edges"]
+            assert len(edges) == 41 and edges[0] <= min(g["logit"].min(), 0) and edges[-1] >= max(g["logit"].max(), 0)
+            np.testing.assert_allclose(panel["real"], density(real["logit"], edges), atol=1e-9)
+            assert len(panel["fakes"]) == len(fakes)
+            for heights, fake in zip(panel["fakes"], fakes):
+                np.testing.assert_allclose(heights, density(fake["logit"], edges), atol=1e-9)
     # the runner labels weights in full ("corvi.mini"); file names must not double the detector
     full = scores.assign(weights=scores["detector"] + "." + scores["weights"])
     assert {p.name for p in plots.score_distributions(full, tmp_path / "full")} == {p.name for p in paths}
@@ -148,3 +171,25 @@ def test_param_value_reads_fakes_only_labels_and_refuses_text_values():
         plots.param_value("resize:size=big", "size")
     with pytest.raises(plots.PlotError, match="more than once"):
         plots.param_value("jpeg:quality=75+webp:quality=50", "quality")
+
+
+def test_sweep_figure_places_values_that_are_not_numbers_in_sweep_order(scores, tmp_path, monkeypatch):
+    """`bench sweep --chain resize --param size --values 128,64x64` records a number and a text:
+    both stand at even steps with their own tick labels (this used to crash after scoring)."""
+    m = sweep_metrics(scores)
+    saved = []
+    real_save = plots._save
+    monkeypatch.setattr(plots, "_save", lambda fig, path: saved.append(fig) or real_save(fig, path))
+    x = {"webp:quality=90": 128, "webp:quality=30": "64x64", "webp:quality=60": "30-100"}
+    assert_png(plots.sweep_figure(m, "size", out_path=tmp_path / "sizes.png", x=x))
+    (ax,) = saved[0].axes
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["128", "64x64", "30-100"]
+    line = next(ln for ln in ax.get_lines() if ln.get_marker() == "o")  # the first detector's
+    avg = m[m["set"] == "avg"]
+    ap = avg[avg["detector"] == avg["detector"].iloc[0]].set_index("condition")["ap"]
+    assert list(line.get_xdata()) == [0, 1, 2]
+    assert np.allclose(line.get_ydata(), [ap["webp:quality=90"], ap["webp:quality=30"], ap["webp:quality=60"]])
+
+
+def test_param_value_skips_a_step_it_cannot_read():
+    assert plots.param_value("jpeg:quality=75+mystep:x", "quality") == 75.0

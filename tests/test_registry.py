@@ -5,6 +5,7 @@ importlib.metadata discovers the distribution exactly as it would an installed o
 """
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 
@@ -39,8 +40,27 @@ def test_scan_finds_plugin_and_reports_broken_entry_point(plugin):
 
 
 def test_plugin_is_gone_after_the_fixture(plugin_root):
-    """The fixture cleans up: other tests see the registry as installed."""
-    assert "mydet" not in registry.scan("detectors").loaded
+    """A rescan follows what is installed: the plugin appears when its folder joins sys.path and
+    is gone again once it leaves, as the `plugin` fixture relies on to clean up after a test."""
+
+    def rescan() -> set[str]:
+        importlib.invalidate_caches()
+        return set(registry.scan("detectors", refresh=True).loaded)
+
+    assert str(plugin_root) not in sys.path and "mydet" not in rescan()
+    sys.path.insert(0, str(plugin_root))
+    try:
+        assert {"mydet", "heavy"} <= rescan()
+        sys.path.remove(str(plugin_root))
+        sys.modules.pop("mini_plugin", None)
+        assert not {"mydet", "heavy"} & rescan()
+    finally:  # whatever failed, leave every group as installed for the tests that follow
+        if str(plugin_root) in sys.path:
+            sys.path.remove(str(plugin_root))
+        sys.modules.pop("mini_plugin", None)
+        importlib.invalidate_caches()
+        for kind in registry.GROUPS:
+            registry.scan(kind, refresh=True)
 
 
 @pytest.mark.slow  # two fresh interpreters that import torch and every plugin: ~10 s

@@ -3,6 +3,7 @@ post-processing parameters, failing detectors, sweeps, and resume after kill -9.
 from __future__ import annotations
 
 import json
+import random
 import sqlite3
 import subprocess
 import sys
@@ -15,8 +16,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.api import BenchError, MissingDataError
-from bench.registry import UnknownNameError
+from bench.api import BenchError, MissingDataError, derive_seed
+from bench.images import decode_image
+from bench.registry import UnknownNameError, create_chain
 from bench.runner import FAILURE_COLUMNS, SCORE_COLUMNS, RunConfig, default_detector_names, load_run, run, sweep
 from conftest import make_folder_suite, plugin_env
 
@@ -113,17 +115,28 @@ def test_native_resolution_batches_by_shape(tmp_path, plugin, folder_suite_dir):
 
 
 def test_bucket_memory_bound_with_many_sizes(tmp_path, plugin):
-    """Many distinct sizes: buckets are flushed early so memory stays bounded; all still scored."""
+    """Many distinct sizes: at most 4 * batch_size images wait in buckets; one more flushes the
+    fullest bucket early (oldest first among equals), so memory stays bounded; all still scored.
+
+    n reals of n distinct heights arrive first, then n fakes in reverse height order, each
+    completing the pair of the real of its height if that real still waits. batch_size=2 bounds
+    waiting images at 8 (tiny images: the byte bound never acts). n=8: 8 wait, no early flush, 8
+    pairs. n=9: the 9th real pushes the 1st out alone; the fakes of heights 8..1 then pair up;
+    the fake of height 0 finds its real gone and goes alone at the end."""
     from conftest import write_png
 
-    root = tmp_path / "data"
-    for i in range(12):
-        write_png(root / "real" / f"r{i}.png", (20 + i, 20), 40, 100, i)
-        write_png(root / "fake" / "g" / f"f{i}.png", (20 + i, 20), 120, 80, 100 + i)
-    det = plugin.TinyDetector()
-    res = run(_cfg(tmp_path, batch_size=2), detectors=[det], suite=plugin.load_folder(root), progress=False)
-    assert len(res.scores) == 24 and res.scores["logit"].notna().all()
-    assert all(b[0] <= 2 for b in det.batch_shapes)
+    def batches(n: int) -> Counter:
+        root = tmp_path / f"data{n}"
+        for i in range(n):
+            write_png(root / "real" / f"r{i}.png", (20 + i, 20), 40, 100, i)
+            write_png(root / "fake" / "g" / f"f{i}.png", (20 + n - 1 - i, 20), 120, 80, 100 + i)
+        det = plugin.TinyDetector(fingerprint=f"tiny-{n}")
+        res = run(_cfg(tmp_path, batch_size=2, run_name=f"n{n}"), detectors=[det], suite=plugin.load_folder(root), progress=False)
+        assert len(res.scores) == 2 * n and res.scores["logit"].notna().all()
+        return Counter(b[0] for b in det.batch_shapes)
+
+    assert batches(8) == Counter({2: 8})
+    assert batches(9) == Counter({2: 8, 1: 2})
 
 
 def test_bucket_byte_bound(tmp_path, plugin, folder_suite_dir, monkeypatch):
@@ -201,7 +214,17 @@ def test_post_processing_params_stored_and_seeded(tmp_path, plugin, folder_suite
     offsets = [json.loads(p)["offset"] for p in post["params"]]
     assert all(0 <= o <= 60 for o in offsets) and len(set(offsets)) > 3  # drawn per image
     assert (df.loc[df["condition"] == "Original", "params"] == "{}").all()
-    # a uniform brightness shift changes the logit only through clipping: the transform was applied
+    # each image is seeded from (run seed, chain name, image sha): redo every draw independently,
+    # then score the processed image directly; the stored logit is that image's, whatever was drawn
+    chain, scorer = create_chain("tinyshift:amount=60"), plugin.TinyDetector()
+    for row in post.itertuples():
+        data = Path(row.path).read_bytes()
+        image, params = chain(decode_image(data, row.path), random.Random(derive_seed(3, chain.name, row.image_sha)))
+        assert json.loads(row.params) == params, row.path
+        expected = scorer.forward(scorer.preprocess()(image).unsqueeze(0)).item()
+        assert row.logit == pytest.approx(expected, rel=1e-5, abs=1e-5), row.path
+    # a brightness shift moves TinyDetector's logit only through clipping; it does here, so the
+    # check above tells a processed image from an unprocessed one
     orig = df[df["condition"] == "Original"].set_index("path")["logit"]
     assert not np.allclose(post.set_index("path")["logit"].loc[orig.index], orig)
     # per-image seeding: same draws with workers, another order, or a subset

@@ -30,11 +30,15 @@ def table() -> pd.DataFrame:
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_golden(table, fmt):
     """The fixture (checked by eye once) must render byte for byte as stored.
-    AIGI_BENCH_UPDATE_GOLDEN=1 rewrites the files after an intended change."""
+    AIGI_BENCH_UPDATE_GOLDEN=1 rewrites the files after an intended change; that run fails on
+    purpose (it compares nothing), so only a rerun without it can be green."""
     path = GOLDEN / f"table.{EXT[fmt]}"
     text = render(table, fmt)
     if os.environ.get("AIGI_BENCH_UPDATE_GOLDEN") == "1":
+        changed = not path.exists() or path.read_text() != text
         path.write_text(text)
+        pytest.fail(f"golden file {path.name} rewritten ({'changed' if changed else 'unchanged'}); "
+                    "check the diff and rerun without AIGI_BENCH_UPDATE_GOLDEN")
     assert text == path.read_text()
 
 

@@ -346,3 +346,10 @@ def test_verify_world_names_a_manifest_without_files(tmp_path, manifest, found):
     with pytest.raises(BenchError, match=f'{found} without a "files" object') as info:
         world.verify_world(root)
     assert str(root / "manifest.json") in str(info.value)
+    assert f"delete {root} and build it again" in str(info.value)  # `build` alone refuses a damaged world
+
+
+def test_a_damaged_manifest_is_named_as_such_when_a_build_refuses_the_folder(tmp_path):
+    root = _with_manifest(tmp_path / "w", ["not", "an", "object"])
+    with pytest.raises(BenchError, match="its manifest.json is not an AIGI-mini one, or is damaged"):
+        world.build_world(root, progress=False)

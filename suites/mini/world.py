@@ -146,6 +146,7 @@ def _build_into(tmp: Path, seed: int, cfg: WorldConfig, models: dict[str, gens.C
     bar = tqdm(total=_total(cfg, len(models), len(unseen)), desc=f"build {NAME} seed {seed}", unit="img",
                disable=not progress)
     out = _Writer(tmp, bar)
+
     def G(generator: str, image: Image.Image) -> Image.Image:
         return gens.generate(models[generator], image)
 
@@ -281,9 +282,11 @@ def _check_replaceable(root: Path) -> None:
     except (BenchError, AttributeError):  # no or unreadable manifest, or one that is not an object
         is_world = False
     if not is_world:
-        raise BenchError(f"{root} holds files but is not an {NAME} world (no {NAME} manifest.json); "
-                         "a build would replace it, so choose a new or empty folder (or, if it is a world whose "
-                         "manifest was damaged, delete it yourself)")
+        why = (f"its manifest.json is not an {NAME} one, or is damaged" if (root / "manifest.json").exists()
+               else f"no {NAME} manifest.json")
+        raise BenchError(f"{root} holds files but is not an {NAME} world ({why}); a build would replace it, so "
+                         "choose a new or empty folder (or, if it is a world whose manifest was damaged, delete the "
+                         "folder yourself and build again)")
 
 
 def read_manifest(root: Path | str) -> dict[str, Any]:
@@ -353,7 +356,7 @@ def verify_world(root: Path | str) -> list[str]:
     if not isinstance(files, dict):
         found = "a JSON object" if isinstance(manifest, dict) else f"a JSON {type(manifest).__name__}"
         raise BenchError(f"{path}: damaged manifest, {found} without a \"files\" object of path -> sha256; "
-                         "rebuild the world with `bench world build`")
+                         f"delete {root} and build it again with `bench world build`")
     bad = []
     for rel, digest in files.items():
         p = root / rel
