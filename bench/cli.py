@@ -233,7 +233,7 @@ def _add_table(p: argparse.ArgumentParser) -> None:
 
 def _cmd_table(args: argparse.Namespace) -> int:
     """A table from stored scores only: nothing is recomputed."""
-    from bench.runner import load_run
+    from bench.rundir import load_run
 
     _, scores = load_run(_run_dir(args))
     text = _render_table(scores, args.format, args.metrics, args.sets, args.bootstrap)
@@ -256,7 +256,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     post-processing, from stored scores only."""
     from bench import plots
     from bench.metrics import evaluate
-    from bench.runner import load_run
+    from bench.rundir import load_run
 
     run_dir = _run_dir(args)
     _, scores = load_run(run_dir)

@@ -41,7 +41,7 @@ class RunComparison:
 def compare_runs(run_a: str | Path, run_b: str | Path, top: int = 5) -> RunComparison:
     """Match the scores of two run folders on (detector, weights, condition, image sha)."""
     from bench.metrics import evaluate
-    from bench.runner import load_run
+    from bench.rundir import load_run
     from bench.tables import render
 
     (man_a, a), (man_b, b) = load_run(run_a), load_run(run_b)

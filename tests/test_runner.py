@@ -19,7 +19,8 @@ import pytest
 from bench.api import BenchError, MissingDataError, derive_seed
 from bench.images import decode_image
 from bench.registry import UnknownNameError, create_chain
-from bench.runner import FAILURE_COLUMNS, SCORE_COLUMNS, RunConfig, default_detector_names, load_run, run, sweep
+from bench.rundir import FAILURE_COLUMNS, SCORE_COLUMNS, load_run
+from bench.runner import RunConfig, default_detector_names, run, sweep
 from conftest import make_folder_suite, plugin_env
 
 
