@@ -376,9 +376,11 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     if args.install:
         from importlib import resources
 
-        targets = {"generators": Path(str(resources.files("suites") / "mini" / "weights")),
+        from dear.pipeline import bundled_weights_dir as dear_weights
+
+        targets = {"generators": generators.bundled_weights_dir(),
                    "detectors": Path(str(resources.files("detectors") / "weights")),
-                   "dear": Path(str(resources.files("dear") / "weights"))}
+                   "dear": dear_weights()}
         for f in gens.glob("*.safetensors"):
             shutil.copy(f, targets["generators"] / f.name)
         for f in dets.glob("*.mini.*"):
