@@ -12,6 +12,7 @@ Conventions shared by the whole field and kept here:
 from __future__ import annotations
 
 import abc
+import difflib
 import hashlib
 import random
 from dataclasses import dataclass, field
@@ -30,6 +31,14 @@ FAMILIES: tuple[str, ...] = ("CNN", "CLIP", "ViT", "training-free")
 
 class BenchError(Exception):
     """An error a user can act on; the CLI prints its message without a traceback."""
+
+
+def did_you_mean(name: str, candidates: Iterable[str], n: int = 3) -> str:
+    """"; did you mean 'corvi'?" for the candidates close to a mistyped `name` (compared
+    case-insensitively: 'CORVI' is close to 'corvi'), else ""."""
+    by_lower = {c.lower(): c for c in candidates}
+    close = [by_lower[c] for c in difflib.get_close_matches(name.lower(), list(by_lower), n=n, cutoff=0.5)]
+    return f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
 
 
 class MissingWeightsError(BenchError):

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from bench import registry
-from bench.api import BenchError
+from bench.api import BenchError, did_you_mean
 from bench.cli_args import Command, count, csv_list, echo, nonnegative, torch_device
 from bench.devices import PRECISIONS
 
@@ -217,7 +217,17 @@ def _add_source(p: argparse.ArgumentParser) -> None:
 
 
 def _run_dir(args: argparse.Namespace) -> Path:
-    return args.run if args.run is not None else args.results / args.suite
+    """--run, or <results>/<suite>; a --suite with no run folder is named with the run folders
+    that are there (`bench run --run-name` and sweeps write other names)."""
+    if args.run is not None:
+        return args.run
+    run_dir = args.results / args.suite
+    if not (run_dir / "manifest.json").is_file() and args.results.is_dir():
+        runs = sorted(p.name for p in args.results.iterdir() if (p / "manifest.json").is_file())
+        if runs:
+            raise BenchError(f"{run_dir}: no run here{did_you_mean(args.suite, runs)} (run folders in {args.results}: "
+                             f"{', '.join(runs)}; pass --run for another)")
+    return run_dir
 
 
 def _add_table(p: argparse.ArgumentParser) -> None:

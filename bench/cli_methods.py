@@ -52,8 +52,10 @@ def _cmd_world(args: argparse.Namespace) -> int:
         path = world.ensure_world(seed=args.seed, root=args.root, config=config, generators_dir=args.generators_dir)
     problems = world.verify_world(path)
     if problems:
-        raise BenchError(f"world at {path} does not match its manifest: {'; '.join(problems[:5])}; "
-                         "rebuild it with `bench world build --force`")
+        again = " ".join(["bench world build --force", *(["--root", str(args.root)] if args.root else []),
+                          *(["--seed", str(args.seed)] if args.seed else []), *(["--reduced"] if args.reduced else []),
+                          *(["--generators-dir", str(args.generators_dir)] if args.generators_dir else [])])
+        raise BenchError(f"world at {path} does not match its manifest: {'; '.join(problems[:5])}; rebuild it with `{again}`")
     size = sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
     echo(f"world: {path} ({size / 2**20:.1f} MiB, verified, {time.perf_counter() - t:.1f} s)")
     return 0
@@ -198,7 +200,11 @@ def _cmd_dear(args: argparse.Namespace) -> int:
         from dear.dissect import RADResult
 
         rad = RADResult.load(args.rad)  # its detector picks the default alpha: a Rajan RAD prunes 0.3 per end
-        config = _dear_config(args, args.kind or rad.extra.get("kind") or pipeline.base_kind(rad.detector) or "corvi")
+        kind = args.kind or rad.extra.get("kind") or pipeline.base_kind(rad.detector)
+        if kind is None and args.alpha is None:
+            raise BenchError(f"{args.rad}: recorded on {rad.detector!r}, which is neither Corvi- nor Rajan-trained, so "
+                             "DEAR gives no default alpha for it; pass --alpha (or --kind corvi|rajan for theirs)")
+        config = _dear_config(args, kind or "corvi")
         args.out.mkdir(parents=True, exist_ok=True)
         gate = pipeline.prune(rad, config, args.out / "gate.npz")
         echo(f"gate: {args.out / 'gate.npz'} (keeps {int(gate.sum())} of {gate.numel()} channels, "
@@ -298,7 +304,7 @@ def _add_analyze(p: argparse.ArgumentParser) -> None:
 def _cmd_analyze(args: argparse.Namespace) -> int:
     from bench import registry
     from bench.images import write_failures
-    from bench.runner import check_detector_name
+    from bench.registry import check_detector_name
     from detectors.decomposition import decompose, plot_decomposition
 
     if not args.detectors:
@@ -333,7 +339,7 @@ DEAR = {"dear-c": "corvi", "dear-r": "rajan"}
 
 
 def _add_reproduce(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", type=Path, default=Path("results/reproduce"), help="where everything is written")
+    p.add_argument("--out", type=Path, default=Path("results/reproduce"), help="where everything is written (default: %(default)s)")
     scale = p.add_mutually_exclusive_group()  # smoke-test weights must never replace the bundled ones
     scale.add_argument("--reduced", action="store_true", help="a minute-long smoke version (CI): few steps, reduced world")
     scale.add_argument("--install", action="store_true", help="copy the results over the bundled weights of this checkout")

@@ -12,14 +12,13 @@ Detector names take a weight tag, timm style: `create_detector("corvi.mini")`.
 """
 from __future__ import annotations
 
-import difflib
 import inspect
 import re
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, Callable
 
-from bench.api import BenchError, Detector, DetectorInfo, InputPolicy, SuiteSource, Transform, WeightSpec
+from bench.api import BenchError, Detector, DetectorInfo, InputPolicy, SuiteSource, Transform, WeightSpec, did_you_mean
 
 GROUPS = {"detectors": "bench.detectors", "suites": "bench.suites", "chains": "bench.chains"}
 
@@ -136,17 +135,22 @@ def _lookup(kind: str, name: str) -> Any:
     if report is not None and name in report.errors:
         raise BenchError(f"{kind[:-1]} {name!r} is installed but failed to load: {report.errors[name]}")
     candidates = list(_entry_points(kind))  # names only: suggesting needs no imports
-    by_lower = {c.lower(): c for c in candidates}  # 'CORVI' is close to 'corvi': compare case-insensitively
-    close = [by_lower[c] for c in difflib.get_close_matches(name.lower(), list(by_lower), n=3, cutoff=0.5)]
-    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     known = ", ".join(sorted(candidates)) or "none"
-    raise UnknownNameError(f"unknown {kind[:-1]} {name!r}{hint} (known: {known})")
+    raise UnknownNameError(f"unknown {kind[:-1]} {name!r}{did_you_mean(name, candidates)} (known: {known})")
 
 
 def split_tag(name: str) -> tuple[str, str | None]:
     """'corvi.mini' -> ('corvi', 'mini'); 'corvi' -> ('corvi', None)."""
     base, _, tag = name.partition(".")
     return base, (tag or None)
+
+
+def check_detector_name(name: str) -> None:
+    """Raise UnknownNameError (with close matches) for an unknown detector or weight tag."""
+    spec = detector_spec(name)
+    tag = split_tag(name)[1]
+    if tag is not None and isinstance(spec, DetectorSpec):
+        spec.weight(tag)
 
 
 def with_default_tag(name: str) -> str:
@@ -266,9 +270,7 @@ def _check_params(name: str, factory: Any, kwargs: dict[str, Any], spec: str) ->
     listing = f"(parameters: {', '.join(known)})" if known else "(it takes no parameters)"
     for key in kwargs:
         if key not in known:
-            close = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise BenchError(f"post-processing {spec!r}: {name} has no parameter {key!r}{hint} {listing}")
+            raise BenchError(f"post-processing {spec!r}: {name} has no parameter {key!r}{did_you_mean(key, known, n=1)} {listing}")
     missing = [p.name for p in params if p.default is p.empty and p.name not in kwargs]
     if missing:
         example = ",".join(f"{m}=..." for m in missing)

@@ -173,14 +173,6 @@ def default_detector_names(weights_tag: str | None) -> list[str]:
     return names
 
 
-def check_detector_name(name: str) -> None:
-    """Raise UnknownNameError (with close matches) for an unknown detector or weight tag."""
-    spec = registry.detector_spec(name)
-    tag = registry.split_tag(name)[1]
-    if tag is not None and isinstance(spec, registry.DetectorSpec):
-        spec.weight(tag)
-
-
 def _load_suite(config: RunConfig) -> tuple[Suite, Any]:
     source = registry.get_suite(config.suite)
     missing = source.availability(config.data_root)
@@ -419,7 +411,7 @@ def _execute(config: RunConfig, detectors: list[Detector] | None, suite: Suite |
     if detectors is None and config.detectors:
         names = list(config.detectors)
         for name in names:
-            check_detector_name(name)
+            registry.check_detector_name(name)
     source = None
     if suite is None:
         suite, source = _load_suite(config)

@@ -125,8 +125,7 @@ def measure_many(
 ) -> tuple[list[SpeedResult], dict[str, str]]:
     """Build and measure each named detector; a detector that fails is reported, the rest go on."""
     from bench import registry
-    from bench.registry import with_default_tag
-    from bench.runner import check_detector_name
+    from bench.registry import check_detector_name, with_default_tag
 
     device = resolve_device(device)
     effective_precision(precision, device)  # an unknown precision fails before any detector is built

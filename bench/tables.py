@@ -26,7 +26,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import pandas as pd
 
-from bench.api import FAMILIES, BenchError
+from bench.api import FAMILIES, BenchError, did_you_mean
 from bench.metrics import condition_order
 
 HEADERS: dict[str, str] = {
@@ -81,7 +81,7 @@ def _columns(df: pd.DataFrame, metrics: tuple[str, ...], sets: Sequence[str] | N
     if sets is not None:
         unknown = sorted(set(sets) - set(cat["set"]))
         if unknown:
-            raise TableError(f"unknown set(s) {unknown}; the metrics hold {list(cat['set'])}")
+            raise TableError(f"unknown set(s) {unknown}{did_you_mean(unknown[0], cat['set'])} (the metrics hold {list(cat['set'])})")
         keep = cat["set"].isin(list(sets))
         if (keep & (cat["set_kind"] == "generator")).any():
             keep |= cat["set_kind"] == "avg"
@@ -125,7 +125,8 @@ def _layout(df: pd.DataFrame, metrics: tuple[str, ...], sets, digits: int, ci: b
         raise TableError(f"metrics table lacks column(s) {missing}: pass the output of bench.metrics.evaluate")
     bad = [m for m in metrics if m not in HEADERS]
     if bad or not metrics:
-        raise TableError(f"unknown metric(s) {bad or '(none given)'}; choose from {list(HEADERS)}")
+        hint = did_you_mean(bad[0], HEADERS) if bad else ""
+        raise TableError(f"unknown metric(s) {bad or '(none given)'}{hint} (choose from {list(HEADERS)})")
     df = df.copy()
     df["weights"] = df["weights"].fillna("").astype(str) if "weights" in df.columns else ""
     groups = _columns(df, metrics, sets)

@@ -149,6 +149,10 @@ def require_kind(base: str | Path, kind: str | None = None) -> BaseKind:
     """`kind`, else the one `base_kind` reads from the name; refuses a base DEAR cannot start
     from, and a checkpoint file whose training nobody stated."""
     _refuse_missing_file(base)
+    if not Path(str(base)).is_file():
+        from bench.registry import check_detector_name
+
+        check_detector_name(str(base))  # a typo gets close matches, not advice about --kind
     kind = kind or base_kind(base)
     if kind in KINDS:
         return kind  # type: ignore[return-value]

@@ -657,7 +657,9 @@ def train_mini(detector: str, world: Path, out: Path, config: TrainConfig | None
     if detector.endswith("-plus"):
         base_file = out / f"{detector.removesuffix('-plus')}.mini.safetensors"
         if not base_file.is_file():
-            raise BenchError(f"train_mini({detector!r}): train the base first; {base_file} is missing")
+            bundled = Path(__file__).parent / "weights" / base_file.name
+            raise BenchError(f"train_mini({detector!r}): {base_file} is missing; train the base first "
+                             f"(bench train {detector.removesuffix('-plus')} --out {out}) or copy the bundled {bundled} there")
         model = load_resnet_checkpoint(base_file)
         result = refit_head(
             model, train, val, nonneg=True, lr=config.lr, patience=config.patience, delta=config.delta, min_lr=config.min_lr,

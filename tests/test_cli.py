@@ -285,7 +285,6 @@ def test_warnings_print_as_one_line(capsys):
 @pytest.mark.parametrize("detector, extra, alpha, kept", [
     ("rajan.mini", {}, 0.3, 256 - 2 * 76), ("corvi.mini", {}, 0.2, 256 - 2 * 51), ("dear-r.mini", {}, 0.3, 104),
     ("/ckpt/model_best.pth", {"kind": "rajan"}, 0.3, 104),  # a file base: dissect records the --kind it was given
-    ("/ckpt/rajan.pth", {}, 0.2, 154),  # a file's name says nothing of its training: Corvi's alpha unless --kind
 ])  # fmt: skip
 def test_dear_prune_takes_its_default_alpha_from_the_rad(tmp_path, capsys, detector, extra, alpha, kept):
     import numpy as np
@@ -342,3 +341,28 @@ def test_sweep_names_its_chain_when_a_swept_spec_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "sweeping quality over --chain 'jpeg:quality_range=30-100'" in err
     assert "give quality or quality_range, not both" in err and not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("detector", ["npr.mini", "/ckpt/rajan.pth"])  # a file's name says nothing of its training
+def test_dear_prune_asks_for_alpha_when_the_rad_is_of_neither_base(tmp_path, capsys, detector):
+    import numpy as np
+
+    from dear.dissect import RADResult
+
+    path = RADResult(np.random.default_rng(0).normal(size=128), n_samples=10, n_batches=1, layer="layer2",
+                     detector=detector).save(tmp_path / "rad.npz")
+    assert cli.main(["dear", "prune", "--rad", str(path), "--out", str(tmp_path / "p")]) == 2
+    assert f"recorded on {detector!r}, which is neither Corvi- nor Rajan-trained" in capsys.readouterr().err
+    assert not (tmp_path / "p").exists()
+    assert cli.main(["dear", "prune", "--rad", str(path), "--out", str(tmp_path / "p"), "--alpha", "0.1"]) == 0
+    assert "keeps 104 of 128 channels, alpha 0.1/0.1" in capsys.readouterr().out
+
+
+def test_table_of_a_suite_without_a_run_names_the_run_folders_there(tmp_path, capsys):
+    for name in ("mini", "mini-sweep-webp-quality"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "manifest.json").write_text("{}")
+    (tmp_path / "weights").mkdir()  # not a run folder
+    assert cli.main(["table", "--suite", "mimi", "--results", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "no run here; did you mean 'mini'?" in err and "run folders in" in err and "weights" not in err

@@ -873,6 +873,8 @@ def test_base_kind_is_read_from_registry_names_only(tmp_path):
     assert require_kind(ckpt, "corvi") == "corvi" and require_kind("rajan-plus.mini") == "rajan"
     with pytest.raises(BenchError, match="rajan_ft.pth: a base checkpoint file needs --kind"):
         require_kind(ckpt)
+    with pytest.raises(BenchError, match="unknown detector 'corvy'; did you mean 'corvi'"):
+        require_kind("corvy.mini", "corvi")  # a typo is named as one, even with --kind
 
 
 def test_cli_stages_refuse_an_unstated_checkpoint_before_any_work(tmp_path, capsys):

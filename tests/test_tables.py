@@ -206,6 +206,8 @@ def test_columns_and_set_filter(table):
     assert [c.strip() for c in head.strip("|").split("|")] == ["Detector", "Wild AUC"]
     with pytest.raises(TableError, match="unknown set"):
         render(table, sets=["nope"])
+    with pytest.raises(TableError, match=r"unknown set\(s\) \['gann'\]; did you mean 'gan'\?"):
+        render(table, sets=["gann"])
 
 
 def test_bad_options(table):
@@ -213,6 +215,8 @@ def test_bad_options(table):
         render(table, "rtf")
     with pytest.raises(TableError, match="unknown metric"):
         render(table, metrics=("f1",))
+    with pytest.raises(TableError, match=r"\['aucc'\]; did you mean 'auc'"):
+        render(table, metrics=("aucc",))
     with pytest.raises(TableError, match="lacks column"):
         render(table.drop(columns=["family"]))
 

@@ -12,7 +12,7 @@ import torch
 
 from bench.api import MissingWeightsError, WeightSpec
 from bench.registry import create_detector
-from bench.weights import bundled_path, load_state, resolve, sha256_file
+from bench.weights import bundled_path, load_state, resolve, save_state, sha256_file
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 BUNDLED = ["corvi", "rajan", "corvi-plus", "rajan-plus", "npr", "dear-r"]
@@ -164,3 +164,19 @@ def test_concurrent_saves_into_one_folder_do_not_collide(tmp_path):
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(lambda n: save_state({"w": torch.full((64, 64), float(len(n)))}, tmp_path / n), names))
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)
+
+
+@pytest.mark.parametrize("name", ["w.safetensors", "w.pth"])
+def test_saved_weights_are_readable_by_others_under_the_umask(tmp_path, name):
+    """safetensors creates owner-only (0600) files; a checkpoint in a shared results folder or
+    install must get the mode any file written with `open` gets (0644 under umask 022)."""
+    import os
+    import stat
+
+    from bench.files import PLAIN_FILE_MODE
+
+    save_state({"w": torch.zeros(2)}, tmp_path / name)
+    mask = os.umask(0)
+    os.umask(mask)
+    assert PLAIN_FILE_MODE == 0o666 & ~mask
+    assert stat.S_IMODE((tmp_path / name).stat().st_mode) == PLAIN_FILE_MODE

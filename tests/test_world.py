@@ -353,3 +353,20 @@ def test_a_damaged_manifest_is_named_as_such_when_a_build_refuses_the_folder(tmp
     root = _with_manifest(tmp_path / "w", ["not", "an", "object"])
     with pytest.raises(BenchError, match="its manifest.json is not an AIGI-mini one, or is damaged"):
         world.build_world(root, progress=False)
+
+
+def test_a_tampered_world_names_the_rebuild_command_with_the_options_given(built, tmp_path, capsys, generators_dir):
+    import shutil
+
+    from bench.cli import main
+
+    if generators_dir is not None:
+        pytest.skip("the bundled generator weights are absent; a CLI build would rebuild from them")
+    root = tmp_path / "copy"
+    shutil.copytree(built, root)
+    with open(root / "test" / "real" / "0000.png", "ab") as f:
+        f.write(b"x")
+    assert main(["world", "build", "--root", str(root), "--seed", "3", "--reduced"]) == 2
+    err = capsys.readouterr().err
+    assert "does not match its manifest: test/real/0000.png" in err
+    assert f"`bench world build --force --root {root} --seed 3 --reduced`" in err
