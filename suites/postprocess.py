@@ -146,8 +146,8 @@ class _Compression:
             if self.quality_range is not None:
                 raise TransformParamError(f"{self._key}: give quality or quality_range, not both")
             object.__setattr__(self, "quality", _quality(self.quality, f"{self._key} quality"))
-        rng = (30, 100) if self.quality_range is None else self.quality_range
-        object.__setattr__(self, "quality_range", _quality_range(rng, f"{self._key} quality_range"))
+        drawn_from = (30, 100) if self.quality_range is None else self.quality_range
+        object.__setattr__(self, "quality_range", _quality_range(drawn_from, f"{self._key} quality_range"))
 
     @property
     def name(self) -> str:
