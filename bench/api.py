@@ -1,8 +1,9 @@
 """The contracts between the parts of aigi-bench.
 
 Everything that crosses a folder boundary is defined here: a detector, an image record and
-image set, a suite, a post-processing transform. The core (`bench/`) only knows these types;
-`detectors/`, `suites/` and `dear/` implement them and come in through entry points.
+image set, a suite, a post-processing transform, a frozen backbone under a linear head, and the
+folders a detector is trained on. The core (`bench/`) only knows these types; `detectors/`,
+`suites/` and `dear/` implement them and come in through entry points.
 
 Conventions shared by the whole field and kept here:
 - a detector returns one float *logit* per image, positive = fake, logit 0 = probability 0.5
@@ -16,6 +17,7 @@ import difflib
 import hashlib
 import random
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterable, Literal, Protocol, runtime_checkable
 
 import numpy as np
@@ -122,22 +124,36 @@ class Detector(abc.ABC):
         return self
 
     def score(self, images: Iterable[Any], batch_size: int = 16) -> np.ndarray:
-        """Logits for PIL images, in input order; images of equal tensor shape share a batch."""
-        import torch
+        """Logits for PIL images, in input order, through the runner's batching
+        (`bench.batching`): the one place that groups tensors of equal shape."""
+        from bench.batching import score_images
 
-        prep = self.preprocess()
-        tensors = [prep(im) for im in images]
-        out = np.empty(len(tensors), dtype=np.float64)
-        by_shape: dict[tuple[int, ...], list[int]] = {}
-        for i, t in enumerate(tensors):
-            by_shape.setdefault(tuple(t.shape), []).append(i)
-        with torch.inference_mode():
-            for idx in by_shape.values():
-                for s in range(0, len(idx), batch_size):
-                    chunk = idx[s : s + batch_size]
-                    batch = torch.stack([tensors[i] for i in chunk]).to(self.device)
-                    out[chunk] = self.forward(batch).float().cpu().numpy().reshape(-1)
-        return out
+        return score_images(self, images, batch_size)
+
+
+@runtime_checkable
+class LinearHeadModel(Protocol):
+    """A frozen backbone under a linear head: what `detectors.head.refit_head` refits
+    (Stay-Positive's clamp, DEAR's gated refit, the probes' linear heads).
+
+    - `pooled(x)`: (B, D) features the head reads, after the feature gate;
+    - `head`: the `torch.nn.Linear(D, 1)` to replace;
+    - `gate`: a `detectors.head.FeatureGate` over the D features (all ones: no gate);
+    - `normalization`: the (mean, std) its inputs are normalised with, so training
+      augmentations end the way the detector's own preprocessing does;
+    - calling the model on (B, 3, H, W) returns `head(pooled(x))` as (B,) logits in eval mode.
+    """
+
+    num_features: int
+    normalization: tuple[tuple[float, float, float], tuple[float, float, float]]
+
+    def pooled(self, x: Any) -> Any: ...
+
+    @property
+    def head(self) -> Any: ...
+
+    @property
+    def gate(self) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -204,6 +220,23 @@ class Suite:
     @property
     def records(self) -> list[ImageRecord]:
         return [r for s in self.sets for r in s.records]
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """The folders a detector is trained (or its head refit) on: the contract between whoever
+    lays data out (the AIGI-mini world, a user's folder) and the trainers (detectors, dear).
+
+    `paired`: `train_fake` holds a same-name reconstruction of each `train_real` image, batched
+    together (Rajan's synced batches); otherwise the fakes are unpaired (Corvi). `diag` is DEAR's
+    diagnostic set (inpainted composites and their masks), when there is one."""
+
+    train_real: Path
+    train_fake: Path
+    val_real: Path
+    val_fake: Path
+    paired: bool = False
+    diag: Path | None = None
 
 
 @runtime_checkable

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, Callable
 
-from bench.api import BenchError, Detector, DetectorInfo, InputPolicy, SuiteSource, Transform, WeightSpec, did_you_mean
+from bench.api import FAMILIES, BenchError, Detector, DetectorInfo, InputPolicy, SuiteSource, Transform, WeightSpec, did_you_mean
 
 GROUPS = {"detectors": "bench.detectors", "suites": "bench.suites", "chains": "bench.chains"}
 
@@ -29,12 +29,24 @@ class UnknownNameError(BenchError):
 
 @dataclass(frozen=True)
 class DetectorSpec:
-    """A registered detector: its metadata, weight tags and factory `make(weights_tag, **kw)`."""
+    """A registered detector: its metadata, weight tags and builder.
+
+    `make` is a callable `make(weights_tag, **kw) -> Detector`, or the text "module:function" of
+    a builder imported on first build and called as `function(spec, weights_tag, **kw)` (one
+    builder serves a family). With the text form, listing and checking names imports no model
+    code (no torch): the built-in catalogs (`detectors.catalog`, `dear.catalog`) use it.
+
+    `trained_as` names the training recipe of the backbone ("corvi", "rajan", "npr"), which
+    methods that start from a trained detector read (DEAR's defaults). `tiny` builds a small
+    random-weight instance of the same architecture, for the contract tests of a family whose
+    weights cannot be on a fresh machine (same two forms as `make`; None: a bundled tag serves)."""
 
     info: DetectorInfo
-    make: Callable[..., Detector]
+    make: Callable[..., Detector] | str
     weights: tuple[WeightSpec, ...] = ()
     default_weights: str | None = None
+    trained_as: str | None = None
+    tiny: Callable[..., Detector] | str | None = None
 
     @property
     def name(self) -> str:
@@ -49,7 +61,29 @@ class DetectorSpec:
         )
 
     def __call__(self, weights: str | None = None, **kwargs: Any) -> Detector:
-        return self.make(weights or self.default_weights, **kwargs)
+        tag = weights or self.default_weights
+        if isinstance(self.make, str):
+            return resolve_object(self.make)(self, tag, **kwargs)
+        return self.make(tag, **kwargs)
+
+    def build_tiny(self, **kwargs: Any) -> Detector:
+        """The small random-weight instance of `tiny` (contract tests)."""
+        if self.tiny is None:
+            raise BenchError(f"detector {self.name!r} declares no tiny test model")
+        return resolve_object(self.tiny)(self, **kwargs) if isinstance(self.tiny, str) else self.tiny(**kwargs)
+
+
+def resolve_object(reference: str) -> Any:
+    """The object named by "package.module:attribute"."""
+    import importlib
+
+    module, sep, attr = reference.partition(":")
+    if not sep:
+        raise ValueError(f"expected 'module:attribute', got {reference!r}")
+    obj: Any = importlib.import_module(module)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
 
 
 def register(
@@ -62,16 +96,29 @@ def register(
     calibrated: bool = True,
     input: InputPolicy = InputPolicy(),
     description: str = "",
-) -> Callable[[Callable[..., Detector]], DetectorSpec]:
-    """Decorator turning a factory `make(weights_tag, **kw) -> Detector` into a DetectorSpec."""
+    trained_as: str | None = None,
+    tiny: Callable[..., Detector] | str | None = None,
+) -> Callable[[Callable[..., Detector] | str], DetectorSpec]:
+    """Decorator turning a factory `make(weights_tag, **kw) -> Detector` into a DetectorSpec;
+    `register(...)("module:function")` gives the lazily imported form (see DetectorSpec)."""
+    return lambda make: detector_spec_of(name, display_name, family, make, weights=weights, default_weights=default_weights,
+                                         calibrated=calibrated, input=input, description=description, trained_as=trained_as,
+                                         tiny=tiny)
+
+
+def detector_spec_of(
+    name: str, display_name: str, family: str, make: Callable[..., Detector] | str, *,
+    weights: tuple[WeightSpec, ...] = (), default_weights: str | None = None, calibrated: bool = True,
+    input: InputPolicy = InputPolicy(), description: str = "", trained_as: str | None = None,
+    tiny: Callable[..., Detector] | str | None = None,
+) -> DetectorSpec:
+    """A DetectorSpec, its name and family checked (what `register` builds)."""
     if not re.fullmatch(r"[a-z0-9][a-z0-9_\-]*", name):
         raise ValueError(f"detector names are lowercase ASCII: {name!r}")
+    if family not in FAMILIES:
+        raise ValueError(f"detector {name!r}: family {family!r} is not one of {', '.join(FAMILIES)}")
     info = DetectorInfo(name, display_name, family, calibrated, input, description)
-
-    def wrap(make: Callable[..., Detector]) -> DetectorSpec:
-        return DetectorSpec(info, make, tuple(weights), default_weights or (weights[0].tag if weights else None))
-
-    return wrap
+    return DetectorSpec(info, make, tuple(weights), default_weights or (weights[0].tag if weights else None), trained_as, tiny)
 
 
 @dataclass

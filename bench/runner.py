@@ -35,6 +35,7 @@ import pandas as pd
 
 from bench import registry
 from bench.api import FAKE, FAKES_ONLY, ORIGINAL, POST_PROCESSED, REAL, BadImageError, BenchError, Detector, ImageRecord, MissingDataError, Suite, Transform, derive_seed
+from bench.batching import ShapeBatcher
 from bench.devices import cache_suffix, compute_precision, effective_precision, offload, resolve_device
 from bench.rundir import FAILURE_COLUMNS, SCORE_COLUMNS, write_run
 from bench.store import ScoreRow, ScoreStore, params_json, sha256_bytes
@@ -42,7 +43,6 @@ from bench.store import ScoreRow, ScoreStore, params_json, sha256_bytes
 log = logging.getLogger("bench")
 
 ORIGINAL_KEY = "original"
-PENDING_BYTES = 256 * 2**20  # preprocessed tensors held back waiting for a same-shape batch
 
 
 @dataclass
@@ -278,19 +278,13 @@ def _score_detector(
         dataset, batch_size=None, shuffle=False, num_workers=config.workers, collate_fn=_identity,
         pin_memory=on_cuda, persistent_workers=False,
     )
-    buckets: dict[tuple[Any, ...], list[_Item]] = {}
-    pending, pending_bytes = 0, 0  # what the buckets hold, kept by add and flush
+    batcher: ShapeBatcher[_Item] = ShapeBatcher(config.batch_size)  # exact shapes: no resizing, no padding
     computed = 0
     bar = tqdm(total=len(work), unit="img", desc=f"{det.info.name}", disable=not progress, dynamic_ncols=True)
 
-    def nbytes(item: _Item) -> int:
-        return item.tensor.nelement() * item.tensor.element_size()
-
-    def flush(key: tuple[Any, ...]) -> None:
-        nonlocal computed, pending, pending_bytes
-        items = buckets.pop(key)
-        pending, pending_bytes = pending - len(items), pending_bytes - sum(map(nbytes, items))
-        shape = (len(items), *key)
+    def flush(items: list[_Item]) -> None:
+        nonlocal computed
+        shape = (len(items), *items[0].tensor.shape)
         try:
             batch = torch.stack([it.tensor for it in items]).to(device, non_blocking=on_cuda)
             with torch.inference_mode():
@@ -321,18 +315,11 @@ def _score_detector(
                     store.record_failure(path, fp, conds[cond].store_key, item.error)
                     bar.update(1)
                     continue
-                # Bucket by exact tensor shape: no resizing, no padding. Conditions may share a batch
-                # (each item carries its own condition key).
-                key = tuple(item.tensor.shape)
-                buckets.setdefault(key, []).append(item)
-                pending, pending_bytes = pending + 1, pending_bytes + nbytes(item)
-                if len(buckets[key]) >= config.batch_size:
-                    flush(key)
-                # Many distinct sizes (post-processed images rarely share one): bound what waits.
-                while pending > 4 * config.batch_size or pending_bytes > PENDING_BYTES:
-                    flush(max(buckets, key=lambda k: len(buckets[k])))
-            for key in list(buckets):
-                flush(key)
+                # Conditions may share a batch (each item carries its own condition key).
+                for batch in batcher.add(item):
+                    flush(batch)
+            for batch in batcher.drain():
+                flush(batch)
     finally:
         bar.close()
     return computed
@@ -406,7 +393,6 @@ def _execute(config: RunConfig, detectors: list[Detector] | None, suite: Suite |
         log.warning("precision %s applies to CUDA only; on %s the run computes in %s", config.precision, device, precision)
     pairs = conditions_for(config)
     conds: list[Condition] = [c for c, _ in pairs]
-    transforms: list[Transform | None] = [t for _, t in pairs]
     names: list[str] | None = None
     if detectors is None and config.detectors:
         names = list(config.detectors)
@@ -447,46 +433,86 @@ def _execute(config: RunConfig, detectors: list[Detector] | None, suite: Suite |
     _warn_if_replacing(run_dir, [_label(d) for d in built], [c.key for c in conds])
     copies = _load_copies(config, suite, source) if any(c.copies for c in conds) else None
     records_of = [list(copies.records if c.copies else suite.records) for c in conds]  # per condition
-    unreadable: dict[str, str] = {}
     config.out.mkdir(parents=True, exist_ok=True)
     with ScoreStore.in_dir(config.out) as store:
-        paths = list(dict.fromkeys(r.path for recs in records_of for r in recs))
-        sha_of = dict(zip(paths, _hash_all(store, paths, unreadable, progress)))
-        path_of = {s: p for p, s in sha_of.items() if s is not None}
-        stats: list[dict[str, Any]] = []
-        for det in built:
-            label = _label(det)
-            fp = _score_key(det, precision)
-            t0 = time.perf_counter()
-            computed = 0
-            todo = 0
-            try:
-                det.to(device)
-                work: list[tuple[str, str, int]] = []
-                queued: set[tuple[str, str]] = set()  # (sha, store key): a copy equal to its original is scored once
-                for ci, cond in enumerate(conds):
-                    wanted = [s for s in dict.fromkeys(sha_of[r.path] for r in records_of[ci] if not cond.fakes_only or r.label == FAKE)
-                              if s is not None and (s, cond.store_key) not in queued]
-                    have = store.get_many(fp, cond.store_key, wanted)
-                    work += [(path_of[s], s, ci) for s in wanted if s not in have]
-                    queued.update((s, cond.store_key) for s in wanted)
-                todo = len(work)
-                if work:
-                    computed = _score_detector(det, fp, work, conds, transforms, store, config, device, progress)
-            except _DetectorFailed as exc:
-                errors[label] = str(exc)
-            except Exception as exc:  # never lose the other detectors' work
-                errors[label] = f"{type(exc).__name__}: {exc}"
-            finally:
-                offload(det, device)
-            if label in errors:
-                log.warning("detector %s stopped; its finished batches are kept (reason in the run's errors)", label)
-            stats.append({"detector": label, "to_compute": todo, "computed": computed, "seconds": round(time.perf_counter() - t0, 3)})
-        scores, failures = _assemble(store, suite, built, conds, records_of, sha_of, path_of, unreadable, precision)
+        scores, failures, stats = _score_all(store, suite, built, pairs, records_of, config, device, precision, progress, errors)
 
     manifest = _manifest(config, suite, source, built, conds, device, precision, started, stats, scores, failures, errors, extra)
     write_run(run_dir, manifest, scores, failures)
     return RunResult(run_dir, scores, failures, errors, manifest)
+
+
+def _score_all(
+    store: ScoreStore, suite: Suite, built: list[Detector], pairs: list[tuple[Condition, Transform | None]],
+    records_of: list[list[ImageRecord]], config: RunConfig, device: str, precision: str, progress: bool,
+    errors: dict[str, str],
+) -> tuple[pd.DataFrame, pd.DataFrame, list[dict[str, Any]]]:
+    """Score what the store lacks for every detector and condition, then read the scores table
+    back from the store. A detector that fails lands in `errors`; the others go on."""
+    conds = [c for c, _ in pairs]
+    transforms = [t for _, t in pairs]
+    unreadable: dict[str, str] = {}
+    paths = list(dict.fromkeys(r.path for recs in records_of for r in recs))
+    sha_of = dict(zip(paths, _hash_all(store, paths, unreadable, progress)))
+    path_of = {s: p for p, s in sha_of.items() if s is not None}
+    stats: list[dict[str, Any]] = []
+    for det in built:
+        label = _label(det)
+        fp = _score_key(det, precision)
+        t0 = time.perf_counter()
+        computed = 0
+        todo = 0
+        try:
+            det.to(device)
+            work: list[tuple[str, str, int]] = []
+            queued: set[tuple[str, str]] = set()  # (sha, store key): a copy equal to its original is scored once
+            for ci, cond in enumerate(conds):
+                wanted = [s for s in dict.fromkeys(sha_of[r.path] for r in records_of[ci] if not cond.fakes_only or r.label == FAKE)
+                          if s is not None and (s, cond.store_key) not in queued]
+                have = store.get_many(fp, cond.store_key, wanted)
+                work += [(path_of[s], s, ci) for s in wanted if s not in have]
+                queued.update((s, cond.store_key) for s in wanted)
+            todo = len(work)
+            if work:
+                computed = _score_detector(det, fp, work, conds, transforms, store, config, device, progress)
+        except _DetectorFailed as exc:
+            errors[label] = str(exc)
+        except Exception as exc:  # never lose the other detectors' work
+            errors[label] = f"{type(exc).__name__}: {exc}"
+        finally:
+            offload(det, device)
+        if label in errors:
+            log.warning("detector %s stopped; its finished batches are kept (reason in the run's errors)", label)
+        stats.append({"detector": label, "to_compute": todo, "computed": computed, "seconds": round(time.perf_counter() - t0, 3)})
+    scores, failures = _assemble(store, suite, built, conds, records_of, sha_of, path_of, unreadable, precision)
+    return scores, failures, stats
+
+
+def score_suite(suite: Suite, detectors: list[Detector], config: RunConfig | None = None, *, progress: bool = False,
+                store: ScoreStore | None = None) -> RunResult:
+    """Score a loaded suite with built detectors the way `run` does (same decoding, seeding,
+    batching, failures), without a run folder: for analyses that need a scores table.
+
+    `config` supplies the conditions, seed, device and batching (default: the original images,
+    on CPU, in this process); `store` defaults to a throwaway in-memory one, so models without a
+    weights fingerprint never share cached scores. `RunResult.run_dir` is empty."""
+    config = config or RunConfig(suite=suite.name, device="cpu", workers=0)
+    device = resolve_device(config.device)
+    precision = effective_precision(config.precision, device)
+    pairs = conditions_for(config)
+    if any(c.copies for c, _ in pairs):
+        raise BenchError("score_suite scores a loaded suite; stored processed copies need `run`")
+    records_of = [list(suite.records) for _ in pairs]
+    errors: dict[str, str] = {}
+    owned = store is None
+    store = store or ScoreStore(":memory:")
+    try:
+        scores, failures, _ = _score_all(store, suite, list(detectors), pairs, records_of, config, device, precision,
+                                         progress, errors)
+    finally:
+        if owned:
+            store.close()
+    return RunResult(Path(), scores, failures, errors)
 
 
 def _warn_if_replacing(run_dir: Path, detectors: list[str], conditions: list[str]) -> None:

@@ -123,3 +123,12 @@ def save_state(state: dict[str, Any], path: str | os.PathLike) -> None:
             import torch
 
             torch.save(state, str(tmp))
+
+
+def resolve_tag(spec: Any, tag: str | None, path: str | os.PathLike | None = None) -> tuple[str, Path, str]:
+    """(tag, file, sha256 fingerprint) of `spec.name.tag` (a `bench.registry.DetectorSpec`; its
+    default tag when None); an explicit `path` takes precedence over the weights folder and the
+    bundled file. What every detector builder calls first."""
+    tag = tag or spec.default_weights
+    file = resolve(spec.name, spec.weight(tag), path)
+    return tag, file, sha256_file(file)

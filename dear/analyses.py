@@ -24,13 +24,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from bench.api import AVG, BenchError, DetectorInfo
-from bench.metrics import METRIC_COLUMNS
-from dear.dissect import RADResult, diagnostic_pairs, layer_activations, ungated
-from dear.pipeline import DearConfig, default_world, dissect, load_base_model, prune, refine_stage, warn_if_other_detector
+from bench.api import AVG, BenchError, DetectorInfo, TrainingData
+from dear.config import KINDS, DearConfig, default_world
+from dear.dissect import diagnostic_pairs, layer_activations, ungated
+from dear.pipeline import dissect, load_base_model, prune, refine_stage, warn_if_other_detector
 from dear.prune import KEPT, count_bands
-from dear.refine import RefineData, refine_loaders
-from detectors.preprocess import ImageNetNormalize
+from dear.rad import RADResult
+from dear.refine import refine_loaders, world_data
+from detectors.preprocess import Normalize
 from detectors.resnet import GatedResNet, ResNetDetector
 
 
@@ -52,7 +53,7 @@ def _save(fig: Any, path: Path) -> None:
 
 def _activations(model: GatedResNet, image, layer: str, device: str) -> torch.Tensor:
     """(C, h, w) ungated activations of `layer` for one PIL image at native resolution."""
-    x = ImageNetNormalize()(image)[None].to(device)
+    x = Normalize(*model.normalization)(image)[None].to(device)
     with torch.no_grad(), ungated(model):
         return layer_activations(model.eval().to(device), x, layer)[0].float().cpu()
 
@@ -194,37 +195,25 @@ def activation_maps(
 
 
 def evaluate(model: GatedResNet, world: Path, label: str, suites: Sequence[str] = ("mini",), device: str = "cpu") -> pd.DataFrame:
-    """Per-set metrics (bench.metrics, percent) of `model` on a suite's scored sets (each against
-    its real set), plus an 'avg' row: the mean over generator sets only, as bench.metrics'
-    Avg (in-the-wild sets keep their own rows, as DEAR reports them apart); column `model` = `label`."""
-    from bench.images import load_image
-    from bench.metrics import compute_all
+    """Per-set metrics (percent) of `model` on each suite's scored sets, plus the 'avg' row over
+    generator sets (in-the-wild sets keep their own rows, as DEAR reports them apart): the
+    runner's scoring (`bench.runner.score_suite`) and `bench.metrics.evaluate`, as `bench run`
+    and `bench table` compute them. Columns: model (= `label`), suite, set, kind, the metrics."""
+    from bench.metrics import METRIC_COLUMNS, evaluate as metrics_of
     from bench.registry import get_suite
+    from bench.runner import RunConfig, score_suite
 
-    det = ResNetDetector(model.eval(), DetectorInfo(label, label, "CNN"), label).to(device)
-    rows = []
+    det = ResNetDetector(model.eval(), DetectorInfo(label, label, "CNN"), label)
+    frames = []
     for suite_name in suites:
         suite = get_suite(suite_name).load(data_root=world)
-        cache: dict[str, np.ndarray] = {}
-
-        def logits(set_name: str) -> np.ndarray:
-            if set_name not in cache:
-                cache[set_name] = det.score([load_image(r.path) for r in suite.set(set_name).records])
-            return cache[set_name]
-
-        gen_rows = []
-        for s in suite.sets:
-            if s.real_set is None:
-                continue
-            real, fake = logits(s.real_set), logits(s.name)
-            m = compute_all(np.r_[np.zeros(len(real), int), np.ones(len(fake), int)], np.r_[real, fake])
-            rows.append({"model": label, "suite": suite_name, "set": s.name, "kind": s.kind, **m})
-            if s.kind == "generator":
-                gen_rows.append(rows[-1])
-        if gen_rows:
-            avg = {k: float(np.mean([r[k] for r in gen_rows])) for k in METRIC_COLUMNS}
-            rows.append({"model": label, "suite": suite_name, "set": AVG, "kind": "avg", **avg})
-    return pd.DataFrame(rows)
+        result = score_suite(suite, [det], RunConfig(suite=suite_name, device=device, workers=0))
+        if result.errors:
+            raise BenchError(f"{label} on {suite_name}: {'; '.join(result.errors.values())}")
+        table = metrics_of(result.scores)
+        frames.append(pd.DataFrame({"model": label, "suite": suite_name, "set": table["set"],
+                                    "kind": table["set_kind"], **{m: table[m] for m in METRIC_COLUMNS}}))
+    return pd.concat(frames, ignore_index=True)
 
 
 # --------------------------------------------------------------------------- (e) refit probe
@@ -232,8 +221,8 @@ def evaluate(model: GatedResNet, world: Path, label: str, suites: Sequence[str] 
 
 def refit_probe(
     model: GatedResNet,
-    gate: torch.Tensor,
-    data: RefineData,
+    gate: Any,
+    data: TrainingData,
     out_dir: Path,
     *,
     batches: int = 30,
@@ -249,14 +238,14 @@ def refit_probe(
     step budget, are what the refit cannot get past. Writes refit_probe.csv and .png."""
     from sklearn.linear_model import LogisticRegression
 
-    from detectors.training import balanced_accuracy, epoch_batches
+    from detectors.fit import balanced_accuracy, epoch_batches
 
     config = config or DearConfig()
     model = model.to(device).eval()
     model.gate.set_(gate)
     torch.manual_seed(config.seed)
     train, inpaint, val = refine_loaders(data, batch_size=config.batch_size, inpaint_batch_size=config.inpaint_batch_size,
-                                         crop=config.crop, seed=config.seed)
+                                         crop=config.crop, seed=config.seed, normalization=model.normalization)
 
     def features(batches_of: Any) -> tuple[np.ndarray, np.ndarray]:
         xs, ys = [], []
@@ -315,7 +304,7 @@ def alpha_sensitivity(
     out_dir.mkdir(parents=True, exist_ok=True)
     world = Path(world) if world is not None else default_world()
     model, kind, label = load_base_model(base, kind)
-    data = RefineData.from_world(world, kind)
+    data = world_data(world, kind)
     frames = [evaluate(model, world, f"{label} (base)", suites, config.device).assign(alpha=np.nan)]
     if rad is not None:
         r = RADResult.load(rad)
@@ -362,37 +351,38 @@ def inpaint_ablation(
 ) -> pd.DataFrame:
     """Train a mini res50nodown from scratch the `kind` way with the diagnostic composites as
     extra fakes (Corvi: added unpaired; Rajan: each paired with the training real it came from,
-    same file name), via `detectors.training.train_detector`; evaluate it next to `compare`
+    same file name), via `detectors.fit.train_detector`; evaluate it next to `compare`
     ({label: detector name or DEAR checkpoint}, e.g. the base and DEAR models).
     Writes <kind>-inpaint.mini.pth (DEAR layout, gate ones), <kind>-inpaint.json (the training
     history, `TrainResult`) and inpaint_ablation.csv/.png."""
     from bench.registry import create_detector
     from dear.checkpoint import load_dear, save_dear
-    from detectors.resnet import build_res50nodown
-    from detectors.training import (
-        af_augmentation, labeled_items, mini_config, paired_items, train_detector, train_loader, validation_loader,
-    )
+    from detectors.augment import af_augmentation
+    from detectors.data import training_loaders
+    from detectors.fit import train_detector
+    from detectors.mini import mini_config
+    from detectors.resnet import GatedResNet as Model, build_res50nodown
+    from suites.mini.layout import WorldLayout
 
-    if kind not in ("corvi", "rajan"):
-        raise BenchError(f"inpaint ablation is for 'corvi' or 'rajan', not {kind!r}")
+    if kind not in KINDS:
+        raise BenchError(f"inpaint ablation is for {' or '.join(map(repr, KINDS))}, not {kind!r}")
     world = Path(world) if world is not None else default_world()
     cfg = train_config or mini_config(kind)
-    data = RefineData.from_world(world, kind)
+    paired = kind == "rajan"
+    data = WorldLayout(world).training_data(paired=paired)  # validates the way the base trains (Rajan: val/recon)
     diag = [p for p, _ in diagnostic_pairs(data.diag)]
     torch.manual_seed(cfg.seed)
-    paired = kind == "rajan"
     if paired:  # each composite with the training real it was made from: the world's diag/ keeps the real's name
         orphans = [p.name for p in diag if not (data.train_real / p.name).is_file()]
         if orphans:
             raise BenchError(f"{data.diag}: the Rajan ablation pairs each composite with the training real of the same "
                              f"name in {data.train_real}; none for {len(orphans)} composite(s), e.g. {orphans[0]}")
-        items: list[tuple[Path, Any]] = paired_items(data.train_real, data.train_fake) + [(data.train_real / p.name, p) for p in diag]
-        val_fake = world / "val" / "recon"
+        extra: list[tuple[Path, Any]] = [(data.train_real / p.name, p) for p in diag]
     else:
-        items = labeled_items(data.train_real, data.train_fake) + [(p, 1) for p in diag]
-        val_fake = data.val_fake
-    train = train_loader(items, af_augmentation(crop=cfg.crop), cfg.batch_size, paired=paired, seed=cfg.seed, num_workers=cfg.num_workers)
-    val = validation_loader(labeled_items(data.val_real, val_fake), ImageNetNormalize(), cfg.val_batch_size, cfg.num_workers)
+        extra = [(p, 1) for p in diag]
+    train, val = training_loaders(data, af_augmentation(crop=cfg.crop, normalization=Model.normalization),
+                                  Normalize(*Model.normalization), cfg.batch_size, seed=cfg.seed, num_workers=cfg.num_workers,
+                                  val_batch_size=cfg.val_batch_size, extra_items=extra)
     model = build_res50nodown("mini", drop_rate=cfg.drop_rate)
     result = train_detector(model, train, val, cfg)
     out_dir = Path(out_dir)

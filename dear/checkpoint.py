@@ -15,7 +15,8 @@ import torch
 
 from bench.api import BenchError
 from bench.weights import load_state, save_state
-from detectors.resnet import GatedResNet, gate_problem, load_resnet_checkpoint
+from detectors.gates import gate_problem
+from detectors.resnet import GatedResNet, load_resnet_checkpoint
 
 GATE_KEY = "gate.gate"
 

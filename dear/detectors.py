@@ -1,59 +1,37 @@
-"""DEAR-c and DEAR-r as registered detectors (entry points `dear-c`, `dear-r`).
+"""The builder of DEAR-c and DEAR-r (registered in `dear.catalog`).
 
 A DEAR detector is the base ResNet-50 nodown with a fixed 0/1 channel gate on layer4 and a
 refit head; at test time it is the base detector's pipeline (ToTensor + ImageNet
 normalisation at native resolution, logit > 0 = fake; dahyedahye/dear `pipelines/utils.py`),
-so `detectors.resnet.ResNetDetector` serves it unchanged. Official weights:
-Hugging Face `k-aisi-anti-deepfake/dear-checkpoints`, `dear_c/model_best.pth`, `dear_r/model_best.pth`.
+so `detectors.resnet.ResNetDetector` serves it unchanged.
 """
 from __future__ import annotations
 
 import os
+from typing import Any
 
-from bench.api import InputPolicy, WeightSpec
-from bench.registry import DetectorSpec, register
+from bench.weights import resolve_tag
 from dear.checkpoint import load_dear
-from detectors.resnet import ResNetDetector, resolve_weights
-
-HF_REPO = "k-aisi-anti-deepfake/dear-checkpoints"
+from detectors.resnet import ResNetDetector
 
 
-def _weights(name: str, folder: str, base: str, alpha: float) -> tuple[WeightSpec, ...]:
-    return (
-        WeightSpec(
-            "official", "model_best.pth", hf_repo=HF_REPO, hf_filename=f"{folder}/model_best.pth",
-            where=f"DEAR (ICML 2026) official checkpoint: https://huggingface.co/{HF_REPO} file {folder}/model_best.pth.",
-        ),
-        WeightSpec(
-            "mini", f"{name}.mini.pth", bundled=f"dear:weights/{name}.mini.pth",
-            where=f"Made by dear.pipeline.build_mini('{name}') (DEAR on {base}.mini, alpha {alpha}) and bundled when its refit "
-                  f"beats the zero head (DEAR-c's does not on AIGI-mini; see the README).",
-        ),
-    )
+def build(spec: Any, weights: str | None = None, *, path: str | os.PathLike | None = None, tile: bool = True,
+          device: str = "cpu") -> ResNetDetector:
+    """`create_detector("dear-c.official", path="model_best.pth")`; `tile` as for the ResNets."""
+    tag, file, digest = resolve_tag(spec, weights, path)
+    return ResNetDetector(load_dear(file), spec.info, f"{spec.name}.{tag}", digest, tile=tile).to(device)
 
 
-SPECS: dict[str, DetectorSpec] = {}
+def tiny(spec: Any, *, seed: int = 0, device: str = "cpu") -> ResNetDetector:
+    """DEAR's architecture with random weights: the mini res50nodown, a random head and a gate
+    keeping every other channel. For the contract tests, where no DEAR-c weights exist offline."""
+    import torch
 
+    from detectors.resnet import build_res50nodown
 
-def _factory(name: str):
-    def make(weights: str | None = None, *, path: str | os.PathLike | None = None, tile: bool = True, device: str = "cpu") -> ResNetDetector:
-        """Build `name.weights`, e.g. create_detector("dear-c.official", path="model_best.pth")."""
-        spec = SPECS[name]
-        tag, file, digest = resolve_weights(spec, weights, path)
-        return ResNetDetector(load_dear(file), spec.info, f"{name}.{tag}", digest, tile=tile).to(device)
-
-    return make
-
-
-def _spec(name: str, display: str, base: str, folder: str, alpha: float) -> DetectorSpec:
-    SPECS[name] = register(
-        name, display, "CNN", weights=_weights(name, folder, base, alpha), default_weights="mini", calibrated=True,
-        input=InputPolicy(),
-        description=f"DEAR on {base.capitalize()}: RAD-dissected layer4 channels, {int(alpha * 100)}% pruned at each end, "
-        f"head refit with inpainted images (ICML 2026).",
-    )(_factory(name))
-    return SPECS[name]
-
-
-dear_c = _spec("dear-c", "DEAR-c", "corvi", "dear_c", 0.2)
-dear_r = _spec("dear-r", "DEAR-r", "rajan", "dear_r", 0.3)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = build_res50nodown("mini").eval()
+        torch.nn.init.normal_(model.head.weight, std=0.1)
+    model.gate.set_((torch.arange(model.num_features) % 2 == 0).float())
+    return ResNetDetector(model, spec.info, f"{spec.name}.tiny", f"tiny-random-seed{seed}").to(device)

@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import json
-import zipfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -29,103 +26,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from bench.api import BenchError, MissingDataError
+from dear.rad import DissectError, RADResult
 
 EPS = 1e-6
-
-
-class DissectError(BenchError):
-    pass
-
-
-# --------------------------------------------------------------------------- results
-
-
-@dataclass
-class RADResult:
-    """Per-channel RAD of one layer of one detector on one diagnostic set."""
-
-    scores: np.ndarray  # float64 [C]
-    n_samples: int  # samples whose mask survived the crop and were scored
-    n_batches: int  # batches that contributed
-    layer: str
-    detector: str = ""  # e.g. "corvi.mini" or a checkpoint path
-    data: str = ""  # what the diagnostic set was, e.g. its folder and augmentation
-    extra: dict[str, Any] = field(default_factory=dict)
-    path: Path | None = field(default=None, compare=False)  # the file it was loaded from, for error messages
-
-    @property
-    def num_channels(self) -> int:
-        return int(self.scores.size)
-
-    def check_channels(self, channels: int, where: str) -> None:
-        """Refuse to read this RAD against `where` (a layer of `channels` channels) when the
-        widths differ: it was dissected from another detector or layer, and its channel
-        indices mean nothing there."""
-        if channels != self.num_channels:
-            raise DissectError(
-                f"{self.path or 'RAD vector'}: {self.num_channels} channels (dissected from "
-                f"{self.detector or 'an unnamed detector'} at {self.layer}) but {where} has {channels}")
-
-    def metadata(self) -> dict[str, Any]:
-        return {"n_samples": self.n_samples, "n_batches": self.n_batches, "layer": self.layer,
-                "detector": self.detector, "data": self.data, "extra": self.extra}
-
-    def save(self, path: str | Path) -> Path:
-        """`.npz` (scores array + JSON metadata) or `.json` (scores as a list)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.suffix == ".npz":
-            np.savez(path, scores=self.scores.astype(np.float64), metadata=np.array(json.dumps(self.metadata())))
-        elif path.suffix == ".json":
-            path.write_text(json.dumps({"scores": self.scores.tolist(), **self.metadata()}, indent=1))
-        else:
-            raise DissectError(f"{path}: RAD files are .npz or .json")
-        return path
-
-    @classmethod
-    def load(cls, path: str | Path) -> "RADResult":
-        path = Path(path)
-        if not path.is_file():
-            raise MissingDataError(f"{path}: no RAD file here")
-        what = "a RAD file written by bench dear dissect"
-        if path.suffix == ".npz":
-            scores, meta = read_npz(path, "scores", DissectError, what)
-        elif path.suffix == ".json":
-            try:
-                meta = json.loads(path.read_text())
-            except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError alike
-                raise DissectError(f"{path}: not {what} (not JSON text)") from exc
-            scores = meta.pop("scores", None) if isinstance(meta, dict) else None
-        else:
-            raise DissectError(f"{path}: RAD files are .npz or .json")
-        try:  # every field checked here, so a hand-edited or foreign file never escapes as a traceback
-            if not isinstance(meta, dict) or not isinstance(meta.get("extra", {}), dict):
-                raise TypeError("metadata is not an object")
-            values = np.asarray(scores, dtype=np.float64)
-            if values.ndim != 1 or values.size == 0:
-                raise ValueError(f"scores must be a non-empty list of numbers, got shape {values.shape}")
-            return cls(values, int(meta["n_samples"]), int(meta["n_batches"]), str(meta["layer"]),
-                       str(meta.get("detector", "")), str(meta.get("data", "")), dict(meta.get("extra", {})), path)
-        except KeyError as exc:
-            raise DissectError(f"{path}: not {what} (no {exc.args[0]!r} entry)") from exc
-        except (TypeError, ValueError) as exc:
-            raise DissectError(f"{path}: not {what} ({exc})") from exc
-
-
-def read_npz(path: Path, key: str, error: type[BenchError], what: str) -> tuple[np.ndarray, Any]:
-    """(array `key`, decoded JSON `metadata`) of an .npz that bench wrote (RAD or gate).
-
-    Anything else (truncated, text, object arrays, other keys) raises `error` naming the file;
-    numpy's own messages are left out, since their advice (allow_pickle=True) is unsafe here."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return np.asarray(z[key]), json.loads(str(z["metadata"]))
-    except KeyError as exc:
-        raise error(f"{path}: not {what} (no {exc.args[0]!r} array)") from exc
-    except json.JSONDecodeError as exc:
-        raise error(f"{path}: not {what} (its metadata is not JSON)") from exc
-    except (OSError, ValueError, TypeError, AttributeError, EOFError, zipfile.BadZipFile) as exc:
-        raise error(f"{path}: not {what} (unreadable as an .npz archive of plain arrays: {type(exc).__name__})") from exc
 
 
 # --------------------------------------------------------------------------- scoring
@@ -276,7 +179,7 @@ def diagnostic_pairs(root: str | Path) -> list[tuple[Path, Path]]:
       dear/dataset/inpaint_dataset.py, which pairs them by stem; folder names from
       configs/*_mask_gated.yaml). The official loader silently skips a composite without its
       mask; here that is an error, as in our layout."""
-    from detectors.training import list_folder_images
+    from detectors.data import list_folder_images
 
     root = Path(root)
     images_dir, masks_dir = root / "images", root / "masks"
@@ -323,7 +226,7 @@ class DiagnosticImages(torch.utils.data.Dataset):
     """Inpainted composites with their masks, augmented JOINTLY by the training augmentation.
 
     The image and a `tv_tensors.Mask` pass through one call of the v2 pipeline
-    (`detectors.training.af_augmentation`), so crops, rotations and flips agree while colour,
+    (`detectors.augment.af_augmentation`), so crops, rotations and flips agree while colour,
     noise, blur and JPEG touch the image only (dahyedahye/dear `dear/dataset/inpaint_dataset.py`
     does the same by reseeding). A sample is "valid" when some mask pixel survived the crop.
 
@@ -332,7 +235,7 @@ class DiagnosticImages(torch.utils.data.Dataset):
     """
 
     def __init__(self, pairs: Sequence[tuple[Path, Path]], transform: Callable[..., Any] | None = None, *, targets: bool = False):
-        from detectors.training import af_augmentation
+        from detectors.augment import af_augmentation
 
         self.pairs = list(pairs)
         if not self.pairs:
@@ -346,7 +249,7 @@ class DiagnosticImages(torch.utils.data.Dataset):
     def __getitem__(self, i: int):
         from torchvision import tv_tensors
 
-        from detectors.training import load_rgb
+        from detectors.data import load_rgb
 
         image_path, mask_path = self.pairs[i]
         image, mask = load_rgb(image_path), read_mask(mask_path)
@@ -369,14 +272,18 @@ def diagnostic_loader(
     repeats: int = 1,
     crop: int = 96,
     num_workers: int = 0,
+    normalization: Any = None,
 ) -> torch.utils.data.DataLoader:
-    """Shuffled loader over the diagnostic set with the training augmentation (crop `crop`).
+    """Shuffled loader over the diagnostic set with the training augmentation (crop `crop`),
+    ending with the model's `normalization` (default ImageNet's, the ResNets').
 
     `repeats` > 1 walks the set that many times per pass (fresh augmentation each time): the
     official set has ~6400+ images for 100 batches of 64, a mini set far fewer."""
-    from detectors.training import af_augmentation
+    from detectors.augment import af_augmentation
+    from detectors.preprocess import IMAGENET
 
-    ds: torch.utils.data.Dataset = DiagnosticImages(pairs, af_augmentation(crop=crop), targets=targets)
+    augmentation = af_augmentation(crop=crop, normalization=normalization or IMAGENET)
+    ds: torch.utils.data.Dataset = DiagnosticImages(pairs, augmentation, targets=targets)
     if repeats > 1:
         ds = torch.utils.data.ConcatDataset([ds] * repeats)
     gen = torch.Generator().manual_seed(seed)

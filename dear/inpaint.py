@@ -133,7 +133,7 @@ def make_diagnostic_set(
     An image that cannot be read is skipped and listed in <out_dir>/failures.csv. PNGs left in
     images/ and masks/ by an earlier run that this one did not write are removed, so the
     folder holds exactly this set. Returns (image, mask) path pairs in input order."""
-    from detectors.training import load_rgb
+    from detectors.data import load_rgb
 
     out_dir = Path(out_dir)
     stems: dict[str, Path] = {}

@@ -2,13 +2,9 @@
 
 Each stage is a function taking paths and returning paths or results, so the CLI
 (`bench dear diagnose|dissect|prune|refine|run`) can call them one by one; `run_dear` chains
-them and times every stage. Defaults are the official DEAR-c settings (dahyedahye/dear
-`configs/corvi_mask_gated.yaml`: alpha 0.2/0.2, 100 RAD batches of 64, crop 96, batches of
-64 + 64, Adam 1e-4, patience 5, delta 1e-3); `DearConfig.dear_r()` gives alpha 0.3/0.3.
-One deliberate deviation: BatchNorm stays in eval mode during the refit (`freeze_bn=True`),
-where the official loop lets its statistics drift; see `detectors.head`.
-By default the data is the AIGI-mini world: diag/, train/real with train/fake (Corvi) or
-train/recon (Rajan), val/real with val/fake.
+them and times every stage. Settings: `dear.config.DearConfig` (the official ones by default).
+By default the data is the AIGI-mini world (`dear.refine.world_data`): diag/, train/real with
+train/fake (Corvi) or train/recon (Rajan), val/real with val/fake.
 """
 from __future__ import annotations
 
@@ -26,58 +22,16 @@ from typing import Any, Sequence
 
 import torch
 
-from bench.api import BenchError, MissingWeightsError
+from bench.api import BenchError, TrainingData
 from dear.checkpoint import load_base, save_dear
-from dear.dissect import RADResult, diagnostic_loader, diagnostic_pairs, rad_scores
-from dear.prune import PruneMode, bilateral_gate, check_alphas, gate_summary, load_gate, save_gate
-from dear.refine import BaseKind, RefineData, refine, refine_loaders
+from dear.config import DearConfig, base_kind, default_world, refuse_missing_file, require_kind
+from dear.dissect import diagnostic_loader, diagnostic_pairs, rad_scores
+from dear.prune import gate_from_rad, gate_summary, load_gate
+from dear.rad import RADResult
+from dear.refine import kind_of, refine, refine_loaders, world_data
 from detectors.resnet import GatedResNet
 
-KINDS = ("corvi", "rajan")
-CHECKPOINT_SUFFIXES = (".pth", ".pt", ".safetensors", ".bin")
-
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class DearConfig:
-    """Every knob of a DEAR run; stored with its outputs."""
-
-    alpha_low: float = 0.2  # fraction pruned at the low-RAD end
-    alpha_high: float = 0.2  # fraction pruned at the high-RAD end
-    mode: PruneMode = "count"
-    layer: str = "backbone.layer4"
-    max_batches: int = 100  # RAD batches (official max_score_batches)
-    rad_batch_size: int = 64
-    rad_repeats: int | None = None  # passes over a small diag set; None: enough for max_batches
-    batch_size: int = 64  # main refit batch (pairs for Rajan)
-    inpaint_batch_size: int = 64
-    crop: int = 96
-    freeze_bn: bool = True  # False: official drift of BN statistics during the refit
-    lr: float = 1e-4
-    patience: int = 5
-    delta: float = 1e-3
-    min_lr: float = 1e-6
-    max_epochs: int = 1000
-    steps_per_epoch: int | None = None
-    seed: int = 0
-    device: str = "cpu"
-    num_workers: int = 0
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        check_alphas(self.alpha_low, self.alpha_high)  # now, not after the inpainting and RAD stages
-
-    @classmethod
-    def dear_c(cls, **kw: Any) -> "DearConfig":
-        return cls(**{"alpha_low": 0.2, "alpha_high": 0.2, **kw})
-
-    @classmethod
-    def dear_r(cls, **kw: Any) -> "DearConfig":
-        return cls(**{"alpha_low": 0.3, "alpha_high": 0.3, **kw})
-
-    def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 @dataclass
@@ -126,43 +80,7 @@ def warn_if_other_detector(recorded: str, label: str, source: str | Path) -> Non
 # --------------------------------------------------------------------------- inputs
 
 
-# How each registered ResNet detector's backbone was trained. The Stay-Positive and DEAR
-# variants keep their base's backbone (only the head, and DEAR's gate, change).
-KIND_OF_DETECTOR: dict[str, BaseKind] = {
-    "corvi": "corvi", "corvi-plus": "corvi", "dear-c": "corvi",
-    "rajan": "rajan", "rajan-plus": "rajan", "dear-r": "rajan",
-}
-
-
-def base_kind(base: object) -> BaseKind | None:
-    """How a registry-named base was trained ("rajan-plus.mini" -> "rajan"), or None for
-    anything else, checkpoint files included: a file's name does not say how it was trained
-    (that takes `kind`)."""
-    if isinstance(base, torch.nn.Module) or Path(str(base)).is_file():
-        return None
-    from bench.registry import split_tag
-
-    return KIND_OF_DETECTOR.get(split_tag(str(base))[0].lower())
-
-
-def require_kind(base: str | Path, kind: str | None = None) -> BaseKind:
-    """`kind`, else the one `base_kind` reads from the name; refuses a base DEAR cannot start
-    from, and a checkpoint file whose training nobody stated."""
-    _refuse_missing_file(base)
-    if not Path(str(base)).is_file():
-        from bench.registry import check_detector_name
-
-        check_detector_name(str(base))  # a typo gets close matches, not advice about --kind
-    kind = kind or base_kind(base)
-    if kind in KINDS:
-        return kind  # type: ignore[return-value]
-    if Path(str(base)).is_file():
-        raise BenchError(f"{base}: a base checkpoint file needs --kind corvi or rajan (kind= in Python): how it was trained")
-    raise BenchError(f"DEAR starts from a Corvi- or Rajan-trained detector, not {base!r}; "
-                     "pass --kind (kind= in Python) for other bases")
-
-
-def load_base_model(base: str | Path, kind: str | None = None) -> tuple[GatedResNet, BaseKind, str]:
+def load_base_model(base: str | Path, kind: str | None = None) -> tuple[GatedResNet, str, str]:
     """(model with gate all ones, "corvi"|"rajan", label) from "corvi.mini", "rajan.official"
     or a checkpoint path (then `kind` says how the base was trained)."""
     kind = require_kind(base, kind)
@@ -180,23 +98,9 @@ def load_base_model(base: str | Path, kind: str | None = None) -> tuple[GatedRes
     return model, kind, det.weights or str(base)
 
 
-def _refuse_missing_file(base: str | Path) -> None:
-    """A base that looks like a path is not looked up as a detector name ("/x.pth" would
-    otherwise be reported as an unknown detector '/x')."""
-    text = str(base)
-    if ("/" in text or os.sep in text or text.endswith(CHECKPOINT_SUFFIXES)) and not Path(text).is_file():
-        raise MissingWeightsError(f"no checkpoint file at {text}")
-
-
 def _check_limit(limit: int | None, name: str) -> None:
     if limit is not None and limit < 1:
         raise BenchError(f"{name} must be at least 1 (the number of real images to inpaint), got {limit}")
-
-
-def default_world(seed: int = 0) -> Path:
-    from suites.mini.world import ensure_world
-
-    return Path(ensure_world(seed=seed))
 
 
 # --------------------------------------------------------------------------- stages
@@ -206,7 +110,7 @@ def diagnose(images: Path | Sequence[Path], out_dir: Path, inpainter: str = "min
              limit: int | None = None) -> Path:
     """Build a diagnostic set from real images (a folder or a list) into `out_dir`; returns it."""
     from dear.inpaint import make_diagnostic_set, make_inpainter
-    from detectors.training import list_folder_images
+    from detectors.data import list_folder_images
 
     _check_limit(limit, "limit")
     paths = list_folder_images(images) if isinstance(images, (str, Path)) else [Path(p) for p in images]
@@ -232,7 +136,7 @@ def _dissection_model(base: torch.nn.Module | str | Path, kind: str | None) -> t
         return base, ""
     if Path(base).is_file():  # a Corvi/Rajan checkpoint: `kind` says how to read it
         return _as_model(base, kind)
-    _refuse_missing_file(base)
+    refuse_missing_file(base)
     from bench.registry import create_detector
 
     det = create_detector(str(base))  # built once; RAD reads the layer with the gate forced open
@@ -255,7 +159,7 @@ def dissect(base: torch.nn.Module | str | Path, diag: Path, config: DearConfig, 
         max(1, math.ceil(config.max_batches * config.rad_batch_size / len(pairs))) if config.max_batches else 1)
     torch.manual_seed(config.seed)  # the v2 augmentation draws from torch's global generator
     loader = diagnostic_loader(pairs, batch_size=config.rad_batch_size, seed=config.seed, repeats=repeats,
-                               crop=config.crop, num_workers=config.num_workers)
+                               crop=config.crop, num_workers=config.num_workers, normalization=getattr(model, "normalization", None))
     data = f"{Path(diag)} ({len(pairs)} images x {repeats} passes, training augmentation, crop {config.crop})"
     rad = rad_scores(model, loader, config.layer, config.max_batches, config.device, detector=label, data=data,
                      progress=config.progress)
@@ -266,22 +170,18 @@ def dissect(base: torch.nn.Module | str | Path, diag: Path, config: DearConfig, 
     return rad
 
 
-def prune(rad: RADResult | Path, config: DearConfig, out: Path | None = None) -> torch.Tensor:
-    """The 0/1 gate from a RAD vector (saved to `out` as .npz if given)."""
+def prune(rad: RADResult | Path, config: DearConfig, out: Path | None = None) -> Any:
+    """The 0/1 gate (numpy) from a RAD vector (saved to `out` as .npz if given)."""
     r = RADResult.load(rad) if isinstance(rad, (str, Path)) else rad
-    gate = bilateral_gate(r.scores, config.alpha_low, config.alpha_high, config.mode)
-    if out is not None:
-        save_gate(gate, out, alpha_low=config.alpha_low, alpha_high=config.alpha_high, mode=config.mode,
-                  layer=r.layer, detector=r.detector, rad=str(r.path or ""))  # the file it was loaded from
-    return gate
+    return gate_from_rad(r, config.alpha_low, config.alpha_high, config.mode, out)
 
 
-def refine_stage(base: GatedResNet | str | Path, gate: torch.Tensor | Path, data: RefineData, config: DearConfig,
+def refine_stage(base: GatedResNet | str | Path, gate: Any, data: TrainingData, config: DearConfig,
                  checkpoint: Path | None = None):
     """Refit the head under `gate` on `data` (a model is changed in place; a name or file is
     loaded); saves the official-format checkpoint if asked, with a warning when its head never
     beat the zero head (`run_dear` saves and reports its own). Returns the RefitResult."""
-    model, label = _as_model(base, data.kind)
+    model, label = _as_model(base, kind_of(data))
     if isinstance(gate, (str, Path)):
         g, meta = load_gate(gate, model.num_features)
         warn_if_other_detector(str(meta.get("detector", "")), label, gate)
@@ -289,7 +189,8 @@ def refine_stage(base: GatedResNet | str | Path, gate: torch.Tensor | Path, data
         g = gate
     torch.manual_seed(config.seed)
     train, inpaint, val = refine_loaders(data, batch_size=config.batch_size, inpaint_batch_size=config.inpaint_batch_size,
-                                         crop=config.crop, seed=config.seed, num_workers=config.num_workers)
+                                         crop=config.crop, seed=config.seed, num_workers=config.num_workers,
+                                         normalization=model.normalization)
     result = refine(model, g, train, inpaint, val, freeze_bn=config.freeze_bn, lr=config.lr, patience=config.patience,
                     delta=config.delta, min_lr=config.min_lr, max_epochs=config.max_epochs,
                     steps_per_epoch=config.steps_per_epoch, device=config.device, progress=config.progress)
@@ -309,7 +210,7 @@ def run_dear(
     config: DearConfig | None = None,
     *,
     world: Path | None = None,
-    data: RefineData | None = None,
+    data: TrainingData | None = None,
     kind: str | None = None,
     checkpoint_name: str = "model_best.pth",
     inpainter: str | None = None,
@@ -358,7 +259,7 @@ def _warn_of_leftovers(out: Path) -> None:
                     "delete them when no run uses them", out, len(left), ", ".join(left))
 
 
-def _run_stages(base: str | Path, out: Path, work: Path, config: DearConfig, world: Path | None, data: RefineData | None,
+def _run_stages(base: str | Path, out: Path, work: Path, config: DearConfig, world: Path | None, data: TrainingData | None,
                 kind: str | None, checkpoint_name: str, inpainter: str | None, diag_limit: int | None) -> DearResult:
     """`run_dear`'s stages, writing into `work`; the result and the files name `out`, where they
     will be."""
@@ -372,9 +273,9 @@ def _run_stages(base: str | Path, out: Path, work: Path, config: DearConfig, wor
 
     t = time.perf_counter()
     if data is None:
-        data = RefineData.from_world(world or default_world(), kind)
-    elif data.kind != kind:
-        raise BenchError(f"data is for a {data.kind} base but {base!r} is {kind}")
+        data = world_data(world or default_world(), kind)
+    elif kind_of(data) != kind:
+        raise BenchError(f"data is for a {kind_of(data)} base but {base!r} is {kind}")
     recorded = data  # the data as the summary names it (a built diag/ under `out`)
     if inpainter is not None:
         data = dataclasses.replace(data, diag=diagnose(data.train_real, work / "diag", inpainter, config.seed,
@@ -419,7 +320,7 @@ def _run_stages(base: str | Path, out: Path, work: Path, config: DearConfig, wor
 
 # --------------------------------------------------------------------------- bundled weights
 
-MINI_RECIPES: dict[str, tuple[str, str]] = {"dear-c": ("corvi", "dear_c"), "dear-r": ("rajan", "dear_r")}
+MINI_RECIPES: dict[str, str] = {"dear-c": "corvi", "dear-r": "rajan"}  # bundled DEAR weight -> the base it starts from
 
 
 def bundled_weights_dir() -> Path:
@@ -435,10 +336,10 @@ def mini_config(name: str, **overrides: Any) -> DearConfig:
     1e-4, a validation every 25 steps, at most 20 such epochs. The head starts from zero, and
     at 1e-4 it did not move the validation balanced accuracy off 0.50 within a CPU budget
     (the official run sees ~10^5 images per epoch); the same change, for the same reason, as
-    the Stay-Positive refits in `detectors.training.mini_config`."""
+    the Stay-Positive refits in `detectors.mini.mini_config`."""
     if name not in MINI_RECIPES:
         raise BenchError(f"unknown DEAR detector {name!r}; known: {', '.join(MINI_RECIPES)}")
-    base = getattr(DearConfig, MINI_RECIPES[name][1])(lr=1e-2, steps_per_epoch=25, max_epochs=20)
+    base = DearConfig.for_kind(MINI_RECIPES[name], lr=1e-2, steps_per_epoch=25, max_epochs=20)
     return dataclasses.replace(base, **overrides)
 
 
@@ -449,7 +350,7 @@ def build_mini(name: str, out: Path = Path("results/dear"), *, world: Path | Non
     checkpoint file (as `bench reproduce` does with freshly trained ones). With `install`, copy
     the result into dear/weights/ (the bundled file)."""
     config = mini_config(name, **overrides)
-    kind = MINI_RECIPES[name][0]
+    kind = MINI_RECIPES[name]
     res = run_dear(base or f"{kind}.mini", Path(out) / name, config, world=world, kind=kind, checkpoint_name=f"{name}.mini.pth")
     if install and not res.head_learned:
         raise BenchError(f"{name}: the refit never beat the zero head on validation (see {res.summary}); "

@@ -12,7 +12,8 @@ Two readings of the same rule are offered because the paper and the code differ 
   this keeps one channel fewer at each end than the count rule (1228 vs 1230 of 2048 at
   0.2/0.2); ties at a threshold are all kept, which can add channels back.
 
-Alphas are fractions in [0, 1) in both modes.
+Alphas are fractions in [0, 1) in both modes. Gates are float32 numpy 0/1 vectors: pruning
+needs no torch (a model's `FeatureGate.set_` takes them as they are).
 """
 from __future__ import annotations
 
@@ -21,10 +22,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import torch
 
 from bench.api import BenchError, MissingDataError
-from detectors.resnet import gate_problem
+from detectors.gates import gate_problem
 
 PruneMode = Literal["count", "percentile"]
 
@@ -53,13 +53,13 @@ def check_alphas(alpha_low: float, alpha_high: float) -> None:
 PRUNED_HIGH, KEPT, PRUNED_LOW = "pruned-high", "kept", "pruned-low"
 
 
-def _scores(scores: np.ndarray | torch.Tensor, alpha_low: float, alpha_high: float) -> np.ndarray:
-    s = scores.detach().cpu().double().numpy() if isinstance(scores, torch.Tensor) else np.asarray(scores, dtype=np.float64)
+def _scores(scores: Any, alpha_low: float, alpha_high: float) -> np.ndarray:
+    s = np.asarray(scores.detach().cpu() if hasattr(scores, "detach") else scores, dtype=np.float64)
     _check(s, alpha_low, alpha_high)
     return s
 
 
-def count_bands(scores: np.ndarray | torch.Tensor, alpha_low: float, alpha_high: float) -> np.ndarray:
+def count_bands(scores: Any, alpha_low: float, alpha_high: float) -> np.ndarray:
     """Band of each channel under the count rule: PRUNED_HIGH for the `int(C * alpha_high)`
     highest RAD, PRUNED_LOW for the `int(C * alpha_low)` lowest, KEPT for the rest; ties are
     ranked by channel index (stable sort), so the bands are reproducible."""
@@ -74,12 +74,12 @@ def count_bands(scores: np.ndarray | torch.Tensor, alpha_low: float, alpha_high:
 
 
 def bilateral_gate(
-    scores: np.ndarray | torch.Tensor,
+    scores: Any,
     alpha_low: float,
     alpha_high: float,
     mode: PruneMode = "count",
-) -> torch.Tensor:
-    """A 0/1 float gate [C]: 1 for channels kept (the middle of the RAD ranking)."""
+) -> np.ndarray:
+    """A 0/1 float32 gate [C]: 1 for channels kept (the middle of the RAD ranking)."""
     s = _scores(scores, alpha_low, alpha_high)
     if mode == "count":
         keep = count_bands(s, alpha_low, alpha_high) == KEPT
@@ -91,28 +91,41 @@ def bilateral_gate(
         raise PruneError(f"unknown prune mode {mode!r}; use 'count' or 'percentile'")
     if not keep.any():
         raise PruneError(f"pruning with alpha_low={alpha_low}, alpha_high={alpha_high} ({mode}) keeps no channel")
-    return torch.from_numpy(keep.astype(np.float32))
+    return keep.astype(np.float32)
 
 
-def gate_summary(gate: torch.Tensor) -> dict[str, int]:
-    g = torch.as_tensor(gate)
-    return {"num_channels": int(g.numel()), "kept": int((g > 0).sum()), "pruned": int((g == 0).sum())}
+def _numpy(gate: Any) -> np.ndarray:
+    return np.asarray(gate.detach().cpu() if hasattr(gate, "detach") else gate, dtype=np.float32).reshape(-1)
 
 
-def save_gate(gate: torch.Tensor, path: str | Path, **metadata: Any) -> Path:
+def gate_summary(gate: Any) -> dict[str, int]:
+    g = _numpy(gate)
+    return {"num_channels": int(g.size), "kept": int((g > 0).sum()), "pruned": int((g == 0).sum())}
+
+
+def save_gate(gate: Any, path: str | Path, **metadata: Any) -> Path:
     """Gate vector and how it was made (alphas, mode, RAD file) as `.npz`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {**gate_summary(gate), **metadata}
-    np.savez(path, gate=torch.as_tensor(gate).float().numpy(), metadata=np.array(json.dumps(meta, default=str)))
+    np.savez(path, gate=_numpy(gate), metadata=np.array(json.dumps(meta, default=str)))
     return path
 
 
-def load_gate(path: str | Path, num_channels: int | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
+def gate_from_rad(rad: Any, alpha_low: float, alpha_high: float, mode: PruneMode = "count", out: Path | None = None) -> np.ndarray:
+    """The gate of a `dear.rad.RADResult` (saved to `out` as .npz with its provenance if given)."""
+    gate = bilateral_gate(rad.scores, alpha_low, alpha_high, mode)
+    if out is not None:
+        save_gate(gate, out, alpha_low=alpha_low, alpha_high=alpha_high, mode=mode, layer=rad.layer, detector=rad.detector,
+                  rad=str(rad.path or ""))  # the file it was loaded from
+    return gate
+
+
+def load_gate(path: str | Path, num_channels: int | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """(gate, metadata) of a gate file from `save_gate`; with `num_channels`, the width the
     model's gated layer must have. Refuses here, naming the file, a gate that is not 0/1 or that
     keeps no channel: either would refit a head that scores nothing (or NaN)."""
-    from dear.dissect import read_npz
+    from dear.rad import read_npz
 
     path = Path(path)
     if not path.is_file():
@@ -120,13 +133,13 @@ def load_gate(path: str | Path, num_channels: int | None = None) -> tuple[torch.
     g, meta = read_npz(path, "gate", PruneError, "a gate file written by bench dear prune")
     if g.ndim != 1 or g.size == 0 or not isinstance(meta, dict) or not np.issubdtype(g.dtype, np.number):
         raise PruneError(f"{path}: not a gate file written by bench dear prune (gate shape {g.shape}, dtype {g.dtype})")
-    gate = torch.from_numpy(g.astype(np.float32))
+    gate = g.astype(np.float32)
     problem = gate_problem(gate)
     if problem:
         raise PruneError(f"{path}: {problem}")
     if not bool(gate.any()):
-        raise PruneError(f"{path}: the gate keeps no channel (all {gate.numel()} are 0)")
-    if num_channels is not None and gate.numel() != num_channels:
-        raise PruneError(f"{path}: gate has {gate.numel()} channels but the model's gated layer has {num_channels} "
+        raise PruneError(f"{path}: the gate keeps no channel (all {gate.size} are 0)")
+    if num_channels is not None and gate.size != num_channels:
+        raise PruneError(f"{path}: gate has {gate.size} channels but the model's gated layer has {num_channels} "
                          f"(made for {meta.get('detector') or 'another detector'})")
     return gate, meta

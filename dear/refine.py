@@ -8,26 +8,22 @@ per step whose target is 1 if the inpainted region survived the crop and 0 other
 
 Validation follows the official configs for both variants: val reals vs val unpaired fakes
 (`val_fake_types: ['ldm']` in `configs/rajan_mask_gated.yaml` too), at native resolution
-through the detector's test preprocessing (as in `detectors.training`).
+through the detector's test preprocessing (`detectors.data.ValidationSet`). The official loop
+validates on augmented 96-px crops instead; the README lists this among the deviations.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import Any, Iterable
 
-import torch
-from torch.utils.data import DataLoader
-
+from bench.api import BenchError, LinearHeadModel, TrainingData
+from dear.config import BaseKind
 from detectors.head import RefitResult, refit_head
-from detectors.resnet import GatedResNet
-
-BaseKind = Literal["corvi", "rajan"]
 
 
 def refine(
-    model: GatedResNet,
-    gate: torch.Tensor,
+    model: LinearHeadModel,
+    gate: Any,
     train_loader: Iterable,
     inpaint_loader: Iterable,
     val_loader: Iterable,
@@ -41,29 +37,22 @@ def refine(
     return refit_head(model, train_loader, val_loader, nonneg=False, gate=gate, extra_loader=inpaint_loader, **options)
 
 
-@dataclass(frozen=True)
-class RefineData:
-    """Folders the refit reads: the base detector's training data, validation, diagnostic set.
+def world_data(world: str | Path, kind: BaseKind) -> TrainingData:
+    """What DEAR refits a `kind` base on in an AIGI-mini world: the base's own training data
+    (Rajan: synced real/reconstruction pairs), validation on the unpaired fakes for both kinds,
+    and the world's diagnostic set."""
+    from suites.mini.layout import WorldLayout
 
-    `train_fake` holds unpaired fakes (Corvi) or same-name reconstructions of `train_real`
-    (Rajan, synced pairs); `kind` says which."""
+    return WorldLayout(Path(world)).training_data(paired=kind == "rajan", val_paired=False)
 
-    kind: BaseKind
-    train_real: Path
-    train_fake: Path
-    val_real: Path
-    val_fake: Path
-    diag: Path  # a diagnostic set in a layout `dear.dissect.diagnostic_pairs` reads
 
-    @classmethod
-    def from_world(cls, world: str | Path, kind: BaseKind) -> "RefineData":
-        w = Path(world)
-        fake = "recon" if kind == "rajan" else "fake"
-        return cls(kind, w / "train" / "real", w / "train" / fake, w / "val" / "real", w / "val" / "fake", w / "diag")
+def kind_of(data: TrainingData) -> BaseKind:
+    """The base kind whose training `data` reproduces: paired reconstructions are Rajan's."""
+    return "rajan" if data.paired else "corvi"
 
 
 def refine_loaders(
-    data: RefineData,
+    data: TrainingData,
     *,
     batch_size: int = 64,
     inpaint_batch_size: int = 64,
@@ -71,22 +60,24 @@ def refine_loaders(
     seed: int = 0,
     val_batch_size: int = 16,
     num_workers: int = 0,
-) -> tuple[DataLoader, DataLoader, DataLoader]:
+    normalization: Any = None,
+) -> tuple[Any, Any, Any]:
     """(train, inpaint, val) loaders built from the shared training code.
 
-    Train uses `detectors.training`'s datasets and augmentation exactly as the base detector was
-    trained (Rajan: synced real/recon pairs, `batch_size` pairs per step); inpaint uses
+    Train uses `detectors.data`'s datasets and `detectors.augment`'s augmentation exactly as the
+    base detector was trained (Rajan: synced real/recon pairs, `batch_size` pairs per step),
+    ending with the model's `normalization` (default ImageNet's); inpaint uses
     `dear.dissect.DiagnosticImages` with targets; val is deterministic full images."""
     from dear.dissect import diagnostic_loader, diagnostic_pairs
-    from detectors.preprocess import ImageNetNormalize
-    from detectors.training import af_augmentation, labeled_items, paired_items, train_loader, validation_loader
+    from detectors.augment import af_augmentation
+    from detectors.data import training_loaders
+    from detectors.preprocess import IMAGENET, Normalize
 
-    if data.kind not in ("corvi", "rajan"):
-        raise ValueError(f"unknown base kind {data.kind!r}; use 'corvi' or 'rajan'")
-    paired = data.kind == "rajan"
-    items = (paired_items if paired else labeled_items)(data.train_real, data.train_fake)
-    train = train_loader(items, af_augmentation(crop=crop), batch_size, paired=paired, seed=seed, num_workers=num_workers)
+    if data.diag is None:
+        raise BenchError(f"DEAR's refit needs a diagnostic set; the training data of {data.train_real} names none")
+    normalization = normalization or IMAGENET
+    train, val = training_loaders(data, af_augmentation(crop=crop, normalization=normalization), Normalize(*normalization),
+                                  batch_size, seed=seed, num_workers=num_workers, val_batch_size=val_batch_size)
     inpaint = diagnostic_loader(diagnostic_pairs(data.diag), targets=True, batch_size=inpaint_batch_size,
-                                seed=seed + 1, crop=crop, num_workers=num_workers)
-    val = validation_loader(labeled_items(data.val_real, data.val_fake), ImageNetNormalize(), val_batch_size, num_workers)
+                                seed=seed + 1, crop=crop, num_workers=num_workers, normalization=normalization)
     return train, inpaint, val

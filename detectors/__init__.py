@@ -1,8 +1,10 @@
-"""Detector families, one module each; they reach the harness through entry points.
+"""Detector families, one module each, and what training them shares.
 
-Kept free of imports so the CLI can read `MINI_DETECTORS` without loading torch.
+- `catalog`: every built-in detector as data (names, weight tags, builders); no torch;
+- `resnet` (Corvi, Rajan, Corvi+, Rajan+), `npr`: the families' networks, checkpoint loaders, builders;
+- `preprocess`: test-time preprocessing; `augment`, `data`, `fit`: the training toolbox
+  (augmentations, folders and loaders, the loop and early stopping);
+- `head`: the one linear-head refit on a frozen backbone (Stay-Positive, DEAR, probes) and the
+  feature gate; `gates`: gate validity in numpy;
+- `mini`: the recipes of the bundled AIGI-mini weights; `decomposition`: Stay-Positive's eq. 1.
 """
-
-# The detectors trained on AIGI-mini, in training order: a Stay-Positive head (-plus) is
-# refit on the base trained before it.
-MINI_DETECTORS = ("corvi", "rajan", "npr", "corvi-plus", "rajan-plus")

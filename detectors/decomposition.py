@@ -18,17 +18,17 @@ import pandas as pd
 import torch
 
 from bench.api import BenchError, DetectorInfo, ImageRecord
-from detectors.preprocess import ImageNetNormalize
+from bench.batching import batches_of
+from detectors.data import load_rgb
 from detectors.resnet import GatedResNet, ResNetDetector
-from detectors.training import load_rgb
 
 COLUMNS = ["path", "set", "label", "bias", "fake_score", "real_score", "logit", "n_pos", "n_neg"]
 
 
 def decompose_pooled(model: GatedResNet, pooled: torch.Tensor) -> pd.DataFrame:
     """Eq. 1 for (B, C) pooled features; columns bias, fake_score, real_score, logit."""
-    w = model.fc.weight.detach().reshape(-1).double()
-    b = float(model.fc.bias.detach().reshape(-1)[0])
+    w = model.head.weight.detach().reshape(-1).double()
+    b = float(model.head.bias.detach().reshape(-1)[0])
     contrib = pooled.detach().double() * w
     fake = contrib.where(w > 0, 0.0).sum(1)  # a Python scalar: no tensor on another device
     real = -contrib.where(w < 0, 0.0).sum(1)
@@ -50,11 +50,14 @@ def decompose(
     device: str = "cpu",
     atol: float = 1e-3,
     errors: dict[str, str] | None = None,
+    batch_size: int = 16,
 ) -> pd.DataFrame:
-    """One row per image: path, set, label, bias, fake_score, real_score, logit.
+    """One row per image (in the order of `records`): path, set, label, bias, fake_score,
+    real_score, logit.
 
-    Images go through the detector's own test path (native resolution, tiling when the
-    detector tiles; a bare model gets `tile`), one at a time; each row's logit is checked against the detector's output
+    Images go through the detector's own test path (its preprocessing, native resolution,
+    tiling when the detector tiles; a bare model gets `tile`), in same-shape batches of
+    `batch_size` (`bench.batching`); each row's logit is checked against the detector's output
     (`atol` absolute, plus 1e-4 relative) so the table cannot drift from what is scored.
     An image that cannot be read is skipped and its reason put in `errors` (path -> reason)
     when given; without `errors` it raises."""
@@ -66,29 +69,34 @@ def decompose(
                          f"(corvi, rajan, their + variants, dear-*), not {name!r}")
     detector.to(device)
     model = detector.model.eval()
-    prep = ImageNetNormalize()
-    rows = []
-    with torch.inference_mode():
-        for rec in records:
+    prep = detector.preprocess()
+
+    def loaded() -> Iterable[tuple[int, ImageRecord, torch.Tensor]]:
+        for i, rec in enumerate(records):
             try:
-                image = load_rgb(rec.path)
+                yield i, rec, prep(load_rgb(rec.path))
             except BenchError as exc:
                 if errors is None:
                     raise
                 errors[rec.path] = str(exc)
-                continue
-            x = prep(image)[None].to(device)
-            pooled = detector.pooled(x)
-            row = decompose_pooled(model, pooled)
-            direct = float(detector.forward(x)[0])
-            got = float(row["logit"].iloc[0])
-            if abs(got - direct) > atol + 1e-4 * abs(direct):
-                raise AssertionError(f"{rec.path}: decomposition {got:.6f} != detector logit {direct:.6f}")
-            row.insert(0, "label", rec.label)
-            row.insert(0, "set", rec.set)
-            row.insert(0, "path", rec.path)
-            rows.append(row)
-    return pd.concat(rows, ignore_index=True)[COLUMNS] if rows else pd.DataFrame(columns=COLUMNS)
+
+    rows: list[tuple[int, pd.DataFrame]] = []
+    with torch.inference_mode():
+        for batch in batches_of(loaded(), batch_size, tensor=lambda item: item[2]):
+            x = torch.stack([t for _, _, t in batch]).to(device)
+            table = decompose_pooled(model, detector.pooled(x))
+            direct = detector.forward(x).double().cpu().numpy()
+            for j, (i, rec, _) in enumerate(batch):
+                got = float(table["logit"].iloc[j])
+                if abs(got - direct[j]) > atol + 1e-4 * abs(direct[j]):
+                    raise AssertionError(f"{rec.path}: decomposition {got:.6f} != detector logit {direct[j]:.6f}")
+                row = table.iloc[[j]].reset_index(drop=True)
+                row.insert(0, "label", rec.label)
+                row.insert(0, "set", rec.set)
+                row.insert(0, "path", rec.path)
+                rows.append((i, row))
+    rows.sort(key=lambda r: r[0])
+    return pd.concat([r for _, r in rows], ignore_index=True)[COLUMNS] if rows else pd.DataFrame(columns=COLUMNS)
 
 
 def _slug(text: str) -> str:

@@ -30,13 +30,10 @@ import torch.nn.functional as F
 from timm.models.resnet import Bottleneck, make_blocks
 from torch import nn
 
-from bench.api import Detector, DetectorInfo, InputPolicy, WeightSpec
-from bench.registry import DetectorSpec, register
-from bench.weights import load_state
-from detectors.preprocess import ImageNetNormalize, ResizeNormalize
-from detectors.resnet import (
-    BadCheckpointError, ResNetArch, arch_name, assign_state, conv_out_channels, mini_weight_spec, resolve_weights, unwrap_checkpoint,
-)
+from bench.api import Detector, DetectorInfo, InputPolicy
+from bench.weights import load_state, resolve_tag
+from detectors.preprocess import IMAGENET, ImageNetNormalize, ResizeNormalize
+from detectors.resnet import BadCheckpointError, ResNetArch, arch_name, assign_state, conv_out_channels, unwrap_checkpoint
 
 NPR_ARCHS: dict[str, ResNetArch] = {
     "full": ResNetArch((3, 4), (64, 128), 64),
@@ -56,6 +53,8 @@ def npr_residual(x: torch.Tensor) -> torch.Tensor:
 
 class NPRNet(nn.Module):
     """The NPR classifier; parameter names equal the official ones."""
+
+    normalization = IMAGENET
 
     def __init__(self, arch: ResNetArch = NPR_ARCHS["full"]):
         super().__init__()
@@ -147,26 +146,11 @@ class NPRDetector(Detector):
         return self.model(batch)
 
 
-WEIGHTS: tuple[WeightSpec, ...] = (
-    WeightSpec(
-        "official",
-        "NPR.pth",
-        where="Tan et al. (CVPR 2024): NPR.pth is committed in the root of github.com/chuangchuangtan/NPR-DeepfakeDetection.",
-    ),
-    mini_weight_spec("npr"),
-)
-
-
-def _make(weights: str | None = None, *, path: str | os.PathLike | None = None, device: str = "cpu",
-          resize: bool = True) -> NPRDetector:  # fmt: skip
-    """Build `npr.weights`; `path` points at a local file for that tag instead of the cache;
-    `resize=False` scores at native resolution (official no_resize) instead of 256x256."""
-    tag, file, digest = resolve_weights(npr, weights, path)
+def build(spec: Any, weights: str | None = None, *, path: str | os.PathLike | None = None, device: str = "cpu",
+          resize: bool = True) -> NPRDetector:
+    """The builder of `npr` in `detectors.catalog`; `path` points at a local file for that tag
+    instead of the weights folder; `resize=False` scores at native resolution (official
+    no_resize) instead of 256x256."""
+    tag, file, digest = resolve_tag(spec, weights, path)
     size = (256, 256) if resize else None
-    return NPRDetector(load_npr_checkpoint(file), npr.info, f"npr.{tag}", digest, size=size).to(device)
-
-
-npr: DetectorSpec = register(
-    "npr", "NPR", "CNN", weights=WEIGHTS, default_weights="mini", calibrated=True, input=InputPolicy(size=(256, 256)),
-    description="Truncated ResNet-50 on neighbouring-pixel residuals x - up(down(x)), input resized to 256x256 (Tan et al., CVPR 2024).",
-)(_make)
+    return NPRDetector(load_npr_checkpoint(file), spec.info, f"npr.{tag}", digest, size=size).to(device)

@@ -7,7 +7,8 @@ test (chuangchuangtan/NPR-DeepfakeDetection data/datasets.py) first resizes to 2
 torchvision's default bilinear filter; on a PIL image torchvision hands the resize to
 PIL, which always antialiases, so torchvision's `antialias` flag makes no difference there.
 
-The callables are small frozen dataclasses so they pickle into DataLoader workers.
+The callables are small frozen dataclasses so they pickle into DataLoader workers. A detector's
+`Normalize` also tells training code (`detectors.augment`) how its augmentations must end.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from PIL import Image
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+IMAGENET = (IMAGENET_MEAN, IMAGENET_STD)
 
 
 def to_tensor(image: Image.Image) -> torch.Tensor:
@@ -27,19 +29,30 @@ def to_tensor(image: Image.Image) -> torch.Tensor:
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
 
 
-def normalize(x: torch.Tensor) -> torch.Tensor:
-    """ImageNet mean/std on a (..., 3, H, W) tensor in [0, 1]."""
-    mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype, device=x.device).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=x.dtype, device=x.device).view(3, 1, 1)
-    return (x - mean) / std
+def normalize(x: torch.Tensor, mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD) -> torch.Tensor:
+    """Per-channel (x - mean) / std on a (..., 3, H, W) tensor in [0, 1] (ImageNet's by default)."""
+    m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(3, 1, 1)
+    s = torch.tensor(std, dtype=x.dtype, device=x.device).view(3, 1, 1)
+    return (x - m) / s
 
 
 @dataclass(frozen=True)
-class ImageNetNormalize:
-    """ToTensor + ImageNet normalisation at native resolution (Corvi, Rajan and their + variants)."""
+class Normalize:
+    """ToTensor + per-channel normalisation at native resolution."""
+
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
-        return normalize(to_tensor(image))
+        return normalize(to_tensor(image), self.mean, self.std)
+
+
+@dataclass(frozen=True)
+class ImageNetNormalize(Normalize):
+    """ToTensor + ImageNet normalisation at native resolution (Corvi, Rajan and their + variants)."""
+
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
 
 
 @dataclass(frozen=True)

@@ -11,26 +11,27 @@ AlignedForensics average then apply it: identical by linearity. We build it from
 
 `GatedResNet` adds DEAR's channel gate on the layer4 map before pooling (dahyedahye/dear,
 dear/detector/corvi_mask_gated_detector.py), so one model class serves Corvi, Rajan, the +
-variants and DEAR. Its state dict ("backbone.<resnet keys>", "gate.gate") is DEAR's format.
+variants and DEAR. Its state dict ("backbone.<resnet keys>", "gate.gate") is DEAR's format, and
+it is a `bench.api.LinearHeadModel`, so the head refit (`detectors.head`) works on it.
 
 "mini" is the smallest member of the same family (same code path, fewer and narrower blocks),
-trained on AIGI-mini by `detectors.training.train_mini` and bundled as safetensors.
+trained on AIGI-mini by `detectors.mini.train_mini` and bundled as safetensors. The registered
+names and weight tags are in `detectors.catalog`; `build` is their builder.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 from timm.models.resnet import Bottleneck, ResNet, make_blocks
 from torch import nn
 
-from bench.api import BenchError, Detector, DetectorInfo, InputPolicy, WeightSpec
-from bench.registry import DetectorSpec, register
-from bench.weights import load_state, resolve, sha256_file
-from detectors.preprocess import ImageNetNormalize
+from bench.api import BenchError, Detector, DetectorInfo
+from bench.weights import load_state, resolve_tag
+from detectors.head import FeatureGate
+from detectors.preprocess import IMAGENET, ImageNetNormalize
 
 
 class BadCheckpointError(BenchError):
@@ -63,61 +64,24 @@ ARCHS: dict[str, ResNetArch] = {
 }
 
 
-class GateError(BenchError):
-    """A channel gate that does not fit the model's layer or is not a 0/1 vector."""
-
-
-class ChannelGate(nn.Module):
-    """Multiplies feature channels by a fixed vector (a buffer, saved as "gate.gate").
-
-    All ones is the plain detector; DEAR prunes channels by setting entries to 0."""
-
-    def __init__(self, num_channels: int):
-        super().__init__()
-        self.register_buffer("gate", torch.ones(num_channels))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.gate.view(1, -1, 1, 1)
-
-    @torch.no_grad()
-    def set_(self, gate: torch.Tensor) -> None:
-        """Copy `gate` (C values, each exactly 0 or 1) into the buffer, on the buffer's device.
-
-        DEAR's gate keeps or drops channels; anything else (0.5, NaN) would refit a head that
-        `dear.checkpoint.load_dear` then refuses, so it is refused here, before the refit."""
-        gate = torch.as_tensor(gate, dtype=self.gate.dtype).detach().reshape(-1)
-        if gate.numel() != self.gate.numel():
-            raise GateError(f"gate has {gate.numel()} channels but the model's layer has {self.gate.numel()}")
-        problem = gate_problem(gate)
-        if problem:
-            raise GateError(problem)
-        self.gate.copy_(gate.to(self.gate.device))
-
-
-def gate_problem(gate: torch.Tensor) -> str | None:
-    """Why `gate` is not a DEAR gate (every value exactly 0 or 1), or None. NaN compares unequal
-    to both, so it is refused too."""
-    bad = ~((gate == 0) | (gate == 1))
-    if bool(bad.any()):
-        return f"gate values must be exactly 0 or 1; {int(bad.sum())} of {gate.numel()} are not (e.g. {gate[bad][0].item()})"
-    return None
-
-
 class GatedResNet(nn.Module):
     """res50nodown (or its mini sibling) with a channel gate before global average pooling.
 
     `drop_rate` is the dropout before the head that the official training code uses (0.5 in
     AlignedForensics' resnet_mod; 0.0 for the Stay-Positive refit); inactive in eval mode."""
 
+    normalization = IMAGENET  # its inputs: ToTensor + ImageNet mean/std (`ImageNetNormalize`)
+
     def __init__(self, backbone: ResNet, drop_rate: float = 0.0):
         super().__init__()
         self.backbone = backbone
         self.num_features = int(backbone.num_features)
-        self.gate = ChannelGate(self.num_features)
+        self.gate = FeatureGate(self.num_features)
         self.head_drop = nn.Dropout(drop_rate)
 
     @property
-    def fc(self) -> nn.Linear:
+    def head(self) -> nn.Linear:
+        """The 1-logit linear head, `backbone.fc` in the official state dicts."""
         return self.backbone.fc
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -261,14 +225,6 @@ def load_resnet_checkpoint(
     return assign_state(model, state, where)
 
 
-def resolve_weights(spec: DetectorSpec, tag: str | None, path: str | os.PathLike | None) -> tuple[str, Path, str]:
-    """(tag, file, sha256 fingerprint) for `spec.name.tag`; an explicit `path` takes precedence
-    over the weights cache and the bundled file."""
-    tag = tag or spec.default_weights
-    file = resolve(spec.name, spec.weight(tag), path)
-    return tag, file, sha256_file(file)
-
-
 # --------------------------------------------------------------------------- detector
 
 
@@ -340,93 +296,13 @@ class ResNetDetector(Detector):
         return self.model.classify(self.pooled(batch))
 
 
-# --------------------------------------------------------------------------- registry
-
-_DM = "github.com/grip-unina/DMimageDetection"
-_AF = "github.com/AniSundar18/AlignedForensics"
+# --------------------------------------------------------------------------- builder
 
 
-def mini_weight_spec(name: str) -> WeightSpec:
-    """The bundled AIGI-mini weights of a detector."""
-    return WeightSpec(
-        "mini",
-        f"{name}.mini.safetensors",
-        bundled=f"detectors:weights/{name}.mini.safetensors",
-        where=f"Bundled with aigi-bench; retrain with detectors.training.train_mini('{name}', world, out).",
-    )
-
-
-WEIGHTS: dict[str, tuple[WeightSpec, ...]] = {
-    "corvi": (
-        WeightSpec(
-            "official",
-            "model_epoch_best.pth",
-            where=f"Corvi et al. (ICASSP 2023), latent-diffusion model: download the weights zip linked in the README of {_DM} "
-            "(https://drive.google.com/file/d/1sAoAuOGCWS4dAMBhDkRHgBf4SgBgvkVf) and use weights/Grag2021_latent/model_epoch_best.pth.",
-        ),
-        mini_weight_spec("corvi"),
-    ),
-    "rajan": (
-        WeightSpec(
-            "official",
-            "weights.pth",
-            where=f"Rajan et al. (ICLR 2025) 'Ours-Sync' from the README of {_AF} "
-            "(https://drive.google.com/file/d/1rn0hgAjTXeY7QTpCnx9lMGNPfrwvO1lO); save it as weights.pth.",
-        ),
-        mini_weight_spec("rajan"),
-    ),
-    "corvi-plus": (
-        WeightSpec(
-            "official",
-            "corvi-plus.pth",
-            where=f"Stay-Positive (ICML 2025) 'Corvi +' from the README of {_AF} "
-            "(https://drive.google.com/file/d/16Rp0G0Onbdmpm3xT2ZxTV6P13youB-kp); save it as corvi-plus.pth.",
-        ),
-        mini_weight_spec("corvi-plus"),
-    ),
-    "rajan-plus": (
-        WeightSpec(
-            "official",
-            "rajan-plus.pth",
-            where=f"Stay-Positive (ICML 2025) 'Rajan/Ours +' from the README of {_AF} "
-            "(https://drive.google.com/file/d/14k9qakoIh36Z6U-fVHHjhvs667aywzfz); save it as rajan-plus.pth.",
-        ),
-        mini_weight_spec("rajan-plus"),
-    ),
-}
-
-
-def _factory(name: str):
-    def make(weights: str | None = None, *, path: str | os.PathLike | None = None, tile: bool = True, device: str = "cpu") -> ResNetDetector:
-        """Build `name.weights`, e.g. create_detector("corvi.official", path="model_epoch_best.pth")."""
-        spec = SPECS[name]
-        tag, file, digest = resolve_weights(spec, weights, path)
-        det = ResNetDetector(load_resnet_checkpoint(file), spec.info, f"{name}.{tag}", digest, tile=tile)
-        return det.to(device)
-
-    return make
-
-
-_DESCRIPTIONS = {
-    "corvi": "ResNet-50 nodown trained on real vs unpaired latent-diffusion fakes (Corvi et al., ICASSP 2023).",
-    "rajan": "ResNet-50 nodown trained on reals vs their LDM-autoencoder reconstructions, synced batches (Rajan et al., ICLR 2025).",
-    "corvi-plus": "Corvi with its linear head refit under the Stay-Positive non-negativity constraint (ICML 2025).",
-    "rajan-plus": "Rajan with its linear head refit under the Stay-Positive non-negativity constraint (ICML 2025).",
-}
-
-
-SPECS: dict[str, DetectorSpec] = {}
-
-
-def _spec(name: str, display: str) -> DetectorSpec:
-    SPECS[name] = register(
-        name, display, "CNN", weights=WEIGHTS[name], default_weights="mini", calibrated=True,
-        input=InputPolicy(), description=_DESCRIPTIONS[name],
-    )(_factory(name))
-    return SPECS[name]
-
-
-corvi = _spec("corvi", "Corvi")
-rajan = _spec("rajan", "Rajan")
-corvi_plus = _spec("corvi-plus", "Corvi+")
-rajan_plus = _spec("rajan-plus", "Rajan+")
+def build(spec: Any, weights: str | None = None, *, path: str | os.PathLike | None = None, tile: bool = True,
+          device: str = "cpu") -> ResNetDetector:
+    """The builder of every res50nodown entry of `detectors.catalog` (Corvi, Rajan, Corvi+,
+    Rajan+): `create_detector("corvi.official", path="model_epoch_best.pth")`; `tile=False`
+    scores large images whole (the ClipBased/AlignedForensics behaviour) instead of GRIP's tiling."""
+    tag, file, digest = resolve_tag(spec, weights, path)
+    return ResNetDetector(load_resnet_checkpoint(file), spec.info, f"{spec.name}.{tag}", digest, tile=tile).to(device)

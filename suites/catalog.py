@@ -21,13 +21,14 @@ The AIGI-mini suites read the world built by suites.mini.world.ensure_world.
 """
 from __future__ import annotations
 
-import importlib
+import importlib.util
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.api import MissingDataError, SetKind, Suite
+from suites.mini.layout import WorldLayout
 from suites.sources import BinnedLayout, FolderLayout, FolderSource, SetSpec
 
 _LDM_FAKE_DETECT = (
@@ -127,29 +128,32 @@ class MiniSource:
 
     def availability(self, data_root: str | os.PathLike | None = None) -> str | None:
         if data_root is not None:
-            manifest = Path(data_root).expanduser() / "manifest.json"
+            manifest = WorldLayout(Path(data_root).expanduser()).manifest
             return None if manifest.is_file() else f"no AIGI-mini world at {Path(data_root).expanduser()} ({manifest} missing)"
-        try:  # the world is built on first use: only the builder must be importable
-            builder = importlib.import_module("suites.mini.world")
-        except Exception as exc:
-            return f"the AIGI-mini world builder cannot be imported: {type(exc).__name__}: {exc}"
-        return None if callable(getattr(builder, "ensure_world", None)) else "suites.mini.world has no ensure_world()"
+        # The world is built on first use: only the builder must be installed. It is found, not
+        # imported: importing it loads torch, and `bench list` asks every suite.
+        try:
+            found = importlib.util.find_spec("suites.mini.world") is not None
+        except (ImportError, ValueError) as exc:
+            return f"the AIGI-mini world builder cannot be found: {type(exc).__name__}: {exc}"
+        return None if found else "the AIGI-mini world builder (suites.mini.world) is not installed"
 
     def layout(self, world: Path) -> FolderLayout:
         """The split as a folder layout, generators in manifest order."""
-        manifest_path = world / "manifest.json"
+        layout = WorldLayout(world)
+        manifest_path = layout.manifest
         try:
             manifest = json.loads(manifest_path.read_text())
             generators = [(g["name"], g.get("display_name") or g["name"]) for g in manifest["generators"]]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise MissingDataError(f"AIGI-mini world at {world}: unreadable {manifest_path} ({type(exc).__name__}: {exc})") from None
-        fake_root = world / self.split / "fake"
+        fake_root = layout.fakes(self.split)
         present = sorted(d.name for d in fake_root.iterdir() if d.is_dir()) if fake_root.is_dir() else []
         listed = [n for n, _ in generators]
         wanted = [(n, d) for n, d in generators if self.expect_all or n in present]
         wanted += [(n, n) for n in present if n not in listed]
-        specs = (SetSpec("real", "Real", "real", f"{self.split}/real"),) + tuple(
-            SetSpec(n, d, self.kind, f"{self.split}/fake/{n}", "real") for n, d in wanted
+        specs = (SetSpec("real", "Real", "real", layout.rel(layout.real(self.split))),) + tuple(
+            SetSpec(n, d, self.kind, layout.rel(layout.generator(self.split, n)), "real") for n, d in wanted
         )
         return FolderLayout(
             self.name,

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Iterator, Sequence
 
-from bench.api import FAKE, REAL, BenchError, ImageRecord, ImageSet, MissingDataError, SetKind, Suite
+from bench.api import FAKE, REAL, BenchError, ImageRecord, ImageSet, MissingDataError, SetKind, Suite, did_you_mean
 from bench.files import atomic_path
 from bench.images import IMAGE_EXTENSIONS, is_image_file
 
@@ -106,15 +106,56 @@ def resolve_data_root(data_root: str | os.PathLike | None) -> Path:
     return Path(chosen).expanduser().absolute()
 
 
+@dataclass(frozen=True)
+class HubLocation:
+    """What an `hf:` data root names, in the one grammar every source reads:
+
+        hf:<owner>/<name>[/<folder inside it>][?key=value&key=value...]
+        hf:<folder written by datasets' save_to_disk>[?key=value...]
+
+    A folder layout suite (synthetic, wild, ...) reads the repository's files (`hub_snapshot`);
+    the folder suite reads it as a `datasets` dataset (`from_hf_dataset`, the folder as its
+    `data_dir`, the options as its columns and split, see `parse_hf_spec`)."""
+
+    source: str  # "owner/name", or a local saved folder
+    subdir: str | None  # a folder inside the repository
+    options: tuple[tuple[str, str], ...]
+    spec: str
+
+    @classmethod
+    def parse(cls, spec: str) -> "HubLocation":
+        if not spec.startswith(HF_PREFIX):
+            raise BenchError(f"{spec!r} is not a Hugging Face location (hf:<owner>/<name>[/<folder>][?key=value&...])")
+        location, _, query = spec[len(HF_PREFIX):].partition("?")
+        if not location:
+            raise BenchError(f"{spec!r}: no dataset after 'hf:'")
+        options = []
+        for part in filter(None, query.split("&")):
+            key, eq, value = part.partition("=")
+            if not key or not eq or not value:
+                raise BenchError(f"{spec!r}: bad option {part!r}; options are key=value pairs joined by '&'")
+            options.append((key, value))
+        if Path(location).expanduser().is_dir():  # a dataset saved with save_to_disk
+            return cls(str(Path(location).expanduser()), None, tuple(options), spec)
+        parts = [p for p in location.split("/") if p]
+        if len(parts) < 2:
+            raise BenchError(f"{spec!r}: expected hf:<owner>/<name>[/<folder inside it>], or a folder saved with "
+                             "datasets' save_to_disk")
+        return cls("/".join(parts[:2]), "/".join(parts[2:]) or None, tuple(options), spec)
+
+
 @functools.lru_cache(maxsize=None)
 def hub_snapshot(spec: str) -> Path:
     """`hf:<owner>/<name>[/<sub>]` -> the local copy of that dataset repository's files (under
     $AIGI_BENCH_HOME/hf-datasets/<owner>/<name>, fetched with huggingface_hub.snapshot_download,
     which skips files already there) joined with `<sub>`. Once per process."""
-    parts = [p for p in spec[len(HF_PREFIX):].split("/") if p]
-    if len(parts) < 2:
-        raise BenchError(f"{spec!r}: expected hf:<owner>/<name>[/<folder inside it>]")
-    repo, sub = "/".join(parts[:2]), parts[2:]
+    where = HubLocation.parse(spec)
+    if where.options:
+        raise BenchError(f"{spec!r}: options ({', '.join(k for k, _ in where.options)}) describe a dataset's columns, which "
+                         "only the folder suite reads; a folder layout takes hf:<owner>/<name>[/<folder>]")
+    if Path(where.source).is_dir():
+        raise BenchError(f"{spec!r}: a local folder needs no hf: prefix here; pass --data-root {where.source}")
+    repo, sub = where.source, where.subdir
     from bench.weights import home
 
     local = home() / "hf-datasets" / repo
@@ -126,9 +167,9 @@ def hub_snapshot(spec: str) -> Path:
         raise MissingDataError(
             f"Hugging Face dataset repository {repo!r} could not be downloaded: {type(exc).__name__}: {exc}. "
             f"Download it where there is a network (`huggingface-cli download {repo} --repo-type dataset --local-dir DIR`) "
-            f"and pass --data-root DIR{'/' + '/'.join(sub) if sub else ''}"
+            f"and pass --data-root DIR{'/' + sub if sub else ''}"
         ) from exc
-    return local.joinpath(*sub)
+    return local / sub if sub else local
 
 
 def _label_subdirs(folder: Path) -> tuple[list[Path], list[Path]]:
@@ -436,6 +477,7 @@ def from_hf_dataset(
     max_per_set: int | None = None,
     name: str = "hf",
     real_sets: Sequence[str] | None = None,
+    data_dir: str | None = None,
 ) -> Suite:
     """A Hugging Face dataset as a suite of plain files.
 
@@ -458,7 +500,7 @@ def from_hf_dataset(
         ds = datasets.load_from_disk(str(local))
     else:
         try:
-            ds = datasets.load_dataset(dataset, split=split)
+            ds = datasets.load_dataset(dataset, split=split, **({"data_dir": data_dir} if data_dir else {}))
         except Exception as exc:  # offline, unknown id, no such split: one message naming the way out
             raise MissingDataError(
                 f"Hugging Face dataset {dataset!r} (split {split!r}) could not be loaded: {type(exc).__name__}: {exc}. "
@@ -516,18 +558,17 @@ _HF_OPTIONS = {"split": "split", "image": "image_column", "label": "label_column
 
 
 def parse_hf_spec(spec: str) -> dict[str, object]:
-    """`hf:<hub id or saved folder>[?split=test&image=image&label=label&set=gen&real=0_real,redcaps]`
-    -> keyword arguments of `from_hf_dataset`. How the CLI's --data-root names a dataset."""
-    if not spec.startswith(HF_PREFIX):
-        raise BenchError(f"{spec!r} is not a Hugging Face dataset spec (hf:<id>[?split=...&image=...&label=...&set=...&real=...])")
-    dataset, _, query = spec[len(HF_PREFIX):].partition("?")
-    if not dataset:
-        raise BenchError(f"{spec!r}: no dataset id after 'hf:'")
-    kwargs: dict[str, object] = {"dataset": dataset}
-    for part in filter(None, query.split("&")):
-        key, eq, value = part.partition("=")
-        if key not in _HF_OPTIONS or not eq or not value:
-            raise BenchError(f"{spec!r}: bad option {part!r}; options are {', '.join(k + '=...' for k in _HF_OPTIONS)}")
+    """`hf:<hub id or saved folder>[/<folder>][?split=test&image=image&label=label&set=gen&real=0_real,redcaps]`
+    -> keyword arguments of `from_hf_dataset` (the `HubLocation` grammar). How the CLI's
+    --data-root names a dataset for the folder suite."""
+    where = HubLocation.parse(spec)
+    kwargs: dict[str, object] = {"dataset": where.source}
+    if where.subdir:
+        kwargs["data_dir"] = where.subdir
+    for key, value in where.options:
+        if key not in _HF_OPTIONS:
+            raise BenchError(f"{spec!r}: bad option {key!r}{did_you_mean(key, _HF_OPTIONS, n=1)}; options are "
+                             f"{', '.join(k + '=...' for k in _HF_OPTIONS)}")
         kwargs[_HF_OPTIONS[key]] = [v for v in value.split(",") if v] if key == "real" else value
     return kwargs
 

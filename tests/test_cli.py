@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import cli, plots
+import bench_cli as cli
+from bench import plots
 from conftest import density, hist_panels
 
 
@@ -267,7 +268,7 @@ def test_worker_errors_are_reported_without_the_worker_traceback(error, caught, 
     with pytest.raises(caught) as exc:
         next(iter(DataLoader(_FailingDataset(error), num_workers=1)))
     assert "in DataLoader worker process 0" in str(exc.value)
-    assert cli._worker_message(str(exc.value)) == message
+    assert cli.worker_message(str(exc.value)) == message
 
 
 def test_warnings_print_as_one_line(capsys):
@@ -289,7 +290,7 @@ def test_warnings_print_as_one_line(capsys):
 def test_dear_prune_takes_its_default_alpha_from_the_rad(tmp_path, capsys, detector, extra, alpha, kept):
     import numpy as np
 
-    from dear.dissect import RADResult
+    from dear.rad import RADResult
 
     rad = RADResult(np.random.default_rng(0).normal(size=256), n_samples=10, n_batches=1, layer="layer4", detector=detector,
                     extra=extra)
@@ -347,7 +348,7 @@ def test_sweep_names_its_chain_when_a_swept_spec_is_refused(tmp_path, capsys):
 def test_dear_prune_asks_for_alpha_when_the_rad_is_of_neither_base(tmp_path, capsys, detector):
     import numpy as np
 
-    from dear.dissect import RADResult
+    from dear.rad import RADResult
 
     path = RADResult(np.random.default_rng(0).normal(size=128), n_samples=10, n_batches=1, layer="layer2",
                      detector=detector).save(tmp_path / "rad.npz")
@@ -366,3 +367,16 @@ def test_table_of_a_suite_without_a_run_names_the_run_folders_there(tmp_path, ca
     assert cli.main(["table", "--suite", "mimi", "--results", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "no run here; did you mean 'mini'?" in err and "run folders in" in err and "weights" not in err
+
+
+class PluginError(__import__("bench.api", fromlist=["BenchError"]).BenchError):
+    """An error class of a third party's own, raised in a worker."""
+
+
+def test_worker_errors_of_a_plugin_are_one_line_too():
+    """Unwrapping is by class, not by the name of the package that raised it."""
+    from torch.utils.data import DataLoader
+
+    with pytest.raises(Exception) as exc:
+        next(iter(DataLoader(_FailingDataset(PluginError("plugin.png: its own reason")), num_workers=1)))
+    assert cli.worker_message(str(exc.value)) == "plugin.png: its own reason"

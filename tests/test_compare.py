@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench.cli import main
+from bench_cli import main
 from bench.compare import compare_runs
 from bench.runner import RunConfig, run
 

@@ -13,7 +13,8 @@ from torch import nn
 
 from bench.api import BenchError
 from dear.checkpoint import DearCheckpointError, check_dear_file, dear_state, load_base, load_dear, save_dear
-from dear.dissect import DiagnosticImages, DissectError, RADResult, diagnostic_pairs, rad_batch, rad_scores
+from dear.dissect import DiagnosticImages, diagnostic_pairs, rad_batch, rad_scores
+from dear.rad import DissectError, RADResult
 from dear.prune import PruneError, bilateral_gate, load_gate, save_gate
 from detectors.resnet import build_res50nodown
 
@@ -140,7 +141,7 @@ def test_ungated_reads_all_ones_and_restores_the_gate_even_on_error():
         with ungated(model):
             assert bool((model.gate.gate == 1).all())
             raise RuntimeError("inside")
-    assert torch.equal(model.gate.gate, gate)
+    assert torch.equal(model.gate.gate, torch.as_tensor(gate))
     with ungated(nn.Linear(2, 1)):  # a model without a gate is read as it is
         pass
 
@@ -159,9 +160,9 @@ def test_rad_file_round_trip(tmp_path, suffix):
 def test_count_prune_exact_indices():
     s = np.array([3.0, 9, 0, 7, 1, 8, 2, 6, 5, 4])
     gate = bilateral_gate(s, 0.2, 0.2, mode="count")
-    assert set(np.flatnonzero(gate.numpy())) == {i for i, v in enumerate(s) if 2 <= v <= 7}
+    assert set(np.flatnonzero(gate)) == {i for i, v in enumerate(s) if 2 <= v <= 7}
     gate = bilateral_gate(s, alpha_low=0.1, alpha_high=0.3, mode="count")  # 1 pruned at the bottom, 3 at the top
-    assert set(np.flatnonzero(gate.numpy())) == {i for i, v in enumerate(s) if 1 <= v <= 6}
+    assert set(np.flatnonzero(gate)) == {i for i, v in enumerate(s) if 1 <= v <= 6}
     # the official rule keeps C - int(C*a_high) - int(C*a_low): 2048 channels at 0.2/0.2 -> 1230 kept
     assert int(bilateral_gate(np.random.default_rng(0).normal(size=2048), 0.2, 0.2).sum()) == 2048 - 2 * 409
 
@@ -174,9 +175,9 @@ def test_count_bands_are_the_gate_of_the_count_rule():
     band = count_bands(s, alpha_low=0.1, alpha_high=0.3)  # 1 pruned at the bottom, 3 at the top
     assert np.flatnonzero(band == PRUNED_HIGH).tolist() == [1, 3, 5]
     assert np.flatnonzero(band == PRUNED_LOW).tolist() == [2]
-    assert np.array_equal(band == KEPT, bilateral_gate(s, 0.1, 0.3).numpy() > 0)
+    assert np.array_equal(band == KEPT, bilateral_gate(s, 0.1, 0.3) > 0)
     ties = np.array([0.0, 0, 0, 1, 2, 3, 4, 5, 5, 5])
-    assert np.array_equal(count_bands(ties, 0.2, 0.2) == KEPT, bilateral_gate(ties, 0.2, 0.2).numpy() > 0)
+    assert np.array_equal(count_bands(ties, 0.2, 0.2) == KEPT, bilateral_gate(ties, 0.2, 0.2) > 0)
     assert (count_bands(s, 0.0, 0.0) == KEPT).all()
     with pytest.raises(PruneError, match="< 1"):
         count_bands(s, 0.5, 0.5)
@@ -184,10 +185,10 @@ def test_count_bands_are_the_gate_of_the_count_rule():
 
 def test_percentile_prune_exact_indices_and_ties():
     s = np.arange(10.0)
-    assert np.flatnonzero(bilateral_gate(s, 0.2, 0.2, mode="percentile").numpy()).tolist() == [2, 3, 4, 5, 6, 7]
+    assert np.flatnonzero(bilateral_gate(s, 0.2, 0.2, mode="percentile")).tolist() == [2, 3, 4, 5, 6, 7]
     ties = np.array([0.0, 0, 0, 1, 2, 3, 4, 5, 5, 5])
     # count: top 2 = the first two 5s (stable ranking), bottom 2 = the last two 0s in that ranking
-    assert np.flatnonzero(bilateral_gate(ties, 0.2, 0.2, "count").numpy()).tolist() == [0, 3, 4, 5, 6, 9]
+    assert np.flatnonzero(bilateral_gate(ties, 0.2, 0.2, "count")).tolist() == [0, 3, 4, 5, 6, 9]
     # percentile: tau_low = 0 and tau_high = 5, every channel lies within: all kept
     assert int(bilateral_gate(ties, 0.2, 0.2, "percentile").sum()) == 10
 
@@ -207,17 +208,17 @@ def test_gate_equals_zeroing_fc_weights(tmp_path):
     x = torch.randn(2, 3, 32, 32)
     gate = bilateral_gate(torch.randn(model.num_features), 0.3, 0.3)
     with torch.no_grad():
-        nn.init.normal_(model.fc.weight)
+        nn.init.normal_(model.head.weight)
         ref = build_res50nodown("mini").eval()
         ref.load_state_dict(model.state_dict())
-        ref.fc.weight[:, gate == 0] = 0
+        ref.head.weight[:, torch.as_tensor(gate) == 0] = 0
         ungated = model(x)
         model.gate.set_(gate)
         assert not torch.allclose(model(x), ungated)
         torch.testing.assert_close(model(x), ref(x), rtol=1e-5, atol=1e-6)
-    assert torch.equal(model.gate.gate, gate)
+    assert torch.equal(model.gate.gate, torch.as_tensor(gate))
     g2, meta = load_gate(save_gate(gate, tmp_path / "gate.npz", alpha_low=0.3))
-    assert torch.equal(g2, gate) and meta["kept"] == int(gate.sum()) and meta["alpha_low"] == 0.3
+    assert np.array_equal(g2, gate) and meta["kept"] == int(gate.sum()) and meta["alpha_low"] == 0.3
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -239,7 +240,7 @@ def test_checkpoint_round_trip_official_format(tmp_path):
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(back(x), model(x))
-    assert torch.equal(back.gate.gate, gate)
+    assert torch.equal(back.gate.gate, torch.as_tensor(gate))
     base = load_base(path)  # a base never keeps a gate
     assert bool((base.gate.gate == 1).all())
 
@@ -313,7 +314,8 @@ def _diag_set(root: Path, n: int = 6, size: int = 112) -> Path:
 
 def test_dissect_any_registered_cnn(tmp_path):
     """Dissection is not limited to the gated ResNet: NPR's last stage, by its short name."""
-    from dear.pipeline import DearConfig, dissect
+    from dear.config import DearConfig
+    from dear.pipeline import dissect
 
     cfg = DearConfig.dear_c(max_batches=2, rad_batch_size=3, crop=64, progress=False, layer="layer2")
     rad = dissect("npr.mini", _diag_set(tmp_path / "diag"), cfg)
@@ -536,7 +538,8 @@ def _random_base(path: Path) -> Path:
 @pytest.mark.slow
 def test_pipeline_end_to_end_on_reduced_world(tmp_path):
     from bench.registry import create_detector
-    from dear.pipeline import DearConfig, run_dear
+    from dear.config import DearConfig
+    from dear.pipeline import run_dear
 
     world = _reduced_world(tmp_path)
     base = _random_base(tmp_path / "base.pth")
@@ -547,13 +550,13 @@ def test_pipeline_end_to_end_on_reduced_world(tmp_path):
     rad = RADResult.load(res.rad)
     assert rad.num_channels == 256 and 0 < rad.n_samples <= 12
     det = create_detector("dear-r", path=res.checkpoint)
-    assert torch.equal(det.model.gate.gate, load_gate(res.gate)[0])
+    assert torch.equal(det.model.gate.gate, torch.as_tensor(load_gate(res.gate)[0]))
     base_state = load_base(base).state_dict()
     for k, v in det.model.state_dict().items():  # only the gate and the head change
         if k != "gate.gate" and ".fc." not in f".{k}":
             assert torch.equal(v, base_state[k]), k
     # the head is the refit's best: the zero head itself when validation never improved on it
-    assert bool(det.model.fc.weight.abs().sum() > 0) == res.head_learned
+    assert bool(det.model.head.weight.abs().sum() > 0) == res.head_learned
     reals = sorted((world / "test" / "real").iterdir())
     logits = det.score([Image.open(p).convert("RGB") for p in reals])
     assert logits.shape == (len(reals),) and np.isfinite(logits).all()
@@ -564,7 +567,8 @@ def test_analyses_on_fixture_world(tmp_path):
     import pandas as pd
 
     from dear.analyses import activation_maps, alpha_sensitivity, rad_vs_robustness
-    from dear.pipeline import DearConfig, dissect, load_base_model, prune
+    from dear.config import DearConfig
+    from dear.pipeline import dissect, load_base_model, prune
 
     world = _fixture_world(tmp_path / "world")
     base = _random_base(tmp_path / "base.pth")
@@ -618,12 +622,13 @@ def test_refit_probe_structure_and_a_known_answer(tmp_path):
     import pandas as pd
 
     from dear.analyses import refit_probe
-    from dear.pipeline import DearConfig, load_base_model
-    from dear.refine import RefineData
+    from dear.config import DearConfig
+    from dear.pipeline import load_base_model
+    from dear.refine import world_data
 
     world = _fixture_world(tmp_path / "world")
     model, kind, _ = load_base_model(_random_base(tmp_path / "base.pth"), "corvi")
-    data = RefineData.from_world(world, kind)
+    data = world_data(world, kind)
     cfg = DearConfig.dear_c(batch_size=4, inpaint_batch_size=4, crop=32)
     df = refit_probe(model, torch.ones(256), data, tmp_path / "probe", batches=2, costs=(1.0, 10.0), config=cfg)
     assert list(df["data"]) == ["main", "main", "main+inpainted", "main+inpainted"]
@@ -639,7 +644,7 @@ def test_cli_run_warns_when_the_head_is_not_learned(tmp_path, capsys):
     the command says, on stderr, that it scores every image 0."""
     import json
 
-    from bench.cli import main
+    from bench_cli import main
 
     world = _fixture_world(tmp_path / "world", size=96)
     base = _random_base(tmp_path / "base.pth")
@@ -659,7 +664,7 @@ def test_cli_run_warns_when_the_head_is_not_learned(tmp_path, capsys):
 
 def test_gate_must_be_zero_or_one(tmp_path):
     """0.5 or NaN would refit a head that load_dear refuses; an all-zero gate keeps nothing."""
-    from detectors.resnet import GateError
+    from detectors.head import GateError
 
     model = build_res50nodown("mini")
     for value in (0.5, float("nan")):
@@ -672,26 +677,27 @@ def test_gate_must_be_zero_or_one(tmp_path):
     assert bool((model.gate.gate == 1).all())  # nothing was written
     with pytest.raises(PruneError, match=r"z\.npz: the gate keeps no channel"):
         load_gate(save_gate(torch.zeros(256), tmp_path / "z.npz"))
-    with pytest.raises(GateError, match="128 channels but the model's layer has 256"):
+    with pytest.raises(GateError, match="128 entries but the model's gated features have 256"):
         model.gate.set_(torch.ones(128))
 
 
 def test_refine_stage_checks_the_gate_file_and_warns(tmp_path, caplog):
     """A gate of another width is refused naming its file, before any data is read; one made on
     another detector only warns; a checkpoint whose head never beat the zero head warns."""
-    from dear.pipeline import DearConfig, refine_stage
-    from dear.refine import RefineData
+    from dear.config import DearConfig
+    from dear.pipeline import refine_stage
+    from dear.refine import world_data
 
     base = _random_base(tmp_path / "base.pth")
     cfg = DearConfig.dear_c(**{**TINY, "max_epochs": 0})
     narrow = save_gate(bilateral_gate(np.arange(128.0), 0.2, 0.2), tmp_path / "narrow.npz", detector="npr.mini")
-    nowhere = RefineData.from_world(tmp_path / "no-world", "corvi")
+    nowhere = world_data(tmp_path / "no-world", "corvi")
     with pytest.raises(PruneError, match=r"narrow\.npz: gate has 128 channels but the model's gated layer has 256"):
         refine_stage(base, narrow, nowhere, cfg)
     world = _fixture_world(tmp_path / "world")
     gate = save_gate(bilateral_gate(np.arange(256.0), 0.2, 0.2), tmp_path / "gate.npz", detector="npr.mini")
     with caplog.at_level("WARNING", logger="dear.pipeline"):
-        result = refine_stage(base, gate, RefineData.from_world(world, "corvi"), cfg, tmp_path / "model_best.pth")
+        result = refine_stage(base, gate, world_data(world, "corvi"), cfg, tmp_path / "model_best.pth")
     assert result.best_epoch == 0 and (tmp_path / "model_best.pth").is_file()
     text = caplog.text
     assert "gate.npz was made on npr.mini" in text and "never beat the zero head" in text and "model_best.pth" in text
@@ -829,7 +835,8 @@ def test_diagnose_keeps_what_is_not_an_earlier_pair_and_never_overwrites_inputs(
 
 def test_path_like_base_that_does_not_exist(tmp_path):
     from bench.api import MissingWeightsError
-    from dear.pipeline import DearConfig, dissect, load_base_model
+    from dear.config import DearConfig
+    from dear.pipeline import dissect, load_base_model
 
     for base in ("/nonexist.pth", "weights/x.safetensors", "x.bin"):
         with pytest.raises(MissingWeightsError, match=f"no checkpoint file at {base}"):
@@ -863,7 +870,7 @@ def test_ambiguous_layer_suffix_lists_full_names():
 def test_base_kind_is_read_from_registry_names_only(tmp_path):
     """One reading of how a base was trained serves the default alpha and the base loader: a
     registry name says it, a checkpoint file's name does not ("rajan_ft.pth" may be anything)."""
-    from dear.pipeline import base_kind, require_kind
+    from dear.config import base_kind, require_kind
 
     for name, kind in [("corvi", "corvi"), ("corvi.mini", "corvi"), ("Rajan.official", "rajan"),
                        ("rajan-plus.mini", "rajan"), ("corvi-plus", "corvi"), ("dear-r.mini", "rajan"), ("npr.mini", None), ("rajanx", None)]:
@@ -880,7 +887,7 @@ def test_base_kind_is_read_from_registry_names_only(tmp_path):
 def test_cli_stages_refuse_an_unstated_checkpoint_before_any_work(tmp_path, capsys):
     """`bench dear refine --base file.pth` used to guess the base's training from the file name;
     every stage but dissect now asks for --kind before the world is read or built."""
-    from bench.cli import main
+    from bench_cli import main
 
     ckpt = _random_base(tmp_path / "rajan_ft.pth")
     missing_world = tmp_path / "no-world"

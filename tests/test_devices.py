@@ -77,7 +77,7 @@ def test_scores_of_another_precision_are_cached_apart(tmp_path, plugin, folder_s
 
 
 def test_cli_precision_flags():
-    from bench.cli import build_parser
+    from bench_cli import build_parser
 
     parse = build_parser().parse_args
     assert parse(["run", "--suite", "mini"]).precision == "fp32"

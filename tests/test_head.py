@@ -24,7 +24,7 @@ def _model(seed: int = 0):
                 m.running_mean.normal_(0, 0.1)
                 m.running_var.uniform_(0.5, 2.0)
                 m.weight.uniform_(0.5, 1.5)
-        torch.nn.init.normal_(model.fc.weight, 0, 1.0)
+        torch.nn.init.normal_(model.head.weight, 0, 1.0)
     return model
 
 
@@ -55,7 +55,7 @@ def test_nonneg_refit_keeps_weights_positive_and_backbone_frozen():
     flags = {n: p.requires_grad for n, p in model.named_parameters()}
     # a non-negative head first has to learn a negative bias before any image reads "real"
     res = refit_head(model, _batches(3, 1), _batches(2, 2), nonneg=True, lr=5e-2, max_epochs=6, progress=False)
-    w = model.fc.weight
+    w = model.head.weight
     assert (w >= 0).all() and (w > 0).any()
     assert res.history[0]["epoch"] == 0 and res.history[0]["val_bacc"] == pytest.approx(0.5)  # zero head: all "real"
     assert res.best_score > 0.5
@@ -69,7 +69,7 @@ def test_nonneg_refit_keeps_weights_positive_and_backbone_frozen():
 def test_without_nonneg_weights_go_negative():
     model = _model()
     refit_head(model, _batches(3, 1), _batches(2, 2), nonneg=False, lr=1e-2, max_epochs=4, progress=False)
-    assert (model.fc.weight < 0).any()  # so the clamp in the test above is doing work
+    assert (model.head.weight < 0).any()  # so the clamp in the test above is doing work
 
 
 def test_gate_zeroes_channels():
@@ -78,7 +78,7 @@ def test_gate_zeroes_channels():
     gate[::3] = 0
     refit_head(model, _batches(3, 1), _batches(2, 2), gate=gate, lr=1e-2, max_epochs=3, progress=False)
     assert torch.equal(model.gate.gate, gate)
-    assert torch.all(model.fc.weight[0, gate == 0] == 0)  # zero features get zero gradient from zero init
+    assert torch.all(model.head.weight[0, gate == 0] == 0)  # zero features get zero gradient from zero init
     with torch.no_grad():
         assert torch.all(model.pooled(_batches(1, 5)[0][0])[:, gate == 0] == 0)
 
@@ -111,7 +111,7 @@ def test_extra_loader_is_cycled_and_used():
     plain = _model()
     res_plain = refit_head(plain, _batches(5, 1), _batches(1, 2), lr=1e-2, max_epochs=2, progress=False)
     assert res.best_epoch > 0 and res_plain.best_epoch > 0  # neither restored the zero head
-    assert not torch.allclose(model.fc.weight, plain.fc.weight)
+    assert not torch.allclose(model.head.weight, plain.head.weight)
 
 
 def test_extra_loss_is_added_to_the_main_loss():
@@ -136,7 +136,7 @@ def test_refit_stops_after_lr_schedule():
     lrs = [h["lr"] for h in res.history]
     assert lrs[:6] == [1e-4] * 6  # history holds the lr each epoch trained with
     assert lrs[6] == pytest.approx(1e-5) and lrs[11] == pytest.approx(1e-6)
-    assert res.best_epoch == 0 and torch.all(model.fc.weight == 0)  # the best (initial) head restored
+    assert res.best_epoch == 0 and torch.all(model.head.weight == 0)  # the best (initial) head restored
 
 
 def test_decomposition_identity(tmp_path):
@@ -160,13 +160,13 @@ def test_decomposition_identity(tmp_path):
     x = torch.stack([ImageNetNormalize()(Image.open(r.path).convert("RGB")) for r in recs])
     with torch.no_grad():
         logits, pooled = model(x).double(), model.pooled(x).double()
-    w = model.fc.weight.detach().double().reshape(-1)
+    w = model.head.weight.detach().double().reshape(-1)
     np.testing.assert_allclose(df["logit"], logits.numpy(), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(df["fake_score"], (pooled * w.clamp(min=0)).sum(1).numpy(), rtol=1e-6)
     np.testing.assert_allclose(df["real_score"], (pooled * (-w).clamp(min=0)).sum(1).numpy(), rtol=1e-6)
     assert (df["fake_score"] >= 0).all() and (df["real_score"] >= 0).all()
     with torch.no_grad():
-        model.fc.weight.clamp_(min=0)  # a Stay-Positive head has no real evidence
+        model.head.weight.clamp_(min=0)  # a Stay-Positive head has no real evidence
     assert (decompose(model, recs)["real_score"] == 0).all()
     files = plot_decomposition(df, tmp_path / "plots", title="test")
     assert [f.name for f in files] == ["decomposition_b.png", "decomposition_set_a.png"] and all(f.stat().st_size > 0 for f in files)

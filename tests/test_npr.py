@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from bench.registry import create_detector
-from detectors.npr import NPR_ARCHS, NPRDetector, NPRNet, load_npr_checkpoint, npr, npr_residual
+from detectors.catalog import npr
+from detectors.npr import NPR_ARCHS, NPRDetector, NPRNet, load_npr_checkpoint, npr_residual
 from detectors.preprocess import ResizeNormalize
 from detectors.resnet import BadCheckpointError
 from official_states import batch_norm, random_bottleneck_state, reference_stages

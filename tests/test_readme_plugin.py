@@ -12,7 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
-from bench import cli, registry
+import bench_cli as cli
+from bench import registry
 from conftest import REPO, _rescan, make_folder_suite
 
 

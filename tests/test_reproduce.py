@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from bench.cli import main
+from bench_cli import main
 from bench.registry import create_detector
 
 

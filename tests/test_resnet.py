@@ -209,7 +209,8 @@ def _tile_reference(model, x, size):
 
 def test_tiling_real_thresholds():
     """GRIP tiling: 1600x1700 (both sides > 1536) -> 1024 tiles from (0, 0), area-weighted."""
-    from detectors.resnet import GatedResNet, corvi
+    from detectors.catalog import corvi
+    from detectors.resnet import GatedResNet
 
     torch.manual_seed(0)
     model = GatedResNet(_GlobalStatBackbone()).eval()
@@ -235,11 +236,11 @@ def test_tiling_real_thresholds():
 
 def test_tiling_through_mini_network():
     """The same rule through the real mini network, with thresholds scaled down for speed."""
-    from detectors.resnet import corvi
+    from detectors.catalog import corvi
 
     torch.manual_seed(0)
     model = build_res50nodown("mini").eval()
-    torch.nn.init.normal_(model.fc.weight, 0, 1.0)
+    torch.nn.init.normal_(model.head.weight, 0, 1.0)
     det = ResNetDetector(model, info=corvi.info, tile_limit=48, tile_size=32)
     x = torch.randn(2, 3, 70, 90)
     got = det.forward(x)
@@ -250,7 +251,7 @@ def test_tiling_through_mini_network():
 
 def test_tiling_is_part_of_the_cache_key():
     """Scores are cached under the fingerprint, and another tiling gives other logits on large images."""
-    from detectors.resnet import corvi
+    from detectors.catalog import corvi
 
     model = build_res50nodown("mini")
     keys = {ResNetDetector(model, corvi.info, fingerprint="d", **kw).fingerprint for kw in
@@ -259,7 +260,7 @@ def test_tiling_is_part_of_the_cache_key():
 
 
 def test_registry_specs():
-    from detectors.resnet import corvi, corvi_plus, rajan, rajan_plus
+    from detectors.catalog import corvi, corvi_plus, rajan, rajan_plus
 
     for spec, display in ((corvi, "Corvi"), (rajan, "Rajan"), (corvi_plus, "Corvi+"), (rajan_plus, "Rajan+")):
         assert spec.info.display_name == display and spec.info.family == "CNN" and spec.info.calibrated

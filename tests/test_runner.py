@@ -143,13 +143,13 @@ def test_bucket_memory_bound_with_many_sizes(tmp_path, plugin):
 def test_bucket_byte_bound(tmp_path, plugin, folder_suite_dir, monkeypatch):
     """Held-back tensors are bounded by bytes too: with a budget below one image, every image
     goes alone (the default budget lets same-size images share batches of 4)."""
-    import bench.runner
+    import bench.batching
 
     suite = plugin.load_folder(folder_suite_dir)
     det = plugin.TinyDetector()
     run(_cfg(tmp_path, run_name="a"), detectors=[det], suite=suite, progress=False)
     assert max(b[0] for b in det.batch_shapes) == 4
-    monkeypatch.setattr(bench.runner, "PENDING_BYTES", 1)
+    monkeypatch.setattr(bench.batching, "PENDING_BYTES", 1)
     det = plugin.TinyDetector(fingerprint="other")
     res = run(_cfg(tmp_path, run_name="b"), detectors=[det], suite=suite, progress=False)
     assert len(res.scores) == 14 and {b[0] for b in det.batch_shapes} == {1}

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from bench.api import BenchError
-from bench.cli import main
+from bench_cli import main
 from bench.registry import UnknownNameError
 from bench.speed import SpeedResult, measure, measure_many, noise_images
 

@@ -11,20 +11,11 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from bench.api import BenchError
-from detectors.training import (
-    EarlyStopping,
-    PairedImages,
-    SymmetricPadCrop,
-    TrainConfig,
-    af_augmentation,
-    balanced_accuracy,
-    collate_pairs,
-    labeled_items,
-    paired_items,
-    train_loader,
-    train_mini,
-    validation_loader,
-)
+from detectors.augment import SymmetricPadCrop, af_augmentation
+from detectors.data import PairedImages, collate_pairs, labeled_items, paired_items, train_loader, validation_loader
+from detectors.fit import EarlyStopping, TrainConfig, balanced_accuracy
+from detectors.mini import MINI_RECIPES, train_mini
+from suites.mini.layout import WorldLayout
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -101,7 +92,7 @@ def test_training_reads_images_as_the_runner_does(tmp_path):
     file is a BadImageError naming it."""
     from bench.api import BadImageError
     from bench.images import load_image
-    from detectors.training import load_rgb
+    from detectors.data import load_rgb
 
     wide = np.full((8, 8), 32768, dtype=np.uint16)
     Image.fromarray(wide).save(tmp_path / "sixteen.png")
@@ -118,7 +109,7 @@ def test_validation_batches_by_the_size_images_load_at(tmp_path):
     upright (load_rgb), so it must not share a batch with a plain 40x24 image: batching by
     header size made default_collate fail with a traceback naming no file."""
     from detectors.preprocess import ImageNetNormalize
-    from detectors.training import LabeledImages
+    from detectors.data import LabeledImages
 
     im = _image(np.random.default_rng(0), 24, 40)
     (tmp_path / "real").mkdir()
@@ -129,7 +120,6 @@ def test_validation_batches_by_the_size_images_load_at(tmp_path):
     im.save(tmp_path / "fake" / "turned.jpg", exif=exif)
     items = labeled_items(tmp_path / "real", tmp_path / "fake")
     ds = LabeledImages(items, ImageNetNormalize())
-    assert ds.sizes() == [(40, 24), (24, 40)]
     assert [tuple(ds[i][0].shape) for i in range(2)] == [(3, 24, 40), (3, 40, 24)]
     shapes = sorted(tuple(x.shape) for x, _ in validation_loader(items, ImageNetNormalize(), batch_size=16))
     assert shapes == [(1, 3, 24, 40), (1, 3, 40, 24)]
@@ -143,8 +133,8 @@ def test_validation_loader_names_an_unreadable_image(tmp_path):
     (tmp_path / "fake").mkdir()
     _image(np.random.default_rng(0), 8, 8).save(tmp_path / "real" / "a.png")
     (tmp_path / "fake" / "b.png").write_bytes(b"not a png")
-    with pytest.raises(BadImageError, match=r"b\.png: not an image"):
-        validation_loader(labeled_items(tmp_path / "real", tmp_path / "fake"), ImageNetNormalize())
+    with pytest.raises(BadImageError, match=r"b\.png: not an image"):  # at the first validation, before any step
+        list(validation_loader(labeled_items(tmp_path / "real", tmp_path / "fake"), ImageNetNormalize()))
 
 
 def test_crop_pads_small_masks_like_their_image():
@@ -202,7 +192,7 @@ def test_train_loader_is_the_seeded_shuffled_loader(tmp_path, paired):
     [reals; fakes], the last partial batch dropped unless the set fits in one batch."""
     from torch.utils.data import DataLoader
 
-    from detectors.training import LabeledImages
+    from detectors.data import LabeledImages
 
     world = _write_world(tmp_path / "w", n=5)
     real, fake = world / "train" / "real", world / "train" / ("recon" if paired else "fake")
@@ -229,25 +219,29 @@ def test_train_mini_end_to_end(tmp_path):
     from detectors.resnet import ARCHS, arch_of
 
     world = _write_world(tmp_path / "w")
+    layout = WorldLayout(world)
+    data = {name: layout.training_data(paired=recipe.paired) for name, recipe in MINI_RECIPES.items()}
     out = tmp_path / "weights"
     cfg = TrainConfig(batch_size=4, max_epochs=1, steps_per_epoch=1, crop=32, progress=False)
     head_cfg = TrainConfig(lr=0.1, batch_size=4, max_epochs=3, steps_per_epoch=2, crop=32, progress=False)
     for name in ("corvi", "rajan", "corvi-plus", "rajan-plus"):
-        path = train_mini(name, world, out, head_cfg if name.endswith("plus") else cfg, summary_path=tmp_path / f"{name}.json")
+        path = train_mini(name, data[name], out, head_cfg if name.endswith("plus") else cfg, summary_path=tmp_path / f"{name}.json")
         det = create_detector(f"{name}.mini", path=path)
         assert arch_of(det.model.state_dict()) == ARCHS["mini"]
         logits = det.score([Image.open(world / "val" / "real" / "0000.png")])
         assert logits.shape == (1,) and np.isfinite(logits).all()
     plus = create_detector("corvi-plus.mini", path=out / "corvi-plus.mini.safetensors")
-    assert (plus.model.fc.weight >= 0).all() and (plus.model.fc.weight > 0).any()  # refit, not left at zero
+    assert (plus.model.head.weight >= 0).all() and (plus.model.head.weight > 0).any()  # refit, not left at zero
     base = create_detector("corvi.mini", path=out / "corvi.mini.safetensors").model.state_dict()
     for k, v in plus.model.state_dict().items():  # the backbone (BN statistics included) is frozen
         if ".fc." not in f".{k}":
             assert torch.equal(v, base[k]), k
     npr_cfg = TrainConfig.npr(batch_size=4, max_epochs=1, steps_per_epoch=1, crop=224, progress=False)
-    det = create_detector("npr.mini", path=train_mini("npr", world, out, npr_cfg))
+    det = create_detector("npr.mini", path=train_mini("npr", data["npr"], out, npr_cfg))
     assert det.model.size == "mini"
     with pytest.raises(BenchError, match="train the base first"):
-        train_mini("rajan-plus", world, tmp_path / "empty", cfg)
+        train_mini("rajan-plus", data["rajan-plus"], tmp_path / "empty", cfg)
+    with pytest.raises(BenchError, match="trains on paired reconstructions"):
+        train_mini("rajan", data["corvi"], out, cfg)
     with pytest.warns(UserWarning, match="never beat the zero head"):  # no silent all-zero head
-        train_mini("corvi-plus", world, out, TrainConfig(lr=1e-7, batch_size=4, max_epochs=1, steps_per_epoch=1, crop=32, progress=False))
+        train_mini("corvi-plus", data["corvi-plus"], out, TrainConfig(lr=1e-7, batch_size=4, max_epochs=1, steps_per_epoch=1, crop=32, progress=False))

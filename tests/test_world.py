@@ -358,7 +358,7 @@ def test_a_damaged_manifest_is_named_as_such_when_a_build_refuses_the_folder(tmp
 def test_a_tampered_world_names_the_rebuild_command_with_the_options_given(built, tmp_path, capsys, generators_dir):
     import shutil
 
-    from bench.cli import main
+    from bench_cli import main
 
     if generators_dir is not None:
         pytest.skip("the bundled generator weights are absent; a CLI build would rebuild from them")

@@ -1,11 +1,7 @@
 """AIGI-mini: the embedded default world, built offline from photos that declared dependencies ship.
 
-`ensure_world(seed)` returns the world folder (building it on first use); `build_world` builds it;
-`train_generators` retrains the tiny autoencoder "generators" whose weights are committed.
+- `layout`: where everything is in a world folder (no heavy imports: the suites read it);
+- `world`: `ensure_world(seed)` returns the world folder, building it on first use;
+- `generators`: the tiny autoencoder "generators" whose weights are committed, and their training;
+- `photos`: the photos from the scikit-image and scikit-learn wheels, split by content.
 """
-from suites.mini.generators import GENERATORS, GeneratorConfig, load_generator, train_generators
-from suites.mini.world import WorldConfig, build_world, ensure_world
-
-__all__ = [
-    "GENERATORS", "GeneratorConfig", "WorldConfig", "build_world", "ensure_world", "load_generator", "train_generators",
-]

@@ -1,6 +1,7 @@
 """Build AIGI-mini: the papers' setting in miniature, offline, reproducible from a seed.
 
-Layout of a world folder (every image a PNG named 0000.png, 0001.png, ... within its folder):
+Layout of a world folder (`suites.mini.layout.WorldLayout`; every image a PNG named 0000.png,
+0001.png, ... within its folder):
 - manifest.json: name, version, seed, config, generators (name, display_name, training,
   architecture, params, psnr, weights_sha256, ...), splits (photos per split), wild_photos
   (the split wild/ crops from), counts (images per folder), sources (each file's provenance)
@@ -47,6 +48,7 @@ from bench.weights import home, sha256_file
 from suites import masks
 from suites.mini import generators as gens
 from suites.mini import photos
+from suites.mini.layout import WorldLayout
 from suites.postprocess import encode_decode
 
 VERSION = 1
@@ -110,13 +112,13 @@ def unknown_postprocess(image: Image.Image, rng: random.Random) -> tuple[Image.I
 class _Writer:
     """Writes PNGs under the build folder and records their hashes and provenance."""
 
-    def __init__(self, root: Path, bar: Any):
-        self.root, self.bar = root, bar
+    def __init__(self, layout: WorldLayout, bar: Any):
+        self.layout, self.bar = layout, bar
         self.files: dict[str, str] = {}
         self.sources: dict[str, dict[str, Any]] = {}
 
-    def put(self, rel: str, image: Image.Image, source: dict[str, Any]) -> None:
-        path = self.root / rel
+    def put(self, path: Path, image: Image.Image, source: dict[str, Any]) -> None:
+        rel = self.layout.rel(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         buf = io.BytesIO()
         image.save(buf, format="PNG")
@@ -145,7 +147,8 @@ def _build_into(tmp: Path, seed: int, cfg: WorldConfig, models: dict[str, gens.C
     unseen = [g.name for g in gens.GENERATORS if not g.training]
     bar = tqdm(total=_total(cfg, len(models), len(unseen)), desc=f"build {NAME} seed {seed}", unit="img",
                disable=not progress)
-    out = _Writer(tmp, bar)
+    w = WorldLayout(tmp)
+    out = _Writer(w, bar)
 
     def G(generator: str, image: Image.Image) -> Image.Image:
         return gens.generate(models[generator], image)
@@ -161,42 +164,42 @@ def _build_into(tmp: Path, seed: int, cfg: WorldConfig, models: dict[str, gens.C
             crop = photos.sample_crop(split, "real", r)
             q = r.randint(lo, hi)
             real = encode_decode(crop.image(), "WEBP", q)
-            out.put(f"{split}/real/{_name(i)}", real, {**crop.to_json(), "webp_quality": q})
+            out.put(w.real(split) / _name(i), real, {**crop.to_json(), "webp_quality": q})
             recon = G(train_gen, real)
-            out.put(f"{split}/recon/{_name(i)}", recon, {"from": f"{split}/real/{_name(i)}", "generator": train_gen})
+            out.put(w.recon(split) / _name(i), recon, {"from": w.rel(w.real(split) / _name(i)), "generator": train_gen})
             if split == "train":
                 train_reals.append((_name(i), real, recon))
         for i in range(n):
             crop = photos.sample_crop(split, "content", rng(split, "fake", i))
-            out.put(f"{split}/fake/{_name(i)}", G(train_gen, crop.image()), {**crop.to_json(), "generator": train_gen})
+            out.put(w.fakes(split) / _name(i), G(train_gen, crop.image()), {**crop.to_json(), "generator": train_gen})
 
     for name, real, recon in train_reals[: cfg.diag]:
         box = masks.sample_box(real.width, real.height, rng("diag", name))
         mask = masks.box_mask(real.size, box)
         radius = masks.dear_blur_radius(real.width, real.height)
         image = masks.composite(real, recon, masks.soft_mask(mask, radius))
-        src = {"from": f"train/real/{name}", "generator": train_gen, "box": list(box), "blur_radius": round(radius, 4)}
-        out.put(f"diag/images/{name}", image, src)
-        out.put(f"diag/masks/{name}", mask, src)
+        src = {"from": w.rel(w.real("train") / name), "generator": train_gen, "box": list(box), "blur_radius": round(radius, 4)}
+        out.put(w.diag_images / name, image, src)
+        out.put(w.diag_masks / name, mask, src)
 
     for i in range(cfg.test_real):
         crop = photos.sample_crop("test", "real", rng("test", "real", i))
-        out.put(f"test/real/{_name(i)}", crop.image(), crop.to_json())
+        out.put(w.real("test") / _name(i), crop.image(), crop.to_json())
     content = [photos.sample_crop("test", "content", rng("test", "content", i)) for i in range(cfg.test_fake)]
     for g in models:
         for i, crop in enumerate(content):
-            out.put(f"test/fake/{g}/{_name(i)}", G(g, crop.image()), {**crop.to_json(), "generator": g})
+            out.put(w.generator("test", g) / _name(i), G(g, crop.image()), {**crop.to_json(), "generator": g})
 
     for i in range(cfg.wild_real):
         r = rng("wild", "real", i)
         crop = photos.sample_crop("test", "real", r)
         image, post = unknown_postprocess(crop.image(), r)
-        out.put(f"wild/real/{_name(i)}", image, {**crop.to_json(), "post": post})
+        out.put(w.real("wild") / _name(i), image, {**crop.to_json(), "post": post})
     content = [photos.sample_crop("test", "content", rng("wild", "content", i)) for i in range(cfg.wild_fake)]
     for g in unseen:
         for i, crop in enumerate(content):
             image, post = unknown_postprocess(G(g, crop.image()), rng("wild", "post", g, i))
-            out.put(f"wild/fake/{g}/{_name(i)}", image, {**crop.to_json(), "generator": g, "post": post})
+            out.put(w.generator("wild", g) / _name(i), image, {**crop.to_json(), "generator": g, "post": post})
     bar.close()
 
     vals = gens.val_crops()
@@ -222,7 +225,7 @@ def _build_into(tmp: Path, seed: int, cfg: WorldConfig, models: dict[str, gens.C
         "sources": out.sources,
         "files": out.files,
     }
-    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    w.manifest.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
 
 
 def build_world(
@@ -257,7 +260,7 @@ def build_world(
         try:
             tmp.rename(root)
         except OSError:  # another process finished the same build first: keep its copy
-            if not (root / "manifest.json").is_file():
+            if not WorldLayout(root).manifest.is_file():
                 if (staging / "old").exists() and not root.exists():
                     (staging / "old").rename(root)  # give the earlier world back
                 raise
@@ -282,7 +285,7 @@ def _check_replaceable(root: Path) -> None:
     except (BenchError, AttributeError):  # no or unreadable manifest, or one that is not an object
         is_world = False
     if not is_world:
-        why = (f"its manifest.json is not an {NAME} one, or is damaged" if (root / "manifest.json").exists()
+        why = (f"its manifest.json is not an {NAME} one, or is damaged" if WorldLayout(root).manifest.exists()
                else f"no {NAME} manifest.json")
         raise BenchError(f"{root} holds files but is not an {NAME} world ({why}); a build would replace it, so "
                          "choose a new or empty folder (or, if it is a world whose manifest was damaged, delete the "
@@ -290,7 +293,7 @@ def _check_replaceable(root: Path) -> None:
 
 
 def read_manifest(root: Path | str) -> dict[str, Any]:
-    path = Path(root) / "manifest.json"
+    path = WorldLayout(root).manifest
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
@@ -305,7 +308,7 @@ def _current(root: Path, seed: int, cfg: WorldConfig, generators_dir: str | Path
     A damaged manifest (not an object, no file list, generator entries without names) means
     "not current": the caller rebuilds, and `_check_replaceable` still guards what it replaces.
     """
-    if not (root / "manifest.json").is_file():
+    if not WorldLayout(root).manifest.is_file():
         return False
     try:
         m = read_manifest(root)
@@ -350,7 +353,7 @@ def verify_world(root: Path | str) -> list[str]:
     BenchError naming it, not an empty (all-clear) list.
     """
     root = Path(root)
-    path = root / "manifest.json"
+    path = WorldLayout(root).manifest
     manifest = read_manifest(root)
     files = manifest.get("files") if isinstance(manifest, dict) else None
     if not isinstance(files, dict):

@@ -1,31 +1,20 @@
-"""The `bench` command line: the harness commands list, run, sweep, table, plot, compare, speed.
+"""The harness commands: list, run, table, plot, sweep, compare, speed.
 
-Each subcommand is a `Command` (name, help, add_arguments, handler) in `COMMANDS`; the methods'
-commands (world, train, dear, analyze, reproduce) are the `COMMANDS` of `bench/cli_methods.py`,
-and the argparse types both use live in `bench/cli_args.py`. Everything goes through
-`bench.registry`, so built-ins and plugins are listed and run the same way.
-
-Any `BenchError` prints `bench: error: <message>` on stderr and exits with status 2, without a
-traceback. A run where some detector failed still exports what finished, then exits with 1;
-`bench compare` exits with 1 when the runs differ.
+They read only the core (`bench`): everything goes through `bench.registry`, so built-ins and
+plugins are listed and run the same way. A run where some detector failed still exports what
+finished, then exits with 1; `bench compare` exits with 1 when the runs differ.
 """
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 from bench import registry
 from bench.api import BenchError, did_you_mean
-from bench.cli_args import Command, count, csv_list, echo, nonnegative, torch_device
 from bench.devices import PRECISIONS
-
-EXIT_FAILED_DETECTOR = 1
-EXIT_MISMATCH = 1  # bench compare: the runs differ
-EXIT_ERROR = 2
-
+from bench_cli.args import EXIT_ERROR, EXIT_FAILED_DETECTOR, EXIT_MISMATCH, Command, count, csv_list, echo, nonnegative, size, torch_device
 
 # --------------------------------------------------------------------------- list
 
@@ -308,23 +297,12 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- speed
 
 
-def _size(text: str) -> tuple[int, int]:
-    try:
-        h, _, w = text.lower().partition("x")
-        size = (int(h), int(w or h))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a size like 256 or 512x384, got {text!r}") from None
-    if min(size) < 1:
-        raise argparse.ArgumentTypeError(f"a size must be positive, got {text!r}")
-    return size
-
-
 def _add_speed(p: argparse.ArgumentParser) -> None:
     p.add_argument("--detectors", type=csv_list, default=[],
-                   help="comma-separated names with optional weight tag (default: every detector with .mini weights)")
+                   help="comma-separated names with optional weight tag (default: every detector whose default weights are on this machine)")
     p.add_argument("--device", type=torch_device, help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="CUDA numerics, as in `bench run` (default: fp32)")
-    p.add_argument("--size", type=_size, default=(256, 256), help="input image size, 256 or HxW (default: 256)")
+    p.add_argument("--size", type=size, default=(256, 256), help="input image size, 256 or HxW (default: 256)")
     p.add_argument("--batch-size", type=count(1), default=32)
     p.add_argument("--batches", type=count(1), default=10, help="timed batches after warm-up (default: 10)")
     p.add_argument("--warmup", type=count(0), default=2, help="untimed warm-up batches (default: 2)")
@@ -339,7 +317,7 @@ def _cmd_speed(args: argparse.Namespace) -> int:
     from bench.runner import default_detector_names
     from bench.speed import measure_many
 
-    names = args.detectors or default_detector_names("mini")
+    names = args.detectors or default_detector_names(None)
     results, errors = measure_many(names, device=args.device, precision=args.precision, size=args.size,
                                    batch_size=args.batch_size, batches=args.batches, warmup=args.warmup)  # fmt: skip
     table = pd.DataFrame([r.as_row() for r in results])
@@ -366,72 +344,3 @@ COMMANDS: list[Command] = [
     Command("compare", "compare two runs score by score (e.g. CPU against CUDA)", _add_compare, _cmd_compare),
     Command("speed", "measure detectors' images/s and peak memory on a device (a benchmark)", _add_speed, _cmd_speed),
 ]
-
-
-def build_parser(commands: Sequence[Command] | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bench", description="Benchmark AI-generated-image detectors.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    if commands is None:
-        from bench.cli_methods import COMMANDS as METHOD_COMMANDS  # the methods' faces (world, train, dear, ...)
-
-        commands = COMMANDS + METHOD_COMMANDS
-    for cmd in commands:
-        p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
-        cmd.add_arguments(p)
-        p.set_defaults(_handler=cmd.handler)
-    return parser
-
-
-def _worker_message(text: str) -> str | None:
-    """The message of a BenchError raised in a DataLoader worker, without the worker's traceback
-    that torch wraps around it ("Caught X in DataLoader worker process 0. Original Traceback ...")."""
-    if "in DataLoader worker process" not in text:
-        return None
-    import re
-
-    # the traceback ends with "module.ErrorClass: message", the message possibly over several lines
-    found = list(re.finditer(r"^(?:bench|dear|detectors|suites)\.[\w.]+: ", text, re.M))
-    if not found:
-        return None  # not one of ours: a real bug keeps its traceback
-    return text[found[-1].end():].rstrip()
-
-
-def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None,
-                  line: str | None = None) -> None:
-    """Warnings as one line for a user ("bench: warning: ..."), not Python's file:line and source."""
-    kind = "" if category is UserWarning else f"{category.__name__}: "
-    print(f"bench: warning: {kind}{message}", file=sys.stderr if file is None else file)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    import warnings
-
-    logging.basicConfig(level=logging.WARNING, format="bench: %(message)s", stream=sys.stderr)
-    args = build_parser().parse_args(argv)
-    shown, warnings.showwarning = warnings.showwarning, _show_warning
-    try:
-        return args._handler(args)
-    except BenchError as exc:
-        print(f"bench: error: {_worker_message(str(exc)) or exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except RuntimeError as exc:  # a BenchError that a DataLoader worker could not rebuild (BadImageError)
-        message = _worker_message(str(exc))
-        if message is None:
-            raise
-        print(f"bench: error: {message}", file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        resumes = args.command in ("run", "sweep")  # only scores are cached as they come
-        print("bench: interrupted" + ("; finished batches are saved and a rerun resumes from them" if resumes else ""),
-              file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # `bench table | head`: the reader left; say nothing more
-        import os
-
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    except OSError as exc:  # an output path that is a file, a full disk: the OS message names the path
-        print(f"bench: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    finally:
-        warnings.showwarning = shown
