@@ -82,44 +82,6 @@ def load_image(path: str) -> Image.Image:
     return decode_image(data, str(path))
 
 
-_TRANSPOSING_ORIENTATIONS = {5, 6, 7, 8}  # EXIF orientations that swap width and height
-
-
-def _png_without_exif(im: Image.Image, path: str | Path) -> bool:
-    """True for a PNG that holds no EXIF anywhere. PIL's `getexif` decodes a whole PNG to look
-    for an eXIf chunk after the pixels; scanning the bytes for the chunk type (or ImageMagick's
-    "Raw profile type exif" text chunk, which PIL also reads) is far cheaper. A stray match
-    inside compressed data only costs that decode."""
-    if im.format != "PNG" or "exif" in im.info or "Raw profile type exif" in im.info:
-        return False
-    data = Path(path).read_bytes()
-    return b"eXIf" not in data and b"Raw profile type exif" not in data
-
-
-def upright_size(path: str | Path) -> tuple[int, int]:
-    """(W, H) of an image as `load_image` returns it, without decoding its pixels.
-
-    `load_image` turns images upright by their EXIF orientation, so a 40x24 header with
-    orientation 6 loads as 24x40; batching by header size would stack the two and fail.
-    Orientation comes from PIL's `getexif`, the source `ImageOps.exif_transpose` reads; a
-    malformed EXIF block counts as upright, as `decode_image` then ignores it. An unreadable
-    file raises BadImageError naming it."""
-    try:
-        with Image.open(path) as im:
-            w, h = im.size
-            try:
-                orientation = 1 if _png_without_exif(im, path) else im.getexif().get(0x0112, 1)  # 0x0112: Orientation
-            except Exception:  # a bad EXIF block must not lose an otherwise good image
-                orientation = 1
-    except FileNotFoundError:
-        raise BadImageError(str(path), "file not found") from None
-    except UnidentifiedImageError:
-        raise BadImageError(str(path), "not an image (cannot identify)") from None
-    except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError... on a corrupt header
-        raise BadImageError(str(path), f"unreadable image ({type(exc).__name__}: {exc})") from None
-    return (h, w) if orientation in _TRANSPOSING_ORIENTATIONS else (w, h)
-
-
 def decode_image(data: bytes, path: str) -> Image.Image:
     """Bytes of an image file -> fully loaded, upright, 8-bit RGB image.
 

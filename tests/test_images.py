@@ -204,24 +204,3 @@ def test_write_failures_lists_skipped_images_and_clears_a_stale_list(tmp_path):
     with open(listed, newline="") as f:
         assert list(csv.reader(f)) == [["path", "reason"], ["a, b.png", "truncated"], ["c.png", "not an image"]]
     assert images.write_failures(tmp_path, {}.items()) is None and not listed.exists()
-
-
-def test_upright_size_finds_exif_stored_after_the_pixels(tmp_path):
-    """A PNG may keep its eXIf chunk after the image data; the size must still be the upright
-    one that `load_image` returns (orientation 6 turns 40x24 into 24x40)."""
-    import struct
-
-    from bench.images import upright_size
-
-    exif = Image.Exif()
-    exif[0x0112] = 6
-    Image.new("RGB", (40, 24), (10, 20, 30)).save(tmp_path / "early.png", exif=exif)
-    data = (tmp_path / "early.png").read_bytes()
-    start = data.index(b"eXIf") - 4
-    chunk = data[start:start + 12 + struct.unpack(">I", data[start:start + 4])[0]]
-    rest = data.replace(chunk, b"")
-    end = rest.index(b"IEND") - 4
-    (tmp_path / "late.png").write_bytes(rest[:end] + chunk + rest[end:])
-    Image.new("RGB", (40, 24)).save(tmp_path / "plain.png")
-    for name, size in [("early.png", (24, 40)), ("late.png", (24, 40)), ("plain.png", (40, 24))]:
-        assert upright_size(tmp_path / name) == load_image(str(tmp_path / name)).size == size, name
