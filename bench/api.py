@@ -203,13 +203,36 @@ class ImageSet:
 
 
 @dataclass(frozen=True)
+class Skipped:
+    """A file a source left out of its suite, and why: not an image, outside the data root, not
+    a regular file... Runs count and list these beside the images that failed to score."""
+
+    path: str
+    reason: str
+    set: str = ""
+
+
+@dataclass(frozen=True)
+class Sampled:
+    """How many images of a set a `max_per_set` sample kept (`bench.sampling.subsample`)."""
+
+    set: str
+    kept: int
+    total: int
+    strata: int  # source folders the sample was stratified by
+    label: int | None = None  # the label sampled, in a set holding both
+
+
+@dataclass(frozen=True)
 class Suite:
-    """A loaded suite: its image sets and where they came from."""
+    """A loaded suite: its image sets, where they came from, what was left out and sampled."""
 
     name: str
     sets: tuple[ImageSet, ...]
     description: str = ""
     source: str = ""  # root folder or dataset id the data came from
+    skipped: tuple[Skipped, ...] = ()
+    sampled: tuple[Sampled, ...] = ()
 
     def set(self, name: str) -> ImageSet:
         for s in self.sets:
@@ -256,7 +279,10 @@ class SuiteSource(Protocol):
         """None if the data is here, else a sentence saying what is missing and how to get it."""
 
     def load(self, data_root: str | None = None, max_per_set: int | None = None) -> Suite:
-        """Load the suite or raise MissingDataError naming the expected path."""
+        """Load the suite or raise MissingDataError naming the expected path. `max_per_set`
+        keeps a seeded sample of each set (`bench.sampling.subsample`); a source whose `load`
+        also takes `sample_seed` gets the run's seed for it, and `options` (a dict) when it
+        declares that keyword (e.g. {"allow_outside_root": True} for manifests)."""
 
 
 # --------------------------------------------------------------------------- post-processing

@@ -16,15 +16,18 @@ Every image the runner scores goes through `decode_image`, so one bad file becom
   scored. The exception is 16-bit data, which PIL's `convert` clips at 255; it is rescaled
   to 8 bits here instead;
 - images with more than `MAX_IMAGE_PIXELS` pixels are refused before their pixels are
-  decoded (decompression-bomb guard).
+  decoded (decompression-bomb guard); the refusal gives the image's W x H and how to raise the
+  limit (`AIGI_BENCH_MAX_PIXELS`, `bench run --max-pixels`) for a genuine large photo.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
+import os
 import re
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -35,19 +38,58 @@ from bench.files import atomic_path
 
 #: Largest image accepted, in pixels (16384 x 16384). Also installed as PIL's own limit so
 #: PIL's checks fire at the same size; a test may lower this module constant.
-MAX_IMAGE_PIXELS: int = 2**28
+MAX_PIXELS_ENV = "AIGI_BENCH_MAX_PIXELS"
+MAX_IMAGE_PIXELS: int = int(os.environ.get(MAX_PIXELS_ENV) or 2**28)
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+
+
+@contextlib.contextmanager
+def pixel_limit(limit: int | None) -> Iterator[None]:
+    """Within the block, the decompression-bomb limit is `limit` pixels (None: unchanged), for
+    this process and the DataLoader workers it starts (they read the environment when spawned,
+    inherit it when forked); restored afterwards."""
+    global MAX_IMAGE_PIXELS
+    if limit is None:
+        yield
+        return
+    saved = MAX_IMAGE_PIXELS, Image.MAX_IMAGE_PIXELS, os.environ.get(MAX_PIXELS_ENV)
+    MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS = int(limit)
+    os.environ[MAX_PIXELS_ENV] = str(int(limit))
+    try:
+        yield
+    finally:
+        MAX_IMAGE_PIXELS, Image.MAX_IMAGE_PIXELS = saved[0], saved[1]
+        if saved[2] is None:
+            os.environ.pop(MAX_PIXELS_ENV, None)
+        else:
+            os.environ[MAX_PIXELS_ENV] = saved[2]
 
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
 
-IMAGE_EXTENSIONS: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
+# The one rule of what is an image, for every source (folders, CSV manifests, datasets): a file
+# whose extension belongs to a raster format this Pillow can open. GIF and AVIF count (Pillow
+# decodes them; a GIF is scored on its first frame); SVG, PDF, PSD and the like do not.
+RASTER_FORMATS = frozenset({"PNG", "JPEG", "MPO", "WEBP", "BMP", "TIFF", "GIF", "AVIF", "JPEG2000", "PPM"})
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+    ext for ext, fmt in Image.registered_extensions().items() if fmt in RASTER_FORMATS and fmt in Image.OPEN
+)
 
 
 def is_image_file(path: Path) -> bool:
     """An image by its extension (any case). Hidden files are not: macOS leaves '._x.png'
     resource forks beside copied images, and they do not decode."""
     return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
+
+def not_an_image(path: Path) -> str | None:
+    """Why `path` is not taken as an image by `is_image_file` (for the skipped-files list), or None."""
+    path = Path(path)
+    if path.name.startswith("."):
+        return "hidden file (e.g. a macOS ._ resource fork)"
+    if path.suffix.lower() not in IMAGE_EXTENSIONS:
+        return f"not an image file (extension {path.suffix.lower() or 'none'})"
+    return None
 
 
 def write_failures(folder: Path, failures: Iterable[tuple[str, str]]) -> Path | None:
@@ -70,9 +112,10 @@ def write_failures(folder: Path, failures: Iterable[tuple[str, str]]) -> Path | 
 
 def load_image(path: str) -> Image.Image:
     """Read and decode one file; a missing or unreadable file is a BadImageError too."""
+    from bench.files import read_bytes
+
     try:
-        with open(path, "rb") as fh:
-            data = fh.read()
+        data = read_bytes(path)
     except FileNotFoundError:
         raise BadImageError(str(path), "file not found") from None
     except IsADirectoryError:
@@ -98,8 +141,8 @@ def decode_image(data: bytes, path: str) -> Image.Image:
             image.load()
     except BadImageError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise BadImageError(path, _bomb_reason(str(exc))) from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise BadImageError(path, _too_large(*_header_size(data))) from None
     except UnidentifiedImageError:
         raise BadImageError(path, "not an image (cannot identify)") from None
     except Exception as exc:  # PIL decoders raise OSError, SyntaxError, ValueError, zlib.error...
@@ -131,15 +174,36 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 def _check_size(image: Image.Image, path: str) -> None:
-    pixels = image.width * image.height
-    if pixels > MAX_IMAGE_PIXELS:
-        raise BadImageError(path, f"decompression bomb: {pixels} pixels > limit {MAX_IMAGE_PIXELS}")
+    if image.width * image.height > MAX_IMAGE_PIXELS:
+        raise BadImageError(path, _too_large(image.width, image.height))
 
 
-def _bomb_reason(message: str) -> str:
-    found = re.search(r"\((\d+) pixels\)", message)
-    pixels = found.group(1) if found else "too many"
-    return f"decompression bomb: {pixels} pixels > limit {MAX_IMAGE_PIXELS}"
+def _header_size(data: bytes) -> tuple[int, int] | tuple[()]:
+    """(W, H) from the header of an image PIL refused to open as too large, or () if unknown."""
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # read the header only: nothing is decoded here
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as im:
+                return im.size
+    except Exception:
+        return ()
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
+def _too_large(*size: int) -> str:
+    """The refusal of an image over the pixel limit, with its size and the way to raise it."""
+    limit = f"the limit of {MAX_IMAGE_PIXELS:,} pixels ({int(MAX_IMAGE_PIXELS ** 0.5)} x {int(MAX_IMAGE_PIXELS ** 0.5)})"
+    if len(size) == 2:
+        w, h = size
+        what = f"{w} x {h} = {w * h:,} pixels is above {limit}"
+        needed = w * h
+    else:
+        what, needed = f"its pixel count is above {limit}", MAX_IMAGE_PIXELS * 2
+    return (f"{what}, a guard against decompression bombs; if the image is genuine, raise the limit with "
+            f"--max-pixels {needed} (or {MAX_PIXELS_ENV}={needed})")
 
 
 def _decode_reason(data: bytes, exc: Exception) -> str:
@@ -154,3 +218,40 @@ def _riff_truncated(data: bytes) -> bool:
     if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WEBP":
         return False
     return int.from_bytes(data[4:8], "little") + 8 > len(data)
+
+
+def pixel_environment() -> dict[str, str]:
+    """What can make two machines produce different pixels or scores from the same inputs:
+    the codec libraries Pillow was built with (JPEG/WEBP round trips, PNG bytes), and the CPU
+    kernels torch dispatches to (float32 sums in another order on AVX-512 than on AVX2).
+    Recorded in run and world manifests."""
+    from PIL import __version__ as pillow
+    from PIL import features
+
+    env = {"pillow": pillow}
+    for name, feature in (("libjpeg", "jpg"), ("libwebp", "webp"), ("zlib", "zlib"), ("libavif", "avif")):
+        try:
+            env[name] = str(features.version(feature) or "absent")
+        except Exception:  # an older Pillow without this feature's version
+            env[name] = "unknown"
+    try:
+        import torch
+
+        env["torch"] = torch.__version__
+        env["torch_cpu_capability"] = str(torch.backends.cpu.get_cpu_capability())
+    except Exception:  # noqa: BLE001 - torch absent or too old to say
+        env["torch_cpu_capability"] = "unknown"
+    return env
+
+
+def pixel_digest(image: Image.Image) -> str:
+    """sha256 of an RGB image's size and decoded pixels: its identity whatever file holds it.
+
+    The runner seeds each image's post-processing from this, not from the file's bytes: the same
+    pixels saved by another zlib (or PNG encoder setting) are other bytes, and would otherwise
+    draw another JPEG quality or crop on another machine."""
+    import hashlib
+
+    rgb = to_rgb(image)
+    return hashlib.sha256(f"{rgb.width}x{rgb.height}:".encode() + rgb.tobytes()).hexdigest()
+

@@ -29,6 +29,9 @@ from bench.api import AVG, FAKE, ORIGINAL, POST_PROCESSED, REAL, BenchError, der
 
 
 METRIC_COLUMNS: tuple[str, ...] = ("auc", "ap", "racc", "facc", "acc", "eer", "tpr1", "tpr5", "asym")
+# A set with fewer real or fake images than this is flagged in tables, and gets no bootstrap
+# interval: resampling one image gives that image every time, an interval of width 0.
+SMALL_SET = 10
 # metrics read at the fixed threshold logit 0: meaningless for an uncalibrated detector
 THRESHOLD_METRICS: tuple[str, ...] = ("racc", "facc", "acc", "asym")
 OUTPUT_COLUMNS: tuple[str, ...] = (
@@ -317,7 +320,8 @@ def evaluate(scores: pd.DataFrame, bootstrap: int = 0, seed: int = 0) -> pd.Data
     generator sets (suite order), then Avg, then wild sets. `n_real` of the Avg row counts the
     distinct real images behind it, `n_fake` all fakes. With `bootstrap` > 0, `auc_lo/auc_hi`
     hold a stratified percentile 95% interval of AUC per set, and on Avg rows of the mean AUC
-    (`bootstrap_avg_auc`; NaN when 0 or when the Avg itself is NaN).
+    (`bootstrap_avg_auc`; NaN when 0, when the Avg itself is NaN, or when a set has fewer than
+    SMALL_SET real or fake images, whose resamples would give an interval that looks tight).
     The optional columns `weights` and `suite` of the scores table (default "") are kept, so one
     detector under two weight tags stays two rows. Rows with a NaN logit are dropped with a warning.
     """
@@ -390,7 +394,7 @@ def evaluate(scores: pd.DataFrame, bootstrap: int = 0, seed: int = 0) -> pd.Data
                 try:
                     values = compute_all(y, sc, base["calibrated"])
                     lo = hi = math.nan
-                    if bootstrap:
+                    if bootstrap and min(int((y == REAL).sum()), int((y == FAKE).sum())) >= SMALL_SET:
                         rs = derive_seed(seed, cond, d.detector, d.weights, s.suite, s.set)
                         lo, hi = bootstrap_ci(auc, y, sc, n=bootstrap, seed=rs)
                 except MetricError as exc:
@@ -416,7 +420,8 @@ def evaluate(scores: pd.DataFrame, bootstrap: int = 0, seed: int = 0) -> pd.Data
                         stacklevel=2,
                     )
                 lo = hi = math.nan
-                if bootstrap and complete:
+                big_enough = all(min(len(r), len(f)) >= SMALL_SET for _, r, f in boot_groups)
+                if bootstrap and complete and big_enough:
                     lo, hi = bootstrap_avg_auc(boot_groups, n=bootstrap, seed=derive_seed(seed, cond, d.detector, d.weights, AVG))
                 avg = {
                     **base, "suite": "", "set": AVG, "set_display": "Avg", "set_kind": "avg", "set_order": n_gen,

@@ -130,34 +130,74 @@ class LoadReport:
     errors: dict[str, str] = field(default_factory=dict)  # name -> "ExcType: message"
 
 
+class PluginLoadError(BenchError):
+    """A registered name whose plugin cannot be used (it failed to import, or two distributions
+    claim it): a run reports it and goes on with the others."""
+
+
+OWN_DISTRIBUTION = "aigi-bench"
+
 _cache: dict[str, LoadReport] = {}  # complete scans
 _partial: dict[str, LoadReport] = {}  # entry points loaded one by one (lookups by name)
-_points: dict[str, dict[str, Any]] = {}  # group -> name -> entry point (first distribution wins)
+_points: dict[str, dict[str, Any]] = {}  # group -> name -> the entry point used
+_refused: dict[str, dict[str, str]] = {}  # group -> name -> why a claim on it was refused
+
+
+def _dist_name(ep: Any) -> str:
+    name = ep.dist.name if getattr(ep, "dist", None) else "?"
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def _entry_points(kind: str) -> dict[str, Any]:
+    """name -> entry point, each name claimed once. Which of two claims would win would depend on
+    discovery order, so a second distribution claiming a name is refused: aigi-bench's own
+    built-ins keep their names, and a name two plugins claim is used by neither (`_refused`
+    says why, naming both)."""
     if kind not in _points:
+        claims: dict[str, dict[str, Any]] = {}
+        for ep in entry_points(group=GROUPS[kind]):
+            claims.setdefault(ep.name, {}).setdefault(_dist_name(ep), ep)  # one distribution found twice is one claim
         found: dict[str, Any] = {}
-        for ep in sorted(entry_points(group=GROUPS[kind]), key=lambda e: e.name):
-            found.setdefault(ep.name, ep)  # the first distribution to claim a name wins; duplicates are ignored
-        _points[kind] = found
+        refused: dict[str, str] = {}
+        for name, by_dist in sorted(claims.items()):
+            if len(by_dist) == 1:
+                found[name] = next(iter(by_dist.values()))
+                continue
+            others = sorted(d for d in by_dist if d != OWN_DISTRIBUTION)
+            if OWN_DISTRIBUTION in by_dist:
+                found[name] = by_dist[OWN_DISTRIBUTION]
+                refused[name] = (f"{kind[:-1]} {name!r} is claimed by {OWN_DISTRIBUTION} and by {', '.join(others)}; "
+                                 f"the claim of {', '.join(others)} is refused (rename its entry point)")
+            else:
+                refused[name] = (f"{kind[:-1]} {name!r} is claimed by {' and '.join(others)}: which one would load depends on "
+                                 "installation order, so neither is used; uninstall one or rename its entry point")
+        _points[kind], _refused[kind] = found, refused
     return _points[kind]
 
 
+def refused(kind: str) -> dict[str, str]:
+    """name -> why a claim on it was refused (a name claimed by two distributions)."""
+    _entry_points(kind)
+    return dict(_refused[kind])
+
+
 def _load(kind: str, name: str, report: LoadReport) -> None:
-    """Load one entry point into `report`; a broken plugin lands in `errors`, not an exception."""
+    """Load one entry point into `report`; a broken plugin lands in `errors`, not an exception.
+    Everything but Ctrl-C is caught: a plugin calling sys.exit() at import must not end `bench list`."""
     ep = _entry_points(kind)[name]
     try:
         report.loaded[name] = ep.load()
         report.origin[name] = ep.dist.name if ep.dist else "?"
-    except Exception as exc:  # a plugin may fail in any way; report it, keep the others
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # a plugin may fail in any way (SystemExit too); report it, keep the others
         report.errors[name] = f"{type(exc).__name__}: {exc}"
 
 
 def scan(kind: str, refresh: bool = False) -> LoadReport:
     """Load every entry point of one group (for listings and default selections)."""
     if refresh:
-        for table in (_cache, _partial, _points):
+        for table in (_cache, _partial, _points, _refused):
             table.pop(kind, None)
     if kind in _cache:
         return _cache[kind]
@@ -165,6 +205,9 @@ def scan(kind: str, refresh: bool = False) -> LoadReport:
     for name in _entry_points(kind):
         if name not in report.loaded and name not in report.errors:
             _load(kind, name, report)
+    for name, why in _refused[kind].items():
+        if name not in report.loaded:
+            report.errors[name] = why
     _cache[kind] = report
     return report
 
@@ -173,15 +216,18 @@ def _lookup(kind: str, name: str) -> Any:
     """The object registered as `name`, importing only its own entry point: building one
     detector must not pay for importing every plugin (open_clip, diffusers, ...)."""
     report = _cache.get(kind)
-    if report is None and name in _entry_points(kind):
+    points = _entry_points(kind)
+    if report is None and name in points:
         report = _partial.setdefault(kind, LoadReport())
         if name not in report.loaded and name not in report.errors:
             _load(kind, name, report)
     if report is not None and name in report.loaded:
         return report.loaded[name]
     if report is not None and name in report.errors:
-        raise BenchError(f"{kind[:-1]} {name!r} is installed but failed to load: {report.errors[name]}")
-    candidates = list(_entry_points(kind))  # names only: suggesting needs no imports
+        raise PluginLoadError(f"{kind[:-1]} {name!r} is installed but failed to load: {report.errors[name]}")
+    if name in _refused[kind]:
+        raise PluginLoadError(_refused[kind][name])
+    candidates = list(points)  # names only: suggesting needs no imports
     known = ", ".join(sorted(candidates)) or "none"
     raise UnknownNameError(f"unknown {kind[:-1]} {name!r}{did_you_mean(name, candidates)} (known: {known})")
 

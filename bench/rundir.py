@@ -3,18 +3,25 @@
 Results are data: `manifest.json` (what was run, with which versions, seeds and counts) beside
 the per-image scores (`scores.parquet`, the same table as `scores.csv`) and `failures.csv`.
 Everything downstream is a function of these files, so a table never reruns a detector.
+
+A run folder is written whole: the four files go into a staging folder that then replaces the
+old run folder (`bench.files.replace_folder`), so a kill never leaves new scores beside an old
+manifest. The manifest carries the sha256 of every other file, and reading a run checks them:
+a file cut in transit or edited by hand is named, not silently tabled.
 """
 from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from bench.api import BenchError, MissingDataError
-from bench.files import atomic_path
+from bench.files import PLAIN_FILE_MODE, replace_folder
+from bench.weights import sha256_file
 
 log = logging.getLogger("bench")
 
@@ -28,25 +35,40 @@ SCORE_COLUMNS = [
 FAILURE_COLUMNS = ["detector", "weights", "condition", "condition_key", "set", "path", "image_sha", "label", "reason"]
 
 
+DATA_FILES = ("scores.csv", "scores.parquet", "failures.csv")
+
+
 def write_run(run_dir: Path, manifest: dict[str, Any], scores: pd.DataFrame, failures: pd.DataFrame) -> None:
-    """Write the run folder; each file replaces the old one only once it is whole (`bench.files`)."""
+    """Write the run folder as a whole (see the module docstring), the manifest with the digests
+    of the other files."""
+    with replace_folder(run_dir) as staging:
+        scores.to_csv(staging / "scores.csv", index=False)
+        scores.to_parquet(staging / "scores.parquet", index=False)
+        failures.to_csv(staging / "failures.csv", index=False)
+        digests = {name: sha256_file(staging / name) for name in DATA_FILES}
+        (staging / "manifest.json").write_text(json.dumps({**manifest, "digests": digests}, indent=2, default=str) + "\n")
+        for name in (*DATA_FILES, "manifest.json"):
+            os.chmod(staging / name, PLAIN_FILE_MODE)
 
-    def atomic(name: str, write: Any) -> None:
-        with atomic_path(run_dir / name) as tmp:
-            write(tmp)
 
-    atomic("scores.csv", lambda p: scores.to_csv(p, index=False))
-    atomic("scores.parquet", lambda p: scores.to_parquet(p, index=False))
-    atomic("failures.csv", lambda p: failures.to_csv(p, index=False))
-    atomic("manifest.json", lambda p: p.write_text(json.dumps(manifest, indent=2, default=str) + "\n"))
+def _check_digest(path: Path, manifest: dict[str, Any]) -> None:
+    """Refuse a data file whose bytes are not those the run wrote (manifests from before
+    digests were recorded are taken as they are)."""
+    expected = (manifest.get("digests") or {}).get(path.name)
+    if expected and sha256_file(path) != expected:
+        raise BenchError(f"{path}: not the file this run wrote (its sha256 differs from the one in manifest.json): cut in "
+                         "transit, or edited; rerun the same command to export the run again from the cache")
 
 
-def read_scores(run_dir: Path) -> pd.DataFrame:
-    """scores.parquet, else scores.csv (the same table), with an error naming a damaged file."""
+def read_scores(run_dir: Path, manifest: dict[str, Any] | None = None) -> pd.DataFrame:
+    """scores.parquet, else scores.csv (the same table), with an error naming a damaged file;
+    with the run's `manifest`, the file's digest is checked first."""
     parquet, csv = run_dir / "scores.parquet", run_dir / "scores.csv"
     if not (parquet.is_file() or csv.is_file()):
         raise MissingDataError(f"{run_dir}: no scores.parquet or scores.csv")
     path = parquet if parquet.is_file() else csv
+    if manifest is not None:
+        _check_digest(path, manifest)
     try:
         if path is parquet:
             return pd.read_parquet(path)
@@ -68,7 +90,7 @@ def load_run(run_dir: str | Path) -> tuple[dict[str, Any], pd.DataFrame]:
         manifest = json.loads(manifest_path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise BenchError(f"{manifest_path}: unreadable manifest ({exc})") from exc
-    scores = read_scores(run_dir)
+    scores = read_scores(run_dir, manifest)
     missing = [c for c in SCORE_COLUMNS if c not in scores.columns]
     if missing:
         raise BenchError(f"{run_dir}: the scores table lacks columns {missing}")

@@ -6,8 +6,9 @@ key) score lands in the shared `ScoreStore` as soon as its batch finishes, so a 
 crash, or a later run over overlapping images, computes only what is missing.
 
 Pixels are never resized by the runner: images are decoded, post-processed with a per-image
-seed (`derive_seed(seed, transform.name, image_sha)`, so processed bytes do not depend on file
-order, subsets or worker counts) and handed to the detector's own `preprocess`. Tensors are then
+seed (`derive_seed(seed, transform.name, pixel_digest)`, the digest of the decoded pixels, so
+processed bytes depend neither on file order, subsets or worker counts nor on how the file was
+encoded) and handed to the detector's own `preprocess`. Tensors are then
 batched only with tensors of the same shape, so a native-resolution detector sees each image at
 its own size and equal sizes share a batch.
 
@@ -19,12 +20,14 @@ computed or stored twice.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import logging
 import math
 import platform
 import random
 import re
+import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -34,16 +37,17 @@ from typing import Any, NamedTuple, Sequence
 import pandas as pd
 
 from bench import registry
-from bench.api import FAKE, FAKES_ONLY, ORIGINAL, POST_PROCESSED, REAL, BadImageError, BenchError, Detector, ImageRecord, MissingDataError, Suite, Transform, derive_seed
+from bench.api import FAKE, REAL, BadImageError, BenchError, Detector, ImageRecord, MissingDataError, Suite, Transform, derive_seed
 from bench.batching import ShapeBatcher
+from bench.conditions import ORIGINAL_KEY, Condition, condition_key, conditions_for
 from bench.devices import cache_suffix, compute_precision, effective_precision, offload, resolve_device
+from bench.files import FolderLock, clean_stale
+from bench.images import pixel_limit
 from bench.rundir import FAILURE_COLUMNS, SCORE_COLUMNS, write_run
+from bench.selection import default_selection, explain_defaults, options_for, row_label, warn_about_toys
 from bench.store import ScoreRow, ScoreStore, params_json, sha256_bytes
 
 log = logging.getLogger("bench")
-
-ORIGINAL_KEY = "original"
-
 
 @dataclass
 class RunConfig:
@@ -65,6 +69,9 @@ class RunConfig:
     data_root: str | None = None
     conditions: list[str] | None = None  # extra chain specs, e.g. ["webp:quality=50"]
     processed_copies: bool = False  # "Post-processed" = the suite's stored copies (DEAR's test_processed/)
+    detector_options: dict[str, Any] = field(default_factory=dict)  # builder keywords, e.g. {"tile": False}
+    allow_outside_root: bool = False  # manifests may name files outside their folder
+    max_pixels: int | None = None  # the decompression-bomb limit for this run (None: bench.images' default)
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
@@ -75,61 +82,6 @@ class RunConfig:
         effective_precision(self.precision, "cuda")  # an unknown name fails here, before any work
 
 
-@dataclass(frozen=True)
-class Condition:
-    """One way of showing images to a detector: a store key and a table block name."""
-
-    key: str  # "original", "rajan@seed=0", "rajan@seed=0,fakes-only"
-    display: str  # "Original", "Post-processed", or the chain spec for sweep conditions
-    spec: str | None = None  # chain spec; None = unprocessed
-    fakes_only: bool = False
-    copies: bool = False  # images are the suite's pre-processed copies, scored as they are
-
-    @property
-    def store_key(self) -> str:
-        """Key of the scores in the store. A stored copy is scored unprocessed, so its score is
-        an "original" score of other bytes (the sha tells them apart) and is shared as such."""
-        return ORIGINAL_KEY if self.copies else self.key
-
-
-COPIES_KEY = "processed-copies"
-
-
-def condition_key(spec: str | None, seed: int, fakes_only: bool = False) -> str:
-    """'original', or '<canonical chain name>@seed=<seed>[,fakes-only]'."""
-    if spec is None:
-        return ORIGINAL_KEY
-    return f"{spec}@seed={seed}" + (",fakes-only" if fakes_only else "")
-
-
-def conditions_for(config: RunConfig) -> list[tuple[Condition, Transform | None]]:
-    """'Original' always, then 'Post-processed' when asked, then each extra (sweep) spec; with
-    `fakes_only` the processed ones are labelled '... (fakes only)'.
-
-    Chains are built here (unknown names fail fast) and named by their canonical `name`
-    ('downscale:factor=0.50' -> 'downscale:factor=0.5'), so equal chains share cached scores.
-    With `processed_copies`, 'Post-processed' is the suite's stored copies instead of the chain.
-    """
-    if config.processed_copies and config.post_process:
-        raise BenchError("choose one post-processed block: the chain (--post-process) or the stored copies (--processed-copies)")
-    if config.fakes_only and not (config.post_process or config.conditions):
-        # silently ignoring it would record `fakes_only: true` for a run that processed nothing
-        raise BenchError("--fakes-only applies to the post-processing chain: add --post-process "
-                         "(stored copies, --processed-copies, are scored as they are)")  # fmt: skip
-    out: list[tuple[Condition, Transform | None]] = [(Condition(ORIGINAL_KEY, ORIGINAL), None)]
-    if config.processed_copies:
-        out.append((Condition(COPIES_KEY, POST_PROCESSED, copies=True), None))
-    specs = ([(config.chain, POST_PROCESSED)] if config.post_process else []) + [(c, None) for c in config.conditions or []]
-    suffix = FAKES_ONLY if config.fakes_only else ""  # another protocol: tables must say which
-    for spec, display in specs:
-        transform = registry.create_chain(spec)
-        name = transform.name
-        out.append((Condition(condition_key(name, config.seed, config.fakes_only), (display or name) + suffix, name,
-                              config.fakes_only), transform))
-    seen: set[str] = set()
-    return [(c, t) for c, t in out if not (c.key in seen or seen.add(c.key))]
-
-
 @dataclass
 class RunResult:
     run_dir: Path
@@ -137,40 +89,14 @@ class RunResult:
     failures: pd.DataFrame
     errors: dict[str, str] = field(default_factory=dict)  # detector -> why it did not finish
     manifest: dict[str, Any] = field(default_factory=dict)
+    written: bool = True  # False: nothing was scored, and the run folder was left as it was
 
     @property
     def ok(self) -> bool:
         return not self.errors
 
 
-# --------------------------------------------------------------------------- selection
-
-
-def default_detector_names(weights_tag: str | None) -> list[str]:
-    """Every registered detector whose `weights_tag` weights (its default weights when None) are
-    on this machine, plus plain-callable plugins, which have no tags.
-
-    Weights that would have to be downloaded are left out of the default selection (offline,
-    every such detector would fail the run); naming the detector in --detectors fetches them."""
-    from bench.weights import local_path, status
-
-    names = []
-    for name, spec in sorted(registry.scan("detectors").loaded.items()):
-        if isinstance(spec, registry.DetectorSpec):
-            tag = weights_tag or spec.default_weights
-            weight = next((w for w in spec.weights if w.tag == tag), None)
-            if weight is None:
-                continue
-            if status(name, weight) in ("local", "bundled"):
-                names.append(f"{name}.{tag}")
-            else:
-                how = ("name it in --detectors to fetch them" if weight.hf_repo else
-                       f"{weight.where} Put the file at that path to include it" if weight.where else "put the file at that path")
-                log.warning("%s.%s is skipped: its weights are not on this machine (%s); %s",
-                            name, tag, local_path(name, weight), how)  # fmt: skip
-        elif callable(spec):
-            names.append(name)
-    return names
+# --------------------------------------------------------------------------- loading
 
 
 def _load_suite(config: RunConfig) -> tuple[Suite, Any]:
@@ -178,7 +104,24 @@ def _load_suite(config: RunConfig) -> tuple[Suite, Any]:
     missing = source.availability(config.data_root)
     if missing:
         raise MissingDataError(f"suite {config.suite!r} is not available: {missing}")
-    return source.load(config.data_root, config.max_per_set), source
+    return source.load(config.data_root, config.max_per_set, **_load_options(source, config)), source
+
+
+def _load_options(source: Any, config: RunConfig) -> dict[str, Any]:
+    """The keywords of `SuiteSource.load` beyond (data_root, max_per_set) that this source takes:
+    the sample seed, and `options` such as allow_outside_root. A plugin taking neither gets none."""
+    try:
+        params = inspect.signature(source.load).parameters
+    except (TypeError, ValueError):
+        return {}
+    kw: dict[str, Any] = {}
+    if "sample_seed" in params:
+        kw["sample_seed"] = config.seed
+    if "options" in params:
+        kw["options"] = {"allow_outside_root": config.allow_outside_root}
+    elif config.allow_outside_root:
+        raise BenchError(f"suite {config.suite!r} reads no manifest, so --allow-outside-root does not apply to it")
+    return kw
 
 
 def _load_copies(config: RunConfig, suite: Suite, source: Any) -> Suite:
@@ -186,7 +129,7 @@ def _load_copies(config: RunConfig, suite: Suite, source: Any) -> Suite:
     source = source or registry.get_suite(config.suite)
     if not getattr(source, "processed_dir", None):
         raise BenchError(f"suite {config.suite!r} has no stored pre-processed copies; use --post-process to apply a chain")
-    copies = source.load(config.data_root, config.max_per_set, processed=True)
+    copies = source.load(config.data_root, config.max_per_set, processed=True, **_load_options(source, config))
     unknown = [s.name for s in copies.sets if s.name not in {t.name for t in suite.sets}]
     if unknown:
         raise BenchError(f"suite {config.suite!r}: pre-processed sets {unknown} have no original counterpart")
@@ -232,19 +175,19 @@ class _ScoringDataset:
         return len(self.work)
 
     def __getitem__(self, i: int) -> _Item:
-        from bench.images import decode_image  # lazy: keeps the core importable on its own
+        from bench.files import read_bytes  # lazy: keeps the core importable on its own
+        from bench.images import decode_image, pixel_digest
 
         path, sha, cond = self.work[i]
         try:
-            with open(path, "rb") as fh:
-                data = fh.read()
+            data = read_bytes(path)
             if sha256_bytes(data) != sha:
                 raise BadImageError(path, "the file changed during the run; run again")
             image = decode_image(data, path)
             params: dict[str, Any] = {}
             transform = self.transforms[cond]
             if transform is not None:
-                image, params = transform(image, random.Random(derive_seed(self.seed, transform.name, sha)))
+                image, params = transform(image, random.Random(derive_seed(self.seed, transform.name, pixel_digest(image))))
             tensor = self.preprocess(image)
             return _Item(i, tensor, params_json(params), None)
         except BadImageError as exc:
@@ -393,59 +336,115 @@ def _execute(config: RunConfig, detectors: list[Detector] | None, suite: Suite |
         log.warning("precision %s applies to CUDA only; on %s the run computes in %s", config.precision, device, precision)
     pairs = conditions_for(config)
     conds: list[Condition] = [c for c, _ in pairs]
+    errors: dict[str, str] = {}
     names: list[str] | None = None
     if detectors is None and config.detectors:
-        names = list(config.detectors)
-        for name in names:
-            registry.check_detector_name(name)
+        names = []
+        for name in config.detectors:
+            try:
+                registry.check_detector_name(name)  # a typo stops the run here, with close matches
+                names.append(name)
+            except registry.PluginLoadError as exc:  # a broken plugin stops only itself
+                errors[registry.with_default_tag(name) if "." in name else name] = str(exc)
+                log.warning("detector %s is skipped: %s", name, exc)
     source = None
     if suite is None:
         suite, source = _load_suite(config)
     if not suite.records:
         raise MissingDataError(f"suite {suite.name!r} has no images ({suite.source or 'no source'})")
     run_dir = config.out / (config.run_name or config.suite or suite.name)
-    try:  # now, not after hours of scoring
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise BenchError(f"cannot create the run folder {run_dir}: {exc}") from exc
-
-    errors: dict[str, str] = {}
-    built: list[Detector] = []
-    if detectors is not None:
-        built = list(detectors)
-    else:
-        if names is None:
-            if source is None:
-                source = registry.get_suite(config.suite)
-            tag = getattr(source, "weights_tag", None)
-            names = default_detector_names(tag)
-            if not names:
-                raise BenchError(f"no registered detector has {tag!r} weights for suite {config.suite!r}; name some with --detectors")
-            for name, why in sorted(registry.scan("detectors").errors.items()):
-                log.warning("detector plugin %r did not load and is skipped: %s", name, why)
-        for name in dict.fromkeys(map(registry.with_default_tag, names)):  # "npr,npr.mini" is one detector, scored once
-            try:
-                built.append(registry.create_detector(name))
-            except BenchError as exc:  # missing weights, a factory that raises: report, go on
-                errors[name] = str(exc)
-                log.warning("detector %s could not be built and is skipped (reason in the run's errors)", name)
-
-    _warn_if_replacing(run_dir, [_label(d) for d in built], [c.key for c in conds])
-    copies = _load_copies(config, suite, source) if any(c.copies for c in conds) else None
-    records_of = [list(copies.records if c.copies else suite.records) for c in conds]  # per condition
-    config.out.mkdir(parents=True, exist_ok=True)
-    with ScoreStore.in_dir(config.out) as store:
-        scores, failures, stats = _score_all(store, suite, built, pairs, records_of, config, device, precision, progress, errors)
-
-    manifest = _manifest(config, suite, source, built, conds, device, precision, started, stats, scores, failures, errors, extra)
-    write_run(run_dir, manifest, scores, failures)
+    _check_writable(config.out)  # now, not after hours of scoring; the run folder itself is made at the end
+    with FolderLock(run_dir):
+        for folder in (config.out, run_dir):
+            for gone in clean_stale(folder):
+                log.warning("removed %s, left by a bench process that was killed while writing", gone)
+        built, options = _build(config, detectors, names, source, errors)
+        if source is not None or detectors is None:
+            warn_about_toys(built, getattr(source or registry.get_suite(config.suite), "weights_tag", None), config.suite)
+        _warn_if_replacing(run_dir, [_label(d) for d in built], [c.key for c in conds])
+        copies = _load_copies(config, suite, source) if any(c.copies for c in conds) else None
+        records_of = [list(copies.records if c.copies else suite.records) for c in conds]  # per condition
+        with ScoreStore.in_dir(config.out) as store, pixel_limit(config.max_pixels):
+            scores, failures, stats = _score_all(store, suite, built, pairs, records_of, config, device, precision, progress,
+                                                 errors, options)
+        _report_silent_detectors(built, scores, failures, errors)
+        failures = pd.concat([failures, _skipped_rows(suite, copies)], ignore_index=True) if suite.skipped or (
+            copies is not None and copies.skipped) else failures
+        manifest = _manifest(config, suite, source, built, options, conds, device, precision, started, stats, scores, failures,
+                             errors, extra)
+        if scores.empty:  # never replace a run folder with a run that scored nothing
+            log.warning("nothing was scored, so %s is left as it was", run_dir)
+            return RunResult(run_dir, scores, failures, errors, manifest, written=False)
+        write_run(run_dir, manifest, scores, failures)
     return RunResult(run_dir, scores, failures, errors, manifest)
+
+
+def _check_writable(out: Path) -> None:
+    """Refuse an output folder that cannot be written, before any work (creating only it)."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".writing-probe-"):
+            pass
+    except OSError as exc:
+        raise BenchError(f"cannot write the output folder {out}: {exc}") from exc
+
+
+def _build(config: RunConfig, detectors: list[Detector] | None, names: list[str] | None, source: Any,
+           errors: dict[str, str]) -> tuple[list[Detector], dict[str, dict[str, Any]]]:
+    """The detectors of the run (given, named, or the suite's defaults) and the builder options
+    each was built with, keyed by its label; a detector that cannot be built lands in `errors`."""
+    if detectors is not None:
+        return list(detectors), {}
+    if names is None:
+        source = source or registry.get_suite(config.suite)
+        tag = getattr(source, "weights_tag", None)
+        selection = default_selection(tag)
+        explain_defaults(selection, tag, config.suite)
+        names = selection.names
+        for name, why in sorted(registry.scan("detectors").errors.items()):
+            log.warning("detector plugin %r did not load and is skipped: %s", name, why)
+    names = list(dict.fromkeys(map(registry.with_default_tag, names)))  # "npr,npr.mini" is one detector, scored once
+    wanted = options_for(names, config.detector_options)
+    built, options = [], {}
+    for name in names:
+        try:
+            det = registry.create_detector(name, **wanted[name])
+        except BenchError as exc:  # missing weights, a factory that raises: report, go on
+            errors[name] = str(exc)
+            log.warning("detector %s could not be built and is skipped (reason in the run's errors)", name)
+            continue
+        built.append(det)
+        options[_label(det)] = wanted[name]
+    return built, options
+
+
+def _report_silent_detectors(built: list[Detector], scores: pd.DataFrame, failures: pd.DataFrame, errors: dict[str, str]) -> None:
+    """A detector that finished without one score (its preprocessing refused every image, or its
+    forward gave NaN for all) is an error of the run, not a row that silently vanishes."""
+    scored = set(scores["weights"]) if not scores.empty else set()
+    for det in built:
+        label = _label(det)
+        if label in scored or label in errors:
+            continue
+        mine = failures[failures["weights"] == label] if not failures.empty else failures
+        reasons = mine["reason"].value_counts().head(2).index.tolist() if len(mine) else []
+        errors[label] = ("produced no score: " + (f"all {len(mine)} of its images failed, e.g. {'; '.join(reasons)}"
+                                                  if reasons else "no image reached it"))
+        log.warning("detector %s produced no score", label)
+
+
+def _skipped_rows(suite: Suite, copies: Suite | None) -> pd.DataFrame:
+    """The files the suite's source left out, as rows of failures.csv (detector "-")."""
+    skipped = list(suite.skipped) + (list(copies.skipped) if copies is not None else [])
+    return pd.DataFrame([{"detector": "-", "weights": "-", "condition": "-", "condition_key": "-", "set": s.set, "path": s.path,
+                          "image_sha": None, "label": None, "reason": f"skipped: {s.reason}"} for s in skipped],
+                        columns=FAILURE_COLUMNS)
 
 
 def _score_all(
     store: ScoreStore, suite: Suite, built: list[Detector], pairs: list[tuple[Condition, Transform | None]],
     records_of: list[list[ImageRecord]], config: RunConfig, device: str, precision: str, progress: bool,
-    errors: dict[str, str],
+    errors: dict[str, str], options: dict[str, dict[str, Any]] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, list[dict[str, Any]]]:
     """Score what the store lacks for every detector and condition, then read the scores table
     back from the store. A detector that fails lands in `errors`; the others go on."""
@@ -484,7 +483,7 @@ def _score_all(
         if label in errors:
             log.warning("detector %s stopped; its finished batches are kept (reason in the run's errors)", label)
         stats.append({"detector": label, "to_compute": todo, "computed": computed, "seconds": round(time.perf_counter() - t0, 3)})
-    scores, failures = _assemble(store, suite, built, conds, records_of, sha_of, path_of, unreadable, precision)
+    scores, failures = _assemble(store, suite, built, conds, records_of, sha_of, path_of, unreadable, precision, options or {})
     return scores, failures, stats
 
 
@@ -555,15 +554,18 @@ def _label(det: Detector) -> str:
 def _assemble(
     store: ScoreStore, suite: Suite, dets: list[Detector], conds: list[Condition], records_of: list[list[ImageRecord]],
     sha_of: dict[str, str | None], path_of: dict[str, str], unreadable: dict[str, str], precision: str = "fp32",
+    options: dict[str, dict[str, Any]] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The scores table (columns SCORE_COLUMNS, suite set order) and the per-image failures;
-    `precision` (the effective one) selects which cached scores are read."""
+    `precision` (the effective one) selects which cached scores are read, and `options` (the
+    builder options of each detector, by label) go into its rows' display name."""
     set_meta = {s.name: (i, s) for i, s in enumerate(suite.sets)}
     known = [s for s in sha_of.values() if s is not None]
     rows: list[dict[str, Any]] = []
     fails: list[dict[str, Any]] = []
     for det in dets:
         fp, info = _score_key(det, precision), det.info
+        display = row_label(det, (options or {}).get(_label(det)))
         cache: dict[str, tuple[dict, dict]] = {}  # store key -> (scores by sha, failures by path)
 
         def lookup(key: str) -> tuple[dict, dict]:
@@ -589,7 +591,7 @@ def _assemble(
                     continue
                 logit, params = hit
                 rows.append({
-                    **base, "display_name": info.display_name, "family": info.family, "calibrated": bool(info.calibrated),
+                    **base, "display_name": display, "family": info.family, "calibrated": bool(info.calibrated),
                     "suite": suite.name, "set_display": iset.display_name, "set_kind": iset.kind, "real_set": iset.real_set,
                     "set_order": order, "params": "{}" if reuse else params, "logit": float(logit),
                 })  # fmt: skip
@@ -601,33 +603,41 @@ def _assemble(
 
 
 def _versions() -> dict[str, str]:
-    import torch
     from importlib.metadata import PackageNotFoundError, version
+
+    from bench.images import pixel_environment
 
     try:
         own = version("aigi-bench")
     except PackageNotFoundError:
         own = "unknown"
-    return {"python": platform.python_version(), "torch": torch.__version__, "aigi-bench": own, "pandas": pd.__version__}
+    return {"python": platform.python_version(), "aigi-bench": own, "pandas": pd.__version__, **pixel_environment()}
 
 
 def _manifest(
-    config: RunConfig, suite: Suite, source: Any, dets: list[Detector], conds: list[Condition], device: str, precision: str,
-    started: datetime, stats: list[dict[str, Any]], scores: pd.DataFrame, failures: pd.DataFrame,
-    errors: dict[str, str], extra: dict[str, Any],
+    config: RunConfig, suite: Suite, source: Any, dets: list[Detector], options: dict[str, dict[str, Any]],
+    conds: list[Condition], device: str, precision: str, started: datetime, stats: list[dict[str, Any]], scores: pd.DataFrame,
+    failures: pd.DataFrame, errors: dict[str, str], extra: dict[str, Any],
 ) -> dict[str, Any]:
     cfg = dataclasses.asdict(config)
     cfg["out"] = str(config.out)
+    scoring = failures[failures["detector"] != "-"] if len(failures) else failures
     return {
         "config": cfg,
         "suite": {
             "name": suite.name, "description": suite.description, "source": suite.source,
             "weights_tag": getattr(source, "weights_tag", None),
-            "sets": [{"name": s.name, "display_name": s.display_name, "kind": s.kind, "real_set": s.real_set, "images": len(s)} for s in suite.sets],
+            "sets": [{"name": s.name, "display_name": s.display_name, "kind": s.kind, "real_set": s.real_set, "images": len(s),
+                      "reals": sum(r.label == REAL for r in s.records), "fakes": sum(r.label == FAKE for r in s.records)}
+                     for s in suite.sets],
+            "sampled": ({"seed": config.seed, "max_per_set": config.max_per_set, "sets": [dataclasses.asdict(x) for x in suite.sampled]}
+                        if suite.sampled else None),
+            "skipped": len(suite.skipped),
         },
         "detectors": [
-            {"name": d.info.name, "weights": _label(d), "fingerprint": _fingerprint(d), "display_name": d.info.display_name,
-             "family": d.info.family, "calibrated": d.info.calibrated, "input": d.info.input.describe()}
+            {"name": d.info.name, "weights": _label(d), "fingerprint": _fingerprint(d), "display_name": row_label(d, options.get(_label(d))),
+             "family": d.info.family, "calibrated": d.info.calibrated, "input": d.info.input.describe(),
+             "options": options.get(_label(d), {})}
             for d in dets
         ],
         "conditions": [{"key": c.key, "display": c.display, "spec": c.spec, "fakes_only": c.fakes_only, "copies": c.copies}
@@ -641,6 +651,8 @@ def _manifest(
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "counts": {
             "images": len(suite.records), "scores": len(scores), "failures": len(failures),
+            "failed_files": int(scoring["path"].nunique()) if len(scoring) else 0,
+            "skipped_files": len(failures) - len(scoring),
             "computed": int(sum(s["computed"] for s in stats)),
             "per_detector": stats,
         },

@@ -22,8 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
-from bench.api import BenchError
-from bench.weights import sha256_file
+from bench.api import BadImageError, BenchError
 
 # `hashes` was the file-hash table of caches written before ee7cef8, whose stamps lacked ctime
 # and inode (a file replaced within one second kept its old hash); it is dropped, not trusted.
@@ -206,8 +205,13 @@ class ScoreStore:
                     out.append(hit[1])
                     continue
                 if key not in fresh:
-                    fresh[key] = (key, stamp, sha256_file(key))
+                    fresh[key] = (key, stamp, _sha256_regular(key))
                 out.append(fresh[key][2])
+            except BadImageError as exc:  # a FIFO, a device, a file still being written
+                if errors is None:
+                    raise
+                errors[str(original)] = exc.reason
+                out.append(None)
             except OSError as exc:
                 reason = f"cannot read the file ({exc.strerror or exc})"
                 if errors is None:
@@ -217,6 +221,16 @@ class ScoreStore:
         if fresh:
             self._write("INSERT OR REPLACE INTO file_hashes VALUES (?,?,?)", list(fresh.values()))
         return out
+
+
+def _sha256_regular(path: str) -> str:
+    """sha256 of a regular file's bytes; a FIFO or device is refused rather than read forever."""
+    from bench.files import read_regular
+
+    digest = hashlib.sha256()
+    for block in read_regular(path):
+        digest.update(block)
+    return digest.hexdigest()
 
 
 def _stamp(st: os.stat_result) -> str:

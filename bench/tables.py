@@ -27,7 +27,7 @@ from decimal import ROUND_HALF_UP, Decimal
 import pandas as pd
 
 from bench.api import FAMILIES, BenchError, did_you_mean
-from bench.metrics import condition_order
+from bench.metrics import SMALL_SET, condition_order
 
 HEADERS: dict[str, str] = {
     "auc": "AUC", "ap": "AP", "racc": "R.Acc", "facc": "F.Acc", "acc": "Acc",
@@ -35,7 +35,8 @@ HEADERS: dict[str, str] = {
 }
 LOWER_IS_BETTER = frozenset({"eer"})
 NOT_HIGHLIGHTED = frozenset({"asym"})
-FORMATS: tuple[str, ...] = ("latex", "markdown", "csv", "html")
+FORMATS: tuple[str, ...] = ("latex", "markdown", "csv", "html", "text")
+ALIASES = {"md": "markdown", "tex": "latex", "txt": "text"}
 _NEEDED = ("condition", "detector", "display_name", "family", "set", "set_display", "set_kind", "set_order")
 
 
@@ -48,6 +49,13 @@ class _Group:
     set: str
     display: str
     metrics: tuple[str, ...]
+    n_real: int = 0
+    n_fake: int = 0
+    kind: str = ""
+
+    @property
+    def small(self) -> bool:
+        return self.kind != "avg" and min(self.n_real, self.n_fake) < SMALL_SET
 
 
 @dataclass
@@ -88,7 +96,12 @@ def _columns(df: pd.DataFrame, metrics: tuple[str, ...], sets: Sequence[str] | N
         cat = cat[keep]
     if cat.empty:
         raise TableError("no set to show")
-    return [_Group(r.set, r.set_display, metrics) for r in cat.itertuples()]
+    counts = df.groupby("set")[["n_real", "n_fake"]].max() if {"n_real", "n_fake"} <= set(df.columns) else None
+
+    def n(set_name: str, col: str) -> int:
+        return int(counts.loc[set_name, col]) if counts is not None and set_name in counts.index else 0
+
+    return [_Group(r.set, r.set_display, metrics, n(r.set, "n_real"), n(r.set, "n_fake"), r.set_kind) for r in cat.itertuples()]
 
 
 def _detector_labels(df: pd.DataFrame) -> dict[tuple[str, str], str]:
@@ -271,7 +284,49 @@ def _csv(groups: list[_Group], rows: list[_Row], digits: int) -> str:
     return buf.getvalue()
 
 
-_WRITERS = {"latex": _latex, "markdown": _markdown, "csv": _csv, "html": _html}
+def _text(groups: list[_Group], rows: list[_Row], digits: int, width: int = 100) -> str:
+    """A terminal summary: Avg first, then every set, each headed by its name and its
+    real/fake image counts, the columns wrapped into pages that fit `width` (each page repeats
+    the Detector column). A set with fewer than SMALL_SET real or fake images is flagged."""
+    from tabulate import tabulate
+
+    order = sorted(range(len(groups)), key=lambda i: groups[i].kind != "avg")  # Avg first, then suite order
+    start = {i: sum(len(g.metrics) for g in groups[:i]) for i in range(len(groups))}
+    label_w = max([len(r.label) for r in rows] + [8]) + 2
+    pages: list[list[int]] = [[]]
+    used = label_w
+    for i in order:
+        g = groups[i]
+        head = f"{g.display} {g.n_real}/{g.n_fake}{' †' if g.small else ''}" if g.kind != "avg" else "Avg"
+        need = max(len(head), 7 * len(g.metrics)) + 2
+        if pages[-1] and used + need > width:
+            pages.append([])
+            used = label_w
+        pages[-1].append(i)
+        used += need
+    out = []
+    for page in pages:
+        headers = ["Detector"]
+        for i in page:
+            g = groups[i]
+            name = "Avg" if g.kind == "avg" else f"{g.display} {g.n_real}/{g.n_fake}{' †' if g.small else ''}"
+            headers += [f"{name}\n{HEADERS[m]}" if k == 0 else f"\n{HEADERS[m]}" for k, m in enumerate(g.metrics)]
+        table = []
+        for r in rows:
+            if r.kind == "detector":
+                table.append([r.label] + [_fmt(r.values[start[i] + k], digits) if not math.isnan(r.values[start[i] + k]) else "-"
+                                          for i in page for k in range(len(groups[i].metrics))])
+            elif r.kind == "block":
+                table.append([f"[{r.label}]"] + [""] * (len(headers) - 1))
+        out.append(tabulate(table, headers=headers, tablefmt="simple", disable_numparse=True,
+                            colalign=("left",) + ("right",) * (len(headers) - 1)))
+    notes = ["(columns: a set's name with its real/fake image counts)"]
+    if any(g.small for g in groups):
+        notes.append(f"† fewer than {SMALL_SET} real or fake images: too few for its numbers to mean much")
+    return "\n\n".join(out) + "\n" + "\n".join(notes) + "\n"
+
+
+_WRITERS = {"latex": _latex, "markdown": _markdown, "csv": _csv, "html": _html, "text": _text}
 
 
 def render(
@@ -281,8 +336,10 @@ def render(
     sets: Sequence[str] | None = None,
     digits: int = 1,
     ci: bool = True,
+    width: int | None = None,
 ) -> str:
-    """The metrics table (output of `bench.metrics.evaluate`) as latex, markdown, csv or html.
+    """The metrics table (output of `bench.metrics.evaluate`) as latex, markdown, csv, html or
+    text (the terminal summary, wrapped to `width` columns, default the terminal's).
 
     `metrics` picks the columns of each set group (keys of HEADERS, i.e. evaluate's metric
     columns); `sets` keeps only the named generator/wild sets (Avg, always the mean over all
@@ -291,8 +348,10 @@ def render(
     With `ci`, an AUC cell whose bootstrap interval was computed (evaluate(bootstrap=N))
     prints it; CSV gives it as `<set>_auc_lo` / `<set>_auc_hi` columns.
     """
+    format = ALIASES.get(format, format)
     if format not in _WRITERS:
-        raise TableError(f"unknown table format {format!r}; choose from {list(FORMATS)}")
+        raise TableError(f"unknown table format {format!r}{did_you_mean(format, [*FORMATS, *ALIASES])}; "
+                         f"choose from {list(FORMATS)} (or {', '.join(f'{a} for {f}' for a, f in ALIASES.items())})")
     if isinstance(metrics, str):
         metrics = (metrics,)
     if isinstance(sets, str):
@@ -300,5 +359,9 @@ def render(
     if not isinstance(digits, int) or digits < 0:
         raise TableError(f"digits must be a non-negative integer, got {digits!r}")
     groups, rows = _layout(df, tuple(metrics), sets, digits, ci)
+    if format == "text":
+        import shutil
+
+        return _text(groups, rows, digits, width or shutil.get_terminal_size((100, 24)).columns)
     return _WRITERS[format](groups, rows, digits)
 

@@ -65,17 +65,50 @@ def resolve(detector: str, spec: WeightSpec, path: str | os.PathLike | None = No
         return shipped
     errors = []
     if spec.hf_repo:
-        try:
-            from huggingface_hub import hf_hub_download
+        offline = hub_offline()
+        if offline:  # say so at once: huggingface_hub would retry for half a minute first
+            errors.append(f"Hugging Face {spec.hf_repo}/{spec.hf_filename or spec.filename} not fetched: {offline}")
+        else:
+            try:
+                from huggingface_hub import hf_hub_download
 
-            return Path(hf_hub_download(spec.hf_repo, spec.hf_filename or spec.filename))
-        except Exception as exc:  # offline, gated, or missing: explain below
-            errors.append(f"Hugging Face {spec.hf_repo}/{spec.hf_filename or spec.filename}: {type(exc).__name__}")
+                return Path(hf_hub_download(spec.hf_repo, spec.hf_filename or spec.filename))
+            except Exception as exc:  # gated, or missing: explain below
+                errors.append(f"Hugging Face {spec.hf_repo}/{spec.hf_filename or spec.filename}: {type(exc).__name__}")
     tried = "; ".join(errors) or "no download source"
     raise MissingWeightsError(
         f"weights {detector}.{spec.tag} not found. Put the file at {candidate} "
         f"(or set AIGI_BENCH_WEIGHTS). {spec.where} [{tried}]".strip()
     )
+
+
+OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
+_hub_reachable: dict[str, str | None] = {}
+
+
+def hub_offline(timeout: float = 3.0) -> str | None:
+    """Why the Hugging Face Hub cannot be reached from here, or None when it can.
+
+    An offline variable (`HF_HUB_OFFLINE=1`, ...) answers at once; otherwise one TCP connection
+    to the Hub's host is tried, at most `timeout` seconds, once per process. Without this a
+    download on a machine with no network is retried by huggingface_hub for about 30 s before
+    failing, once per file."""
+    for name in OFFLINE_VARIABLES:
+        if os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on"):
+            return f"{name} is set"
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    if endpoint not in _hub_reachable:
+        import socket
+        from urllib.parse import urlparse
+
+        url = urlparse(endpoint)
+        host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            _hub_reachable[endpoint] = None
+        except OSError as exc:
+            _hub_reachable[endpoint] = f"no connection to {host} ({exc.strerror or type(exc).__name__})"
+    return _hub_reachable[endpoint]
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

@@ -85,6 +85,16 @@ def size(text: str) -> tuple[int, int]:
     return value
 
 
+def key_value(text: str) -> tuple[str, Any]:
+    """'tile=false' -> ('tile', False): a builder option, its value read as a chain value is."""
+    from bench.registry import parse_chain_value
+
+    key, eq, value = text.partition("=")
+    if not eq or not key.strip() or not value.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), parse_chain_value(value.strip())
+
+
 def echo(msg: str = "") -> None:
     """A result line on stdout, flushed so it interleaves correctly with progress on stderr."""
     print(msg, flush=True)

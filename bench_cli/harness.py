@@ -14,7 +14,7 @@ from typing import Any, Sequence
 from bench import registry
 from bench.api import BenchError, did_you_mean
 from bench.devices import PRECISIONS
-from bench_cli.args import EXIT_ERROR, EXIT_FAILED_DETECTOR, EXIT_MISMATCH, Command, count, csv_list, echo, nonnegative, size, torch_device
+from bench_cli.args import EXIT_ERROR, EXIT_FAILED_DETECTOR, EXIT_MISMATCH, Command, count, csv_list, echo, key_value, nonnegative, size, torch_device
 
 # --------------------------------------------------------------------------- list
 
@@ -72,7 +72,9 @@ def _cmd_list(args: argparse.Namespace) -> int:
     echo(tabulate(chain_rows, headers=["name", "parameters", "description"], maxcolwidths=[None, 30, 80]) if chain_rows else "  none")
 
     for kind in registry.GROUPS:
-        problems += [(kind[:-1], name, why) for name, why in sorted(registry.scan(kind).errors.items())]
+        errors = registry.scan(kind).errors
+        problems += [(kind[:-1], name, why) for name, why in sorted(errors.items())]
+        problems += [(kind[:-1], name, why) for name, why in sorted(registry.refused(kind).items()) if name not in errors]
     if problems:
         echo("\nPlugins that failed to load:")
         echo(tabulate(problems, headers=["kind", "name", "error"]))
@@ -104,8 +106,17 @@ def _add_run_options(p: argparse.ArgumentParser, post: bool = True) -> None:
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="CUDA numerics: fp32 (TF32 off, matches CPU), tf32 (PyTorch's GPU default) or bf16 autocast; CPU runs fp32")
     p.add_argument("--amp", dest="precision", action="store_const", const="bf16", help="shorthand for --precision bf16")
-    p.add_argument("--max-per-set", type=int, help="score at most this many images per set")
+    p.add_argument("--max-per-set", type=count(1), help="score a seeded sample of at most this many images per set "
+                   "(per label in a set holding both), stratified by source folder; --seed draws it")
     p.add_argument("--data-root", help="where the suite's data lives (suite-specific)")
+    p.add_argument("--detector-option", dest="detector_options", action="append", type=key_value, default=[], metavar="KEY=VALUE",
+                   help="a builder option for every selected detector that takes it, e.g. tile=false (Corvi/Rajan/DEAR: "
+                   "score large images whole, as the ClipBased/AlignedForensics code does), resize=false (NPR at native "
+                   "size, its no_resize protocol); repeatable; rows are labelled with it")
+    p.add_argument("--allow-outside-root", action="store_true",
+                   help="let a CSV manifest name files outside its own folder (refused by default)")
+    p.add_argument("--max-pixels", type=count(1), help=f"largest image accepted, in pixels (default {2**28:,} = 16384 x 16384; "
+                   "a guard against decompression bombs)")
 
 
 def _config(args: argparse.Namespace) -> Any:
@@ -118,7 +129,8 @@ def _config(args: argparse.Namespace) -> Any:
         suite=args.suite, detectors=args.detectors, post_process=post_process, chain=args.chain or "rajan",
         fakes_only=args.fakes_only, seed=args.seed, out=args.out, run_name=args.run_name, device=args.device,
         batch_size=args.batch_size, workers=args.workers, precision=args.precision, max_per_set=args.max_per_set, data_root=args.data_root,
-        processed_copies=getattr(args, "processed_copies", False),
+        processed_copies=getattr(args, "processed_copies", False), detector_options=dict(args.detector_options),
+        allow_outside_root=args.allow_outside_root, max_pixels=args.max_pixels,
     )  # fmt: skip
 
 
@@ -134,32 +146,62 @@ def _render_table(scores: Any, fmt: str = "markdown", metrics: Sequence[str] | N
 
 
 def _finish(result: Any) -> int:
-    """Table to stdout, run folder, and a failure summary (exit 1) when a detector did not finish."""
+    """The terminal summary table, the run folder, what could not be scored and why (exit 1
+    when a detector did not finish or produced nothing, 2 when nothing at all was scored)."""
     table_error = None
     if not result.scores.empty:
         try:
-            echo(_render_table(result.scores))
+            echo(_render_table(result.scores, "text"))
         except BenchError as exc:  # the scores are saved; only the summary table failed
             table_error = exc
-    echo(f"\nrun: {result.run_dir}")
-    if len(result.failures):
-        print(f"bench: {len(result.failures)} image(s) could not be scored; see {result.run_dir / 'failures.csv'}", file=sys.stderr)
+        echo(f"run: {result.run_dir} (full table: bench table --run {result.run_dir})")
+    for line in failure_summary(result):
+        print(f"bench: {line}", file=sys.stderr)
     if result.errors:
         print("bench: these detectors did not finish; mend the reason below and rerun the same command "
               "(finished scores are saved and reused):", file=sys.stderr)
         for name, why in result.errors.items():
             print(f"  {name}: {why}", file=sys.stderr)
-        if result.scores.empty:
-            print("bench: error: no image was scored in this run", file=sys.stderr)
-            return EXIT_ERROR
+    if result.scores.empty:  # e.g. every image failed to decode: nothing to report is not a success
+        print("bench: error: no image was scored in this run" + ("" if result.written else
+              f"; {result.run_dir} was left as it was"), file=sys.stderr)
+        return EXIT_ERROR
+    if result.errors:
         return EXIT_FAILED_DETECTOR
     if table_error is not None:
         print(f"bench: error: no table for this run: {table_error}", file=sys.stderr)
         return EXIT_ERROR
-    if result.scores.empty:  # e.g. every image failed to decode: nothing to report is not a success
-        print("bench: error: no image was scored in this run", file=sys.stderr)
-        return EXIT_ERROR
     return 0
+
+
+def failure_summary(result: Any) -> list[str]:
+    """Lines counting files, not file x detector x condition: how many files a source skipped,
+    how many could not be scored, and how that splits per condition and per detector."""
+    lines = []
+    f = result.failures
+    listed = result.run_dir / "failures.csv" if result.written else "the run's failures"
+    if len(f):
+        skipped = f[f["detector"] == "-"]
+        if len(skipped):
+            reasons = skipped["reason"].str.replace(r" \(.*$", "", regex=True).value_counts()
+            lines.append(f"{len(skipped)} file(s) of the suite were skipped ({'; '.join(f'{n} {r}' for r, n in reasons.items())}); "
+                         f"see {listed}")
+        failed = f[f["detector"] != "-"]
+        if len(failed):
+            per_cond = "; ".join(f"{c}: {g['path'].nunique()}" for c, g in failed.groupby("condition", sort=False))
+            per_det = "; ".join(f"{d}: {g['path'].nunique()}" for d, g in failed.groupby("weights", sort=False))
+            lines.append(f"{failed['path'].nunique()} file(s) could not be scored (by condition: {per_cond}; by detector: "
+                         f"{per_det}); see {listed}")
+            if not result.written:  # no failures.csv to look in: show a few here
+                lines += [f"  {r.path}: {r.reason}" for r in failed.drop_duplicates("path").head(3).itertuples()]
+    sampled = (result.manifest.get("suite") or {}).get("sampled") if result.manifest else None
+    if sampled:
+        kept = sum(x["kept"] for x in sampled["sets"])
+        total = sum(x["total"] for x in sampled["sets"])
+        strata = max(x["strata"] for x in sampled["sets"])
+        lines.append(f"--max-per-set {sampled['max_per_set']}: kept {kept} of {total} images in {len(sampled['sets'])} set(s), "
+                     f"a sample drawn with seed {sampled['seed']}, stratified by source folder (up to {strata} per set)")
+    return lines
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -220,10 +262,11 @@ def _run_dir(args: argparse.Namespace) -> Path:
 
 
 def _add_table(p: argparse.ArgumentParser) -> None:
-    from bench.tables import FORMATS
+    from bench.tables import ALIASES, FORMATS
 
     _add_source(p)
-    p.add_argument("--format", default="markdown", choices=list(FORMATS))
+    p.add_argument("--format", default="markdown", choices=[*FORMATS, *ALIASES],
+                   help="latex, markdown (md), csv, html, or text (a terminal summary)")
     p.add_argument("--metrics", type=csv_list, help="metric columns per set, e.g. auc,racc,facc (default: auc,racc,facc)")
     p.add_argument("--sets", type=csv_list, help="only these sets as columns (generator or in-the-wild), e.g. ldm,flux16; Avg still covers every generator set")
     p.add_argument("--output", type=Path, help="write the table to this file instead of stdout")
@@ -314,7 +357,7 @@ def _cmd_speed(args: argparse.Namespace) -> int:
     import pandas as pd
     from tabulate import tabulate
 
-    from bench.runner import default_detector_names
+    from bench.selection import default_detector_names
     from bench.speed import measure_many
 
     names = args.detectors or default_detector_names(None)

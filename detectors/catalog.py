@@ -24,8 +24,23 @@ def mini_weights(name: str, recipe: str = "detectors.mini.train_mini") -> Weight
     )
 
 
-def _resnet(name: str, display: str, trained_as: str, official: WeightSpec, description: str) -> DetectorSpec:
-    return detector_spec_of(name, display, "CNN", "detectors.resnet:build", weights=(official, mini_weights(name)),
+DEAR_CHECKPOINTS = "k-aisi-anti-deepfake/dear-checkpoints"
+
+
+def dear_base_weights(name: str) -> WeightSpec:
+    """DEAR's own release of a base detector (dahyedahye/dear README, "Checkpoints":
+    checkpoints/{corvi,rajan}/model_best.pth, saved by dear/detector/corvi_detector.py as
+    {"model": state_dict} of the GRIP res50nodown), the bases its DEAR-c/-r were refit from."""
+    return WeightSpec(
+        "dear", "model_best.pth", hf_repo=DEAR_CHECKPOINTS, hf_filename=f"{name}/model_best.pth",
+        where=f"DEAR's base {name.capitalize()} (ICML 2026 release): https://huggingface.co/{DEAR_CHECKPOINTS} file "
+              f"{name}/model_best.pth; `bench dear run --base {name}.dear` starts from it.",
+    )
+
+
+def _resnet(name: str, display: str, trained_as: str, official: WeightSpec, description: str,
+            extra: tuple[WeightSpec, ...] = ()) -> DetectorSpec:
+    return detector_spec_of(name, display, "CNN", "detectors.resnet:build", weights=(official, *extra, mini_weights(name)),
                             default_weights="mini", input=InputPolicy(), description=description, trained_as=trained_as)
 
 
@@ -33,13 +48,15 @@ corvi = _resnet("corvi", "Corvi", "corvi", WeightSpec(
     "official", "model_epoch_best.pth",
     where=f"Corvi et al. (ICASSP 2023), latent-diffusion model: download the weights zip linked in the README of {_DM} "
     "(https://drive.google.com/file/d/1sAoAuOGCWS4dAMBhDkRHgBf4SgBgvkVf) and use weights/Grag2021_latent/model_epoch_best.pth.",
-), "ResNet-50 nodown trained on real vs unpaired latent-diffusion fakes (Corvi et al., ICASSP 2023).")
+), "ResNet-50 nodown trained on real vs unpaired latent-diffusion fakes (Corvi et al., ICASSP 2023).",
+   (dear_base_weights("corvi"),))
 
 rajan = _resnet("rajan", "Rajan", "rajan", WeightSpec(
     "official", "weights.pth",
     where=f"Rajan et al. (ICLR 2025) 'Ours-Sync' from the README of {_AF} "
     "(https://drive.google.com/file/d/1rn0hgAjTXeY7QTpCnx9lMGNPfrwvO1lO); save it as weights.pth.",
-), "ResNet-50 nodown trained on reals vs their LDM-autoencoder reconstructions, synced batches (Rajan et al., ICLR 2025).")
+), "ResNet-50 nodown trained on reals vs their LDM-autoencoder reconstructions, synced batches (Rajan et al., ICLR 2025).",
+   (dear_base_weights("rajan"),))
 
 corvi_plus = _resnet("corvi-plus", "Corvi+", "corvi", WeightSpec(
     "official", "corvi-plus.pth",

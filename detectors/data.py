@@ -27,7 +27,7 @@ def load_rgb(path: str | Path) -> Image.Image:
 
 def list_folder_images(folder: str | Path) -> list[Path]:
     """The images directly in `folder`, sorted. Flat on purpose: Rajan's pairs match a real and
-    its reconstruction by file name (`suites.sources.list_images` is the recursive listing)."""
+    its reconstruction by file name (`suites.listing.list_images` is the recursive listing)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise BenchError(f"{folder}: no such image folder")

@@ -29,7 +29,8 @@ from pathlib import Path
 
 from bench.api import MissingDataError, SetKind, Suite
 from suites.mini.layout import WorldLayout
-from suites.sources import BinnedLayout, FolderLayout, FolderSource, SetSpec
+from suites.folder import FolderSource
+from suites.layouts import BinnedLayout, FolderLayout, SetSpec
 
 _LDM_FAKE_DETECT = (
     "The Redcaps reals and the 9 generators are the Hugging Face dataset AniSundar18/LDMFakeDetect: "
@@ -163,9 +164,9 @@ class MiniSource:
             weights_tag=self.weights_tag,
         )
 
-    def load(self, data_root: str | os.PathLike | None = None, max_per_set: int | None = None) -> Suite:
+    def load(self, data_root: str | os.PathLike | None = None, max_per_set: int | None = None, *, sample_seed: int = 0) -> Suite:
         world = self.world(data_root)
-        return self.layout(world).load(world, max_per_set)
+        return self.layout(world).load(world, max_per_set, sample_seed=sample_seed)
 
 
 mini = MiniSource(

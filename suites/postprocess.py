@@ -2,9 +2,9 @@
 
 Each transform is a small frozen dataclass implementing `bench.api.Transform`: it draws what
 it needs from the `random.Random` it is given and returns the parameters it actually used.
-The runner (bench/runner.py) seeds that generator per image with
-`derive_seed(run seed, transform.name, image sha256)`, so processed bytes do not depend on file
-order, subsets or worker counts.
+The runner (bench/runner.py) seeds that generator per image with `derive_seed(run seed,
+transform.name, pixel digest)` (`bench.images.pixel_digest`), so processed bytes depend neither
+on file order, subsets or worker counts nor on how the file was encoded.
 
 `name` is canonical and includes every parameter (e.g. "jpeg:quality=75",
 "downscale:factor=0.5"): it keys the seed and the condition, and

@@ -243,13 +243,29 @@ def test_evaluate_uncalibrated_has_no_threshold_metrics(table):
     assert c[["auc", "ap", "racc", "facc", "acc", "eer", "tpr1", "tpr5", "asym"]].notna().all().all()
 
 
+def enlarged(scores: pd.DataFrame, copies: int = 5) -> pd.DataFrame:
+    """The fixture with every image repeated under other paths, so each set holds at least
+    SMALL_SET reals and fakes (bootstrap intervals are computed only then)."""
+    parts = [scores.assign(path=scores["path"] + f"#{k}", logit=scores["logit"] + 0.01 * k) for k in range(copies)]
+    return pd.concat(parts, ignore_index=True)
+
+
 def test_evaluate_bootstrap(scores):
-    a = M.evaluate(scores, bootstrap=200, seed=1)
-    assert a.equals(M.evaluate(scores, bootstrap=200, seed=1))
+    big = enlarged(scores)
+    a = M.evaluate(big, bootstrap=200, seed=1)
+    assert a.equals(M.evaluate(big, bootstrap=200, seed=1))
     assert a[["auc_lo", "auc_hi"]].notna().all().all()  # every set and the Avg
     # a percentile interval need not contain the estimate (skewed near 100); on this fixture it does
     assert (a["auc_lo"] <= a["auc"] + 1e-9).all() and (a["auc"] <= a["auc_hi"] + 1e-9).all()
-    assert M.evaluate(scores)[["auc_lo", "auc_hi"]].isna().all().all()  # none without bootstrap
+    assert M.evaluate(big)[["auc_lo", "auc_hi"]].isna().all().all()  # none without bootstrap
+
+
+def test_no_bootstrap_interval_for_a_set_too_small_to_have_one(scores):
+    """Two fakes resample to the same two fakes over and over: an interval of width ~0 would look
+    certain. Below SMALL_SET images of a class, no interval (NaN), the Avg's included."""
+    small = M.evaluate(scores, bootstrap=200, seed=1)  # 2 fakes per set
+    assert small[["auc_lo", "auc_hi"]].isna().all().all()
+    assert M.evaluate(enlarged(scores), bootstrap=200, seed=1)[["auc_lo", "auc_hi"]].notna().all().all()
 
 
 def test_bootstrap_avg_auc_of_one_set_is_the_set_interval():
@@ -274,7 +290,7 @@ def test_evaluate_avg_bootstrap_with_a_generator_set_holding_reals(scores):
     extra["set_display"] = df.loc[df["set"] == gen, "set_display"].iloc[0]
     extra["set_order"] = df.loc[df["set"] == gen, "set_order"].iloc[0]
     extra["path"] = extra["path"] + "#copy"
-    out = M.evaluate(pd.concat([df, extra], ignore_index=True), bootstrap=100, seed=0)
+    out = M.evaluate(enlarged(pd.concat([df, extra], ignore_index=True)), bootstrap=100, seed=0)
     avg = out[out["set"] == "avg"]
     assert avg[["auc_lo", "auc_hi"]].notna().all().all() and (avg["auc_lo"] <= avg["auc_hi"]).all()
 

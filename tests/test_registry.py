@@ -79,7 +79,7 @@ def test_cli_list_and_run_with_plugin(plugin_root, tmp_path, folder_suite_dir):
                   "--post-process", "--chain", "tinyshift", "--out", str(tmp_path / "res"), "--workers", "0"],
                  plugin_root, tmp_path)  # fmt: skip
     assert ran.returncode == 0, ran.stderr
-    rows = [line for line in ran.stdout.splitlines() if line.startswith("|") and "Mydet" in line]
+    rows = [line for line in ran.stdout.splitlines() if line.startswith("Mydet")]
     assert len(rows) == 2  # one row per condition block (Original, Post-processed)
     assert f"run: {tmp_path / 'res' / 'tinyfolder'}" in ran.stdout
     assert (tmp_path / "res" / "tinyfolder" / "scores.parquet").is_file()

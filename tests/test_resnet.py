@@ -265,6 +265,10 @@ def test_registry_specs():
     for spec, display in ((corvi, "Corvi"), (rajan, "Rajan"), (corvi_plus, "Corvi+"), (rajan_plus, "Rajan+")):
         assert spec.info.display_name == display and spec.info.family == "CNN" and spec.info.calibrated
         assert spec.info.input.native and spec.default_weights == "mini"
-        assert {w.tag for w in spec.weights} == {"official", "mini"}
+        base = spec.name in ("corvi", "rajan")  # DEAR also released the bases it started from
+        assert {w.tag for w in spec.weights} == {"official", "mini"} | ({"dear"} if base else set())
+        if base:
+            dear = spec.weight("dear")
+            assert (dear.hf_repo, dear.hf_filename) == ("k-aisi-anti-deepfake/dear-checkpoints", f"{spec.name}/model_best.pth")
         assert spec.weight("mini").bundled == f"detectors:weights/{spec.name}.mini.safetensors"
         assert spec.weight("official").hf_repo is None and spec.weight("official").where

@@ -17,10 +17,12 @@ import pandas as pd
 import pytest
 
 from bench.api import BenchError, MissingDataError, derive_seed
+from bench.images import pixel_digest
 from bench.images import decode_image
 from bench.registry import UnknownNameError, create_chain
 from bench.rundir import FAILURE_COLUMNS, SCORE_COLUMNS, load_run
-from bench.runner import RunConfig, default_detector_names, run, sweep
+from bench.runner import RunConfig, run, sweep
+from bench.selection import default_detector_names
 from conftest import make_folder_suite, plugin_env
 
 
@@ -44,7 +46,7 @@ def test_replacing_a_different_run_warns(tmp_path, plugin, folder_suite_dir, cap
         run(_cfg(tmp_path, post_process=True), detectors=[a, b], suite=suite, progress=False)  # same run: quiet
         assert "is replaced" not in caplog.text
         run(_cfg(tmp_path), detectors=[a], suite=suite, progress=False)
-    assert "held a run with other.test, rajan@seed=0, which this run does not have" in caplog.text
+    assert "held a run with other.test, rajan@seed=0,px, which this run does not have" in caplog.text
     assert "--run-name" in caplog.text
 
 
@@ -92,13 +94,20 @@ def test_load_run_errors(tmp_path, plugin, folder_suite_dir, caplog):
     res = run(_cfg(tmp_path), detectors=[plugin.TinyDetector()], suite=plugin.load_folder(folder_suite_dir), progress=False)
     parquet, csv = res.run_dir / "scores.parquet", res.run_dir / "scores.csv"
     parquet.write_bytes(parquet.read_bytes()[:300])  # cut
-    with pytest.raises(BenchError, match="scores.parquet: unreadable scores table"):
+    with pytest.raises(BenchError, match="scores.parquet: not the file this run wrote"):  # its digest says so
         load_run(res.run_dir)
     parquet.unlink()
     assert len(load_run(res.run_dir)[1]) == 14  # the CSV holds the same table
     csv.write_text("\n".join(csv.read_text().splitlines()[:-3]) + "\n")  # cut at a row boundary: parses, but short
+    with pytest.raises(BenchError, match="scores.csv: not the file this run wrote"):
+        load_run(res.run_dir)
+    manifest = res.run_dir / "manifest.json"  # a run folder written before digests: the row count still speaks
+    manifest.write_text(json.dumps({k: v for k, v in json.loads(manifest.read_text()).items() if k != "digests"}))
     assert len(load_run(res.run_dir)[1]) == 11
     assert "has 11 rows but the run exported 14" in caplog.text
+    (res.run_dir / "scores.parquet").write_bytes(b"garbage")
+    with pytest.raises(BenchError, match="scores.parquet: unreadable scores table"):
+        load_run(res.run_dir)
 
 
 def test_native_resolution_batches_by_shape(tmp_path, plugin, folder_suite_dir):
@@ -211,16 +220,17 @@ def test_post_processing_params_stored_and_seeded(tmp_path, plugin, folder_suite
     df = res.scores
     assert len(df) == 28
     post = df[df["condition"] == "Post-processed"]
-    assert set(post["condition_key"]) == {"tinyshift:amount=60@seed=3"}
+    assert set(post["condition_key"]) == {"tinyshift:amount=60@seed=3,px"}
     offsets = [json.loads(p)["offset"] for p in post["params"]]
     assert all(0 <= o <= 60 for o in offsets) and len(set(offsets)) > 3  # drawn per image
     assert (df.loc[df["condition"] == "Original", "params"] == "{}").all()
-    # each image is seeded from (run seed, chain name, image sha): redo every draw independently,
+    # each image is seeded from (run seed, chain name, pixel digest): redo every draw independently,
     # then score the processed image directly; the stored logit is that image's, whatever was drawn
     chain, scorer = create_chain("tinyshift:amount=60"), plugin.TinyDetector()
     for row in post.itertuples():
         data = Path(row.path).read_bytes()
-        image, params = chain(decode_image(data, row.path), random.Random(derive_seed(3, chain.name, row.image_sha)))
+        decoded = decode_image(data, row.path)
+        image, params = chain(decoded, random.Random(derive_seed(3, chain.name, pixel_digest(decoded))))
         assert json.loads(row.params) == params, row.path
         expected = scorer.forward(scorer.preprocess()(image).unsqueeze(0)).item()
         assert row.logit == pytest.approx(expected, rel=1e-5, abs=1e-5), row.path
@@ -237,7 +247,7 @@ def test_post_processing_params_stored_and_seeded(tmp_path, plugin, folder_suite
     # another seed is another condition with other draws
     res2 = run(_cfg(tmp_path, post_process=True, chain="tinyshift:amount=60", seed=4), detectors=[plugin.TinyDetector()], suite=suite, progress=False)
     post2 = res2.scores[res2.scores["condition"] == "Post-processed"]
-    assert set(post2["condition_key"]) == {"tinyshift:amount=60@seed=4"}
+    assert set(post2["condition_key"]) == {"tinyshift:amount=60@seed=4,px"}
     assert [json.loads(p)["offset"] for p in post2["params"]] != offsets
 
 
@@ -250,7 +260,7 @@ def test_fakes_only_reuses_original_scores_for_reals(tmp_path, plugin, folder_su
     df = res.scores
     assert set(df["condition"]) == {"Original", "Post-processed (fakes only)"}  # tables name the protocol
     post = df[df["condition"] == "Post-processed (fakes only)"]
-    assert set(post["condition_key"]) == {"tinyshift:amount=40@seed=0,fakes-only"} and len(post) == 14
+    assert set(post["condition_key"]) == {"tinyshift:amount=40@seed=0,px,fakes-only"} and len(post) == 14
     reals = post[post["label"] == 0].set_index("path")
     orig = df[df["condition"] == "Original"].set_index("path")
     assert (reals["params"] == "{}").all()
@@ -262,7 +272,7 @@ def test_real_rajan_chain(tmp_path, plugin, folder_suite_dir):
     suite = plugin.load_folder(folder_suite_dir, max_per_set=1)
     res = run(_cfg(tmp_path, post_process=True), detectors=[plugin.TinyDetector()], suite=suite, progress=False)
     post = res.scores[res.scores["condition"] == "Post-processed"]
-    assert set(post["condition_key"]) == {"rajan@seed=0"} and len(post) == 3
+    assert set(post["condition_key"]) == {"rajan@seed=0,px"} and len(post) == 3
     params = [json.loads(p) for p in post["params"]]
     assert all(50 <= p["quality"] <= 95 and 256 <= p["width"] <= 1024 for p in params)
 
@@ -303,7 +313,7 @@ def test_sweep_conditions_and_manifest(tmp_path, plugin, folder_suite_dir):
     assert res.scores["condition"].drop_duplicates().tolist() == ["Original", "tinyshift:amount=0", "tinyshift:amount=30"]
     sw = res.manifest["sweep"]
     assert sw["param"] == "amount" and sw["values"] == [0, 30]
-    assert [c["condition_key"] for c in sw["conditions"]] == ["tinyshift:amount=0@seed=0", "tinyshift:amount=30@seed=0"]
+    assert [c["condition_key"] for c in sw["conditions"]] == ["tinyshift:amount=0@seed=0,px", "tinyshift:amount=30@seed=0,px"]
     by = res.scores.pivot_table(index="path", columns="condition", values="logit")
     np.testing.assert_allclose(by["tinyshift:amount=0"], by["Original"], rtol=1e-6)  # amount 0 = identity
     with pytest.raises(BenchError):

@@ -1,4 +1,4 @@
-"""suites.sources and suites.catalog: layouts, caps, CSV manifests, Hugging Face datasets and the
+"""suites (listing, layouts, manifests, hub, folder, catalog): layouts, samples, CSV manifests, Hugging Face datasets and the
 AIGI-mini world, all on fixture trees built in tmp_path (no network)."""
 from __future__ import annotations
 
@@ -14,7 +14,11 @@ from PIL import Image
 from bench.api import FAKE, REAL, BenchError, MissingDataError, SuiteSource
 from bench.registry import get_suite
 from suites import catalog
-from suites.sources import DATA_ROOT_ENV, FolderSource, first_n, from_hf_dataset, list_images, resolve_data_root
+from bench.sampling import check_cap, subsample
+from suites.folder import FolderSource
+from suites.hub import from_hf_dataset
+from suites.layouts import DATA_ROOT_ENV, resolve_data_root
+from suites.listing import list_images
 
 
 def _img(path: Path, seed: int = 0, fmt: str | None = None) -> Path:
@@ -44,15 +48,25 @@ def test_list_images_is_recursive_sorted_case_insensitive_and_skips_hidden(tmp_p
     _img(tmp_path / ".cache" / "d.png")
     (tmp_path / "notes.txt").write_text("x")
     (tmp_path / "x.gif").write_bytes(b"GIF89a")
-    rel = [p.relative_to(tmp_path).as_posix() for p in list_images(tmp_path)]
-    assert rel == ["A.tif", "a.jpeg", "b.PNG", "sub/c.WebP"]
+    skipped = []
+    rel = [p.relative_to(tmp_path).as_posix() for p in list_images(tmp_path, skipped)]
+    assert rel == ["A.tif", "a.jpeg", "b.PNG", "sub/c.WebP", "x.gif"]  # GIF is an image (a broken one fails later)
+    assert sorted((Path(s.path).name, s.reason.split(" (")[0]) for s in skipped) == [
+        ("._a.png", "hidden file"), ("notes.txt", "not an image file")]  # counted and named, not dropped
 
 
-def test_first_n_and_its_validation():
-    assert first_n([3, 1, 2], None) == [3, 1, 2] and first_n([3, 1, 2], 2) == [3, 1]
+def test_cap_validation_and_the_seeded_sample():
+    assert check_cap(None) is None and subsample([3, 1, 2], None) == [3, 1, 2] and subsample([3, 1, 2], 5) == [3, 1, 2]
     for bad in (0, -1, 1.5, True):
         with pytest.raises(BenchError, match="max_per_set"):
-            first_n([1], bad)
+            check_cap(bad)
+    items = list(range(100))
+    a, b = subsample(items, 10, seed=0), subsample(items, 10, seed=1)
+    assert len(a) == 10 and a == sorted(a) and a != items[:10] and a != b and a == subsample(items, 10, seed=0)
+    # stratified: 4 strata of 55/25/15/5 items keep shares proportional to their sizes
+    stratum = lambda i: "abcd"[(i >= 55) + (i >= 80) + (i >= 95)]  # noqa: E731
+    kept = subsample(items, 20, stratum=stratum)
+    assert [sum(stratum(i) == k for i in kept) for k in "abcd"] == [11, 5, 3, 1]
 
 
 def test_data_root_resolution(tmp_path, monkeypatch):
@@ -83,7 +97,9 @@ def test_synthetic_layout(dear_root):
     assert [s.display_name for s in suite.sets[1:]] == ["SD", "MJ", "KD", "PG", "PixArt", "LCM", "FLUX", "Wuerst.", "aMUSEd"]
     real = suite.set("redcaps")
     assert real.kind == "real" and {r.label for r in real.records} == {REAL}
-    assert [Path(r.path).name for r in real.records] == ["im000.png", "im001.png", "im002.png"]  # sorted, first 3
+    names = [Path(r.path).name for r in real.records]
+    assert len(names) == 3 and names == sorted(names) and set(names) <= {f"im{i:03d}.png" for i in range(5)}  # a sample of 3
+    assert [(x.set, x.kept, x.total) for x in suite.sampled][0] == ("redcaps", 3, 5)  # recorded
     mj = suite.set("midjourney")
     assert mj.kind == "generator" and mj.real_set == "redcaps" and len(mj) == 3
     assert all(r.label == FAKE and Path(r.path).is_absolute() and "/test/fake/Midjourney/" in r.path for r in mj.records)
@@ -100,7 +116,14 @@ def test_cap_is_deterministic_whatever_the_creation_order(tmp_path):
     _fill(root / "test/fake/sd", 2)
     a = catalog.synthetic.load(root, max_per_set=5).set("redcaps").records
     b = catalog.synthetic.load(root, max_per_set=5).set("redcaps").records
-    assert a == b and [Path(r.path).name for r in a] == names[:5]
+    other = tmp_path / "other"  # the same files created in the other order
+    for i, n in enumerate(names):
+        _img(other / "test/real/redcaps" / n, seed=i)
+    _fill(other / "test/fake/sd", 2)
+    c = catalog.synthetic.load(other, max_per_set=5).set("redcaps").records
+    assert a == b and [Path(r.path).name for r in a] == [Path(r.path).name for r in c] and len(a) == 5
+    d = catalog.synthetic.load(root, max_per_set=5, sample_seed=1).set("redcaps").records
+    assert [r.path for r in d] != [r.path for r in a]  # the seed decides the sample
 
 
 def test_partial_layout_loads_what_is_there(tmp_path):
@@ -156,7 +179,11 @@ def test_wild_sets_with_and_without_their_own_reals(tmp_path):
     assert _names(suite) == ["chameleon", "wildrf"]  # Redcaps not needed, LOKI missing
     cham = suite.set("chameleon")
     assert cham.kind == "wild" and cham.real_set is None and cham.display_name == "Chameleon"
-    assert [(r.label, Path(r.path).name) for r in cham.records] == [(0, "r000.png"), (0, "r001.png"), (1, "f000.png"), (1, "f001.png")]
+    got = [(r.label, Path(r.path).name) for r in cham.records]
+    assert [lab for lab, _ in got] == [0, 0, 1, 1]  # at most 2 of each label, a sample of each
+    assert {n for lab, n in got if lab == 0} <= {f"r{i:03d}.png" for i in range(3)}
+    assert {n for lab, n in got if lab == 1} <= {f"f{i:03d}.png" for i in range(4)}
+    assert {(x.set, x.label, x.kept, x.total) for x in suite.sampled} >= {("chameleon", 0, 2, 3), ("chameleon", 1, 2, 4)}
     assert "LOKI: no images at" in suite.description
     # LOKI is a flat folder of fakes: scored against Redcaps, which is then loaded
     _fill(root / "test/fake/loki", 3, "l")
@@ -439,7 +466,7 @@ def test_hf_spec_through_the_folder_suite_and_the_cli(tmp_path, capsys, monkeypa
     folder name, labelled through real=; then a bad spec and an unreachable Hub id."""
     import datasets
     from bench_cli import main
-    from suites.sources import parse_hf_spec
+    from suites.hub import parse_hf_spec
 
     files = [_img(tmp_path / "src" / f"{i}.png", seed=i) for i in range(6)]
     ds = datasets.Dataset.from_dict({"image": [str(p) for p in files], "label": [0, 0, 1, 1, 2, 2]},
@@ -480,7 +507,7 @@ def test_layout_suite_from_a_hub_dataset_repository(tmp_path, monkeypatch):
     fetched once into $AIGI_BENCH_HOME/hf-datasets and <sub> is the data root. The download
     is replaced by a local fake (no network here); its arguments are checked."""
     import huggingface_hub
-    from suites.sources import hub_snapshot
+    from suites.hub import hub_snapshot
 
     calls = []
 
@@ -493,6 +520,7 @@ def test_layout_suite_from_a_hub_dataset_repository(tmp_path, monkeypatch):
 
     monkeypatch.setenv("AIGI_BENCH_HOME", str(tmp_path / "home"))
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_download)
+    monkeypatch.setattr("bench.weights.hub_offline", lambda: None)  # as on a machine with a network
     hub_snapshot.cache_clear()
     suite = catalog.synthetic.load("hf:someone/DearLayout/dataset")
     assert _names(suite) == ["redcaps", "flux"] and calls == [("someone/DearLayout", "dataset")]
@@ -516,7 +544,7 @@ def test_one_hf_grammar_for_layouts_and_datasets(tmp_path):
     """Both readers of `hf:` parse it the same way: <owner>/<name>, a folder inside, options.
     The folder suite passes the folder as the dataset's data_dir; a layout refuses options,
     which only describe a dataset's columns."""
-    from suites.sources import HubLocation, hub_snapshot, parse_hf_spec
+    from suites.hub import HubLocation, hub_snapshot, parse_hf_spec
 
     assert parse_hf_spec("hf:owner/name/sub/dir?split=train&real=0_real,redcaps") == {
         "dataset": "owner/name", "data_dir": "sub/dir", "split": "train", "real_sets": ["0_real", "redcaps"]}

@@ -72,8 +72,8 @@ def test_file_sha_is_cached_until_the_file_changes(tmp_path, monkeypatch):
     calls = []
     import bench.store as store_mod
 
-    real = store_mod.sha256_file
-    monkeypatch.setattr(store_mod, "sha256_file", lambda p: calls.append(p) or real(p))
+    real = store_mod._sha256_regular
+    monkeypatch.setattr(store_mod, "_sha256_regular", lambda p: calls.append(p) or real(p))
     with ScoreStore(tmp_path / "s.sqlite") as store:
         assert store.file_sha(f) == hashlib.sha256(b"hello").hexdigest()
         assert store.file_sha(f) == hashlib.sha256(b"hello").hexdigest()

@@ -32,6 +32,7 @@ def test_resolution_order(tmp_path, monkeypatch):
         return str(got)
 
     monkeypatch.setitem(sys.modules, "huggingface_hub", SimpleNamespace(hf_hub_download=hub))
+    monkeypatch.setattr("bench.weights.hub_offline", lambda: None)  # as on a machine with a network
     bundled = "detectors:weights/corvi.mini.safetensors"
     spec = WeightSpec("mini", "corvi.mini.safetensors", hf_repo="owner/repo", bundled=bundled)
     assert resolve("corvi", spec) == bundled_path(spec)  # nothing local: the bundled file
@@ -56,12 +57,33 @@ def test_offline_hub_names_where_to_put_the_file(tmp_path, monkeypatch):
         raise OSError("no network")
 
     monkeypatch.setitem(sys.modules, "huggingface_hub", SimpleNamespace(hf_hub_download=offline))
+    monkeypatch.setattr("bench.weights.hub_offline", lambda: None)  # the network looks up; the download fails
     spec = WeightSpec("official", "model_best.pth", hf_repo="org/ckpts", hf_filename="dear_c/model_best.pth", where="See the paper.")
     with pytest.raises(MissingWeightsError) as exc:
         resolve("dear-c", spec)
     message = str(exc.value)
     assert str(tmp_path / "weights" / "dear-c" / "model_best.pth") in message
     assert "Hugging Face org/ckpts/dear_c/model_best.pth: OSError" in message and "See the paper." in message
+
+
+def test_offline_mode_fails_at_once_without_trying_the_hub(tmp_path, monkeypatch):
+    """HF_HUB_OFFLINE (or no route to the Hub) is said at once, naming the path to put the file
+    at: huggingface_hub would otherwise retry for about half a minute per file."""
+    import bench.weights
+
+    monkeypatch.setenv("AIGI_BENCH_WEIGHTS", str(tmp_path / "weights"))
+    calls = []
+    monkeypatch.setitem(sys.modules, "huggingface_hub", SimpleNamespace(hf_hub_download=lambda *a: calls.append(a)))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert bench.weights.hub_offline() == "HF_HUB_OFFLINE is set"
+    spec = WeightSpec("official", "model_best.pth", hf_repo="org/ckpts", hf_filename="dear_c/model_best.pth")
+    with pytest.raises(MissingWeightsError, match=r"Put the file at .*dear-c/model_best.pth.*HF_HUB_OFFLINE is set"):
+        resolve("dear-c", spec)
+    assert calls == []  # the download was never tried
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # the discard port: nothing listens there
+    bench.weights._hub_reachable.clear()
+    assert bench.weights.hub_offline().startswith("no connection to 127.0.0.1")
 
 
 @pytest.mark.parametrize("name", BUNDLED)

@@ -201,9 +201,9 @@ def num_params(model: nn.Module) -> int:
 # --------------------------------------------------------------------------- image helpers
 
 
-def to_tensor(image: Image.Image) -> torch.Tensor:
+def to_tensor(image: Image.Image, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """PIL RGB -> (1, 3, H, W) float in [-1, 1]."""
-    a = np.asarray(image.convert("RGB"), dtype=np.float32)
+    a = np.asarray(image.convert("RGB"), dtype=np.float64 if dtype == torch.float64 else np.float32)
     return torch.from_numpy(a).permute(2, 0, 1)[None].div(127.5).sub(1.0)
 
 
@@ -215,8 +215,8 @@ def to_image(x: torch.Tensor) -> Image.Image:
 
 @torch.inference_mode()
 def generate(model: ConvAutoencoder, image: Image.Image) -> Image.Image:
-    """The generator's re-synthesis of `image`, same size, 8-bit RGB."""
-    return to_image(model(to_tensor(image)))
+    """The generator's re-synthesis of `image`, same size, 8-bit RGB, in the model's dtype."""
+    return to_image(model(to_tensor(image, next(model.parameters()).dtype)))
 
 
 def psnr(a: Image.Image, b: Image.Image) -> float:
@@ -242,8 +242,14 @@ def weights_path(name: str, directory: str | Path | None = None) -> Path:
 TRAIN_COMMAND = "bench world train-generators"
 
 
-def load_generator(name: str, directory: str | Path | None = None) -> ConvAutoencoder:
-    """The trained generator `name` in eval mode, from `directory` (default: committed weights)."""
+def load_generator(name: str, directory: str | Path | None = None, dtype: torch.dtype = torch.float64) -> ConvAutoencoder:
+    """The trained generator `name` in eval mode, from `directory` (default: committed weights).
+
+    Generation runs in float64 by default: float32 convolutions sum in an order that depends on
+    the CPU's vector units (AVX2, AVX-512, none), which moved some 8-bit output pixels by one
+    level between machines, hence other files, other hashes and other post-processing draws.
+    In float64 the same weights give the same 8-bit image on every CPU tried (ATen's DEFAULT,
+    AVX2 and AVX512 kernels: `benchmarks/world_determinism.py`)."""
     cfg = config(name)
     path = weights_path(name, directory)
     if not path.is_file():
@@ -257,7 +263,7 @@ def load_generator(name: str, directory: str | Path | None = None) -> ConvAutoen
         raise MissingWeightsError(
             f"generator {name!r}: {path} does not match its architecture ({exc}); retrain with `{TRAIN_COMMAND} --out {path.parent}`"
         ) from exc
-    return model.eval()
+    return model.to(dtype).eval()
 
 
 # --------------------------------------------------------------------------- training

@@ -23,8 +23,10 @@ Layout of a world folder (`suites.mini.layout.WorldLayout`; every image a PNG na
   passed through one "unknown" post-processing drawn per image (resize, JPEG, WEBP or blur).
 
 Every random draw comes from `derive_seed(seed, ...)` of the image's identity, generators run
-single-threaded, and PIL's PNG encoder is deterministic, so a rebuild with the same seed gives
-byte-identical files (the manifest lists their sha256).
+single-threaded in float64 (`generators.load_generator` says why), and PIL's PNG encoder is
+deterministic, so a rebuild with the same seed gives byte-identical files (the manifest lists
+their sha256, and under "environment" the codec libraries and CPU kernels of the machine that
+built it: PNG bytes can differ with another zlib even where the pixels are equal).
 """
 from __future__ import annotations
 
@@ -44,6 +46,7 @@ from PIL import Image, ImageFilter
 
 from bench.api import BenchError, derive_seed
 from bench.devices import single_thread
+from bench.images import pixel_environment
 from bench.weights import home, sha256_file
 from suites import masks
 from suites.mini import generators as gens
@@ -51,7 +54,7 @@ from suites.mini import photos
 from suites.mini.layout import WorldLayout
 from suites.postprocess import encode_decode
 
-VERSION = 1
+VERSION = 2  # 2: generators run in float64, so every CPU writes the same bytes (v1: float32)
 NAME = "AIGI-mini"
 
 
@@ -222,6 +225,7 @@ def _build_into(tmp: Path, seed: int, cfg: WorldConfig, models: dict[str, gens.C
         "splits": {k: list(v) for k, v in photos.SPLITS.items()},
         "wild_photos": "test",
         "counts": counts,
+        "environment": pixel_environment(),
         "sources": out.sources,
         "files": out.files,
     }
