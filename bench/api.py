@@ -110,14 +110,21 @@ class Detector(abc.ABC):
 
     @abc.abstractmethod
     def preprocess(self) -> Callable[[Any], Any]:
-        """A small picklable callable: PIL RGB image -> CHW float tensor.
+        """A small picklable callable: PIL RGB image -> CHW tensor.
 
-        It runs in DataLoader workers, so it must not hold the model.
+        It runs in DataLoader workers, so it must not hold the model. It may stop at 8-bit
+        pixels (a uint8 tensor, after any resize or crop): they cross processes and reach the
+        GPU in a quarter of the bytes, and `prepare` converts them on the device.
         """
+
+    def prepare(self, batch: Any) -> Any:
+        """The input of `forward` from a batch of `preprocess` outputs already on `self.device`
+        (e.g. uint8 pixels -> normalised float). Default: the batch as it is."""
+        return batch
 
     @abc.abstractmethod
     def forward(self, batch: Any) -> Any:
-        """(B, C, H, W) tensor on `self.device` -> (B,) tensor of logits."""
+        """(B, C, H, W) tensor on `self.device`, as `prepare` gives it -> (B,) tensor of logits."""
 
     def to(self, device: str) -> "Detector":
         self.device = str(device)

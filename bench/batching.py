@@ -22,17 +22,19 @@ def _tensor_of(item: Any) -> Any:
 class ShapeBatcher(Generic[T]):
     """Groups items by the shape of their tensor and releases batches of one shape.
 
-    A batch leaves when it holds `batch_size` items. When many shapes wait at once (post-processed
-    images rarely share a size), the fullest bucket leaves early, so that what waits stays within
+    A batch leaves when it holds `batch_size` items, or fewer when a `pixel_budget` caps
+    batches of large images (`size_for`). When many shapes wait at once (post-processed images
+    rarely share a size), the fullest bucket leaves early, so that what waits stays within
     `max_items` items (default 4 x batch_size) and `max_bytes` bytes. `tensor(item)` reads an
     item's tensor (default: its `.tensor`)."""
 
     def __init__(self, batch_size: int, *, max_items: int | None = None, max_bytes: int | None = None,
-                 tensor: Callable[[T], Any] = _tensor_of):
+                 tensor: Callable[[T], Any] = _tensor_of, pixel_budget: int | None = None):
         if batch_size < 1:
             raise ValueError(f"batch size must be at least 1, got {batch_size}")
         self.batch_size, self.max_items = batch_size, max_items or 4 * batch_size
         self.max_bytes = PENDING_BYTES if max_bytes is None else max_bytes
+        self.pixel_budget = pixel_budget
         self.tensor = tensor
         self._buckets: dict[tuple[int, ...], list[T]] = {}
         self._items = self._bytes = 0
@@ -47,6 +49,14 @@ class ShapeBatcher(Generic[T]):
         self._bytes -= sum(map(self._nbytes, items))
         return items
 
+    def size_for(self, shape: tuple[int, ...]) -> int:
+        """Images of `shape` per batch: `batch_size`, fewer when their pixels would exceed the
+        `pixel_budget` (large native-resolution images: DEAR's official loader batches about
+        16 x 1024^2 / (W x H) images; at least 1)."""
+        if self.pixel_budget is None or len(shape) < 2:
+            return self.batch_size
+        return max(1, min(self.batch_size, self.pixel_budget // max(1, shape[-1] * shape[-2])))
+
     def add(self, item: T) -> list[list[T]]:
         """Queue `item`; returns the batches that are ready (often none)."""
         key = tuple(self.tensor(item).shape)
@@ -54,7 +64,7 @@ class ShapeBatcher(Generic[T]):
         self._items += 1
         self._bytes += self._nbytes(item)
         ready = []
-        if len(self._buckets[key]) >= self.batch_size:
+        if len(self._buckets[key]) >= self.size_for(key):
             ready.append(self._pop(key))
         while self._items > self.max_items or self._bytes > self.max_bytes:
             ready.append(self._pop(max(self._buckets, key=lambda k: len(self._buckets[k]))))
@@ -83,6 +93,6 @@ def score_images(detector: Any, images: Iterable[Any], batch_size: int = 16) -> 
     out = np.empty(len(tensors), dtype=np.float64)
     with torch.inference_mode():
         for batch in batches_of(tensors, batch_size, tensor=lambda it: it[1]):
-            x = torch.stack([t for _, t in batch]).to(detector.device)
+            x = detector.prepare(torch.stack([t for _, t in batch]).to(detector.device))
             out[[i for i, _ in batch]] = detector.forward(x).float().cpu().numpy().reshape(-1)
     return out

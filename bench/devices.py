@@ -132,3 +132,70 @@ def single_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, e.g. a SLURM or container limit)."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+MAX_DEFAULT_WORKERS = 8
+
+
+def default_workers() -> int:
+    """DataLoader workers when none are asked for: one per available CPU, at most 8 (decoding
+    and post-processing scale with cores; past 8 the main process, not the workers, limits)."""
+    return max(1, min(MAX_DEFAULT_WORKERS, available_cpus()))
+
+
+CUDA_PIXEL_BUDGET = 16 * 1024 * 1024  # DEAR's official loader: about 16 x 1024^2 / (W x H) images a batch
+CPU_PIXEL_BUDGET = 4 * 1024 * 1024  # keeps a 1024 x 1024 batch of the full ResNet-50 nodown within a few GB of RAM
+
+
+def pixel_budget(device: str) -> int:
+    """Default pixels per batch: native-resolution images larger than budget / batch size go
+    in smaller batches (`bench.batching.ShapeBatcher.size_for`)."""
+    return CUDA_PIXEL_BUDGET if str(device).startswith("cuda") else CPU_PIXEL_BUDGET
+
+
+_TUNED = False
+M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc mallopt parameters (malloc.h)
+KEEP_BYTES = 1 << 30  # freed heap kept for reuse, at most: about one large forward's activations
+
+
+def tune_allocator() -> bool:
+    """Let glibc keep large freed blocks for reuse, once per process (True when applied).
+
+    By default glibc serves every allocation above its mmap threshold (at most 32 MiB) with a
+    fresh mmap and returns it to the kernel on free, so each forward of a CNN re-faults every
+    page of its large activations: on 2 cores the main job spent 76 of its 180 CPU-seconds in the
+    kernel. Serving them from the heap (M_MMAP_MAX = 0, what `MALLOC_MMAP_MAX_=0` does) and
+    trimming the heap only above 1 GiB of free space (M_TRIM_THRESHOLD) keeps those pages mapped
+    between forwards. The peak is that of the largest forward either way; what changes is that
+    the memory stays with the process instead of being handed back and faulted in again
+    (`benchmarks/speed_ratios.py --allocator` measures both). Elsewhere than glibc: nothing."""
+    global _TUNED
+    if _TUNED:
+        return True
+    import ctypes
+    import os
+
+    if os.environ.get("AIGI_BENCH_DEFAULT_MALLOC"):  # benchmarks compare against glibc's defaults
+        return False
+    import ctypes.util
+    import platform
+
+    if platform.system() != "Linux":
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        ok = libc.mallopt(M_MMAP_MAX, 0) == 1 and libc.mallopt(M_TRIM_THRESHOLD, KEEP_BYTES) == 1
+    except (OSError, AttributeError):  # musl and other libcs have no mallopt
+        return False
+    _TUNED = ok
+    return ok

@@ -25,7 +25,6 @@ import contextlib
 import csv
 import io
 import os
-import re
 import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path

@@ -23,29 +23,26 @@ import dataclasses
 import inspect
 import json
 import logging
-import math
 import platform
-import random
 import re
 import tempfile
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Sequence
 
 import pandas as pd
 
-from bench import registry
-from bench.api import FAKE, REAL, BadImageError, BenchError, Detector, ImageRecord, MissingDataError, Suite, Transform, derive_seed
-from bench.batching import ShapeBatcher
-from bench.conditions import ORIGINAL_KEY, Condition, condition_key, conditions_for
-from bench.devices import cache_suffix, compute_precision, effective_precision, offload, resolve_device
+from bench import registry, sharding
+from bench.api import FAKE, REAL, BenchError, Detector, MissingDataError, Suite
+from bench.conditions import Condition, condition_key, conditions_for
+from bench.devices import effective_precision, resolve_device
 from bench.files import FolderLock, clean_stale
 from bench.images import pixel_limit
 from bench.rundir import FAILURE_COLUMNS, SCORE_COLUMNS, write_run
 from bench.selection import default_selection, explain_defaults, options_for, row_label, warn_about_toys
-from bench.store import ScoreRow, ScoreStore, params_json, sha256_bytes
+from bench.scoring import fingerprint, label, score_all
+from bench.store import ScoreStore
 
 log = logging.getLogger("bench")
 
@@ -63,7 +60,8 @@ class RunConfig:
     run_name: str | None = None  # default: the suite name
     device: str | None = None  # default: "cuda" when available, else "cpu"
     batch_size: int = 32
-    workers: int = 2
+    workers: int | None = None  # DataLoader workers; None: one per available CPU, at most 8 (bench.devices.default_workers)
+    pixel_budget: int | None = None  # pixels per batch; None: 16 x 1024^2 on CUDA (DEAR's), 4 x 1024^2 on CPU
     precision: str = "fp32"  # on CUDA: fp32 (TF32 off), tf32 or bf16 autocast; CPU runs fp32 (bench.devices)
     max_per_set: int | None = None
     data_root: str | None = None
@@ -72,13 +70,17 @@ class RunConfig:
     detector_options: dict[str, Any] = field(default_factory=dict)  # builder keywords, e.g. {"tile": False}
     allow_outside_root: bool = False  # manifests may name files outside their folder
     max_pixels: int | None = None  # the decompression-bomb limit for this run (None: bench.images' default)
+    shard: str | None = None  # "K/N": only this shard of the images; "all": every image; None: the launcher's, else all
+    compute: bool = True  # False: assemble from the store only (bench merge), compute nothing
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
         if self.batch_size < 1:
             raise BenchError(f"batch size must be at least 1, got {self.batch_size}")
-        if self.workers < 0:
+        if self.workers is not None and self.workers < 0:
             raise BenchError(f"workers must be 0 or more, got {self.workers}")
+        if self.pixel_budget is not None and self.pixel_budget < 1:
+            raise BenchError(f"the pixel budget must be at least 1, got {self.pixel_budget}")
         effective_precision(self.precision, "cuda")  # an unknown name fails here, before any work
 
 
@@ -134,138 +136,6 @@ def _load_copies(config: RunConfig, suite: Suite, source: Any) -> Suite:
     if unknown:
         raise BenchError(f"suite {config.suite!r}: pre-processed sets {unknown} have no original counterpart")
     return copies
-
-
-def _fingerprint(det: Detector) -> str:
-    """The cache key of a detector's weights. Without one, cache under the class and tag:
-    reuse then assumes the code and weights behind that tag did not change."""
-    if det.fingerprint:
-        return det.fingerprint
-    cls = type(det)
-    return f"unversioned:{cls.__module__}.{cls.__qualname__}:{det.info.name}:{det.weights}"
-
-
-def _score_key(det: Detector, precision: str) -> str:
-    """Where a detector's scores at an effective precision live in the store: other numerics,
-    other scores (fp32 keeps the bare weights fingerprint, see `bench.devices.cache_suffix`)."""
-    return _fingerprint(det) + cache_suffix(precision)
-
-
-# --------------------------------------------------------------------------- data loading
-
-
-class _Item(NamedTuple):
-    index: int  # into the work list
-    tensor: Any  # CHW tensor, or None on failure
-    params: str  # JSON of the post-processing values drawn
-    error: str | None
-
-
-class _ScoringDataset:
-    """Work items (path, sha, condition index) -> preprocessed tensors, in DataLoader workers.
-
-    Per-image failures (undecodable file, a transform or preprocess that rejects the image)
-    come back as items with `error` set; they never stop the loader.
-    """
-
-    def __init__(self, work: list[tuple[str, str, int]], transforms: list[Transform | None], seed: int, preprocess: Any):
-        self.work, self.transforms, self.seed, self.preprocess = work, transforms, seed, preprocess
-
-    def __len__(self) -> int:
-        return len(self.work)
-
-    def __getitem__(self, i: int) -> _Item:
-        from bench.files import read_bytes  # lazy: keeps the core importable on its own
-        from bench.images import decode_image, pixel_digest
-
-        path, sha, cond = self.work[i]
-        try:
-            data = read_bytes(path)
-            if sha256_bytes(data) != sha:
-                raise BadImageError(path, "the file changed during the run; run again")
-            image = decode_image(data, path)
-            params: dict[str, Any] = {}
-            transform = self.transforms[cond]
-            if transform is not None:
-                image, params = transform(image, random.Random(derive_seed(self.seed, transform.name, pixel_digest(image))))
-            tensor = self.preprocess(image)
-            return _Item(i, tensor, params_json(params), None)
-        except BadImageError as exc:
-            return _Item(i, None, "{}", exc.reason)
-        except OSError as exc:
-            return _Item(i, None, "{}", f"cannot read the file ({exc.strerror or exc})")
-        except Exception as exc:  # a transform or preprocess rejecting one image: record it, go on
-            return _Item(i, None, "{}", f"{type(exc).__name__}: {exc}")
-
-
-def _identity(x: Any) -> Any:
-    return x
-
-
-class _DetectorFailed(Exception):
-    pass
-
-
-def _score_detector(
-    det: Detector, fp: str, work: list[tuple[str, str, int]], conds: list[Condition], transforms: list[Transform | None],
-    store: ScoreStore, config: RunConfig, device: str, progress: bool,
-) -> int:
-    """Compute and persist every work item; returns the number of scores computed."""
-    import torch
-    from torch.utils.data import DataLoader
-    from tqdm.auto import tqdm
-
-    dataset = _ScoringDataset(work, transforms, config.seed, det.preprocess())
-    on_cuda = device.startswith("cuda")
-    loader = DataLoader(
-        dataset, batch_size=None, shuffle=False, num_workers=config.workers, collate_fn=_identity,
-        pin_memory=on_cuda, persistent_workers=False,
-    )
-    batcher: ShapeBatcher[_Item] = ShapeBatcher(config.batch_size)  # exact shapes: no resizing, no padding
-    computed = 0
-    bar = tqdm(total=len(work), unit="img", desc=f"{det.info.name}", disable=not progress, dynamic_ncols=True)
-
-    def flush(items: list[_Item]) -> None:
-        nonlocal computed
-        shape = (len(items), *items[0].tensor.shape)
-        try:
-            batch = torch.stack([it.tensor for it in items]).to(device, non_blocking=on_cuda)
-            with torch.inference_mode():
-                out = det.forward(batch)
-            logits = torch.as_tensor(out).detach().float().reshape(-1).cpu().tolist()
-        except Exception as exc:
-            raise _DetectorFailed(f"forward failed on a batch of shape {shape}: {type(exc).__name__}: {exc}") from exc
-        if len(logits) != len(items):
-            raise _DetectorFailed(f"forward returned {len(logits)} logits for a batch of {len(items)} images")
-        rows, bad = [], []
-        for it, logit in zip(items, logits):
-            path, sha, cond = work[it.index]
-            if math.isnan(logit):
-                bad.append((path, fp, conds[cond].store_key, "the detector returned NaN"))
-            else:
-                rows.append(ScoreRow(fp, sha, conds[cond].store_key, logit, it.params))
-        store.put_many(rows)  # one transaction per batch: a crash loses at most this batch
-        store.record_failures(bad)
-        computed += len(rows)
-        bar.update(len(items))
-
-    try:
-        # Once per detector: the TF32 flags are set and restored around the loop, not per batch.
-        with compute_precision(config.precision, device):
-            for item in loader:
-                if item.error is not None:
-                    path, _, cond = work[item.index]
-                    store.record_failure(path, fp, conds[cond].store_key, item.error)
-                    bar.update(1)
-                    continue
-                # Conditions may share a batch (each item carries its own condition key).
-                for batch in batcher.add(item):
-                    flush(batch)
-            for batch in batcher.drain():
-                flush(batch)
-    finally:
-        bar.close()
-    return computed
 
 
 # --------------------------------------------------------------------------- run
@@ -328,9 +198,10 @@ def sweep(
 
 def _execute(config: RunConfig, detectors: list[Detector] | None, suite: Suite | None, progress: bool, extra: dict[str, Any]) -> RunResult:
     started = datetime.now(timezone.utc)
+    shard = sharding.resolve(config.shard)
     # Names and the device are checked before any data is loaded: a typo fails in a second,
     # not after a world build.
-    device = resolve_device(config.device)
+    device = resolve_device(_shard_device(config.device, shard))
     precision = effective_precision(config.precision, device)
     if precision != config.precision:
         log.warning("precision %s applies to CUDA only; on %s the run computes in %s", config.precision, device, precision)
@@ -352,31 +223,103 @@ def _execute(config: RunConfig, detectors: list[Detector] | None, suite: Suite |
         suite, source = _load_suite(config)
     if not suite.records:
         raise MissingDataError(f"suite {suite.name!r} has no images ({suite.source or 'no source'})")
-    run_dir = config.out / (config.run_name or config.suite or suite.name)
+    run_name = config.run_name or config.suite or suite.name
+    run_dir = config.out / run_name
     _check_writable(config.out)  # now, not after hours of scoring; the run folder itself is made at the end
-    with FolderLock(run_dir):
+    # A shard holds its own lock (two copies of one shard must not run); the run folder's lock
+    # is for whoever writes the folder: a whole run, or the merge.
+    lock = FolderLock(sharding.marker_dir(config.out, run_name) / shard.tag) if shard else FolderLock(run_dir)
+    with lock:
         for folder in (config.out, run_dir):
             for gone in clean_stale(folder):
                 log.warning("removed %s, left by a bench process that was killed while writing", gone)
         built, options = _build(config, detectors, names, source, errors)
         if source is not None or detectors is None:
             warn_about_toys(built, getattr(source or registry.get_suite(config.suite), "weights_tag", None), config.suite)
-        _warn_if_replacing(run_dir, [_label(d) for d in built], [c.key for c in conds])
+        if not shard:
+            _warn_if_replacing(run_dir, [label(d) for d in built], [c.key for c in conds])
         copies = _load_copies(config, suite, source) if any(c.copies for c in conds) else None
         records_of = [list(copies.records if c.copies else suite.records) for c in conds]  # per condition
-        with ScoreStore.in_dir(config.out) as store, pixel_limit(config.max_pixels):
-            scores, failures, stats = _score_all(store, suite, built, pairs, records_of, config, device, precision, progress,
-                                                 errors, options)
+        if shard:
+            records_of = [[r for r in recs if sharding.owner(sharding.image_key(r.path, suite.source), shard.count) == shard.index]
+                          for recs in records_of]
+        store = ScoreStore(sharding.store_path(config.out, shard)) if shard else ScoreStore.in_dir(config.out)
+        if shard:  # scores another shard or an earlier split already holds are not computed again
+            store.read_also([config.out / ScoreStore.FILENAME, *sharding.shard_stores(config.out)])
+        with store, pixel_limit(config.max_pixels):
+            scores, failures, stats, memory = score_all(store, suite, built, pairs, records_of, config, device, precision,
+                                                        progress, errors, options)
+        if shard:
+            return _finish_shard(config, shard, run_name, built, stats, errors, started, progress)
         _report_silent_detectors(built, scores, failures, errors)
         failures = pd.concat([failures, _skipped_rows(suite, copies)], ignore_index=True) if suite.skipped or (
             copies is not None and copies.skipped) else failures
         manifest = _manifest(config, suite, source, built, options, conds, device, precision, started, stats, scores, failures,
-                             errors, extra)
+                             errors, {"peak_rss_mib": memory, **extra})
         if scores.empty:  # never replace a run folder with a run that scored nothing
             log.warning("nothing was scored, so %s is left as it was", run_dir)
             return RunResult(run_dir, scores, failures, errors, manifest, written=False)
         write_run(run_dir, manifest, scores, failures)
     return RunResult(run_dir, scores, failures, errors, manifest)
+
+
+def _shard_device(device: str | None, shard: sharding.Shard | None) -> str | None:
+    """A launcher's local rank picks the GPU of a shard: `cuda` (or no --device) -> cuda:<local rank>."""
+    if shard is None or shard.local_rank is None or device not in (None, "cuda"):
+        return device
+    import torch
+
+    return f"cuda:{shard.local_rank}" if torch.cuda.is_available() else device
+
+
+def _finish_shard(config: RunConfig, shard: sharding.Shard, run_name: str, built: list[Detector], stats: list[dict[str, Any]],
+                  errors: dict[str, str], started: datetime, progress: bool) -> RunResult:
+    """Leave this shard's marker; the shard that finds every marker of its split merges."""
+    record = {"config": {**dataclasses.asdict(config), "out": str(config.out), "shard": None},
+              "detectors": [label(d) for d in built], "stats": stats, "errors": errors,
+              "started": started.isoformat(timespec="seconds"), "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    sharding.write_marker(config.out, run_name, shard, record)
+    done = sharding.markers(config.out, run_name, shard.count)
+    empty = pd.DataFrame(columns=SCORE_COLUMNS)
+    result = RunResult(config.out / run_name, empty, pd.DataFrame(columns=FAILURE_COLUMNS), errors,
+                       {"shard": str(shard), "shards_done": sorted(done), "counts": {"per_detector": stats}}, written=False)
+    if len(done) < shard.count or errors:
+        log.warning("shard %s done (%d of %d); the last shard merges, or run `bench merge --out %s --run-name %s`",
+                    shard, len(done), shard.count, config.out, run_name)
+        return result
+    try:
+        return merge(config.out, run_name, count=shard.count, detectors=built, progress=progress)
+    except BenchError as exc:  # another shard is merging right now: it writes the folder
+        if "being written by another bench process" not in str(exc):
+            raise
+        log.warning("shard %s done; another shard is merging the run", shard)
+        return result
+
+
+def merge(out: Path, run_name: str, *, count: int | None = None, detectors: list[Detector] | None = None,
+          progress: bool = True) -> RunResult:
+    """Import every shard store under `out` into its main store and write the run folder of
+    `run_name` from it, computing nothing (`bench merge`). The run's settings come from its
+    shards' markers; a split with a shard missing is refused, naming it. Safe to rerun."""
+    out = Path(out)
+    counts = sharding.split_counts(out, run_name)
+    if not counts:
+        raise BenchError(f"no shard of run {run_name!r} finished under {out} (no {sharding.marker_dir(out, run_name)}/K-of-N.json)")
+    count = count or counts[-1]
+    done = sharding.markers(out, run_name, count)
+    missing = [k for k in range(count) if k not in done]
+    if missing:
+        raise BenchError(f"run {run_name!r} split {count} ways: shard(s) {', '.join(f'{k}/{count}' for k in missing)} have not "
+                         f"finished; run them (bench run ... --shard K/{count}), then merge")
+    failed = {k: m["errors"] for k, m in done.items() if m.get("errors")}
+    if failed:
+        log.warning("shards with detectors that did not finish: %s", failed)
+    imported = sharding.import_stores(out / ScoreStore.FILENAME, sharding.shard_stores(out))
+    log.info("merged %s score rows from %d shard store(s)", imported["scores"], len(sharding.shard_stores(out)))
+    cfg = dict(next(iter(done.values()))["config"])
+    cfg.update(out=out, shard=sharding.ALL, compute=False)  # one process, even under the launcher that ran the shards
+    fields = {f.name for f in dataclasses.fields(RunConfig)}
+    return run(RunConfig(**{k: v for k, v in cfg.items() if k in fields}), detectors=detectors, progress=progress)
 
 
 def _check_writable(out: Path) -> None:
@@ -414,7 +357,7 @@ def _build(config: RunConfig, detectors: list[Detector] | None, names: list[str]
             log.warning("detector %s could not be built and is skipped (reason in the run's errors)", name)
             continue
         built.append(det)
-        options[_label(det)] = wanted[name]
+        options[label(det)] = wanted[name]
     return built, options
 
 
@@ -423,14 +366,14 @@ def _report_silent_detectors(built: list[Detector], scores: pd.DataFrame, failur
     forward gave NaN for all) is an error of the run, not a row that silently vanishes."""
     scored = set(scores["weights"]) if not scores.empty else set()
     for det in built:
-        label = _label(det)
-        if label in scored or label in errors:
+        name = label(det)
+        if name in scored or name in errors:
             continue
-        mine = failures[failures["weights"] == label] if not failures.empty else failures
+        mine = failures[failures["weights"] == name] if not failures.empty else failures
         reasons = mine["reason"].value_counts().head(2).index.tolist() if len(mine) else []
-        errors[label] = ("produced no score: " + (f"all {len(mine)} of its images failed, e.g. {'; '.join(reasons)}"
+        errors[name] = ("produced no score: " + (f"all {len(mine)} of its images failed, e.g. {'; '.join(reasons)}"
                                                   if reasons else "no image reached it"))
-        log.warning("detector %s produced no score", label)
+        log.warning("detector %s produced no score", name)
 
 
 def _skipped_rows(suite: Suite, copies: Suite | None) -> pd.DataFrame:
@@ -439,52 +382,6 @@ def _skipped_rows(suite: Suite, copies: Suite | None) -> pd.DataFrame:
     return pd.DataFrame([{"detector": "-", "weights": "-", "condition": "-", "condition_key": "-", "set": s.set, "path": s.path,
                           "image_sha": None, "label": None, "reason": f"skipped: {s.reason}"} for s in skipped],
                         columns=FAILURE_COLUMNS)
-
-
-def _score_all(
-    store: ScoreStore, suite: Suite, built: list[Detector], pairs: list[tuple[Condition, Transform | None]],
-    records_of: list[list[ImageRecord]], config: RunConfig, device: str, precision: str, progress: bool,
-    errors: dict[str, str], options: dict[str, dict[str, Any]] | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame, list[dict[str, Any]]]:
-    """Score what the store lacks for every detector and condition, then read the scores table
-    back from the store. A detector that fails lands in `errors`; the others go on."""
-    conds = [c for c, _ in pairs]
-    transforms = [t for _, t in pairs]
-    unreadable: dict[str, str] = {}
-    paths = list(dict.fromkeys(r.path for recs in records_of for r in recs))
-    sha_of = dict(zip(paths, _hash_all(store, paths, unreadable, progress)))
-    path_of = {s: p for p, s in sha_of.items() if s is not None}
-    stats: list[dict[str, Any]] = []
-    for det in built:
-        label = _label(det)
-        fp = _score_key(det, precision)
-        t0 = time.perf_counter()
-        computed = 0
-        todo = 0
-        try:
-            det.to(device)
-            work: list[tuple[str, str, int]] = []
-            queued: set[tuple[str, str]] = set()  # (sha, store key): a copy equal to its original is scored once
-            for ci, cond in enumerate(conds):
-                wanted = [s for s in dict.fromkeys(sha_of[r.path] for r in records_of[ci] if not cond.fakes_only or r.label == FAKE)
-                          if s is not None and (s, cond.store_key) not in queued]
-                have = store.get_many(fp, cond.store_key, wanted)
-                work += [(path_of[s], s, ci) for s in wanted if s not in have]
-                queued.update((s, cond.store_key) for s in wanted)
-            todo = len(work)
-            if work:
-                computed = _score_detector(det, fp, work, conds, transforms, store, config, device, progress)
-        except _DetectorFailed as exc:
-            errors[label] = str(exc)
-        except Exception as exc:  # never lose the other detectors' work
-            errors[label] = f"{type(exc).__name__}: {exc}"
-        finally:
-            offload(det, device)
-        if label in errors:
-            log.warning("detector %s stopped; its finished batches are kept (reason in the run's errors)", label)
-        stats.append({"detector": label, "to_compute": todo, "computed": computed, "seconds": round(time.perf_counter() - t0, 3)})
-    scores, failures = _assemble(store, suite, built, conds, records_of, sha_of, path_of, unreadable, precision, options or {})
-    return scores, failures, stats
 
 
 def score_suite(suite: Suite, detectors: list[Detector], config: RunConfig | None = None, *, progress: bool = False,
@@ -506,7 +403,7 @@ def score_suite(suite: Suite, detectors: list[Detector], config: RunConfig | Non
     owned = store is None
     store = store or ScoreStore(":memory:")
     try:
-        scores, failures, _ = _score_all(store, suite, list(detectors), pairs, records_of, config, device, precision,
+        scores, failures, _, _ = score_all(store, suite, list(detectors), pairs, records_of, config, device, precision,
                                          progress, errors)
     finally:
         if owned:
@@ -533,73 +430,6 @@ def _warn_if_replacing(run_dir: Path, detectors: list[str], conditions: list[str
             "so rerunning that command restores it quickly). Use --run-name to keep runs side by side.",
             run_dir, ", ".join(dropped),
         )
-
-
-def _hash_all(store: ScoreStore, paths: list[str], unreadable: dict[str, str], progress: bool, chunk: int = 2000) -> list[str | None]:
-    """Content hashes of every file (cached by the file's stat stamp), with a bar on big first runs."""
-    from tqdm.auto import tqdm
-
-    out: list[str | None] = []
-    with tqdm(total=len(paths), unit="file", desc="hashing", disable=not progress or len(paths) <= chunk) as bar:
-        for i in range(0, len(paths), chunk):
-            out += store.file_shas(paths[i : i + chunk], errors=unreadable)
-            bar.update(min(chunk, len(paths) - i))
-    return out
-
-
-def _label(det: Detector) -> str:
-    return det.weights or det.info.name
-
-
-def _assemble(
-    store: ScoreStore, suite: Suite, dets: list[Detector], conds: list[Condition], records_of: list[list[ImageRecord]],
-    sha_of: dict[str, str | None], path_of: dict[str, str], unreadable: dict[str, str], precision: str = "fp32",
-    options: dict[str, dict[str, Any]] | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The scores table (columns SCORE_COLUMNS, suite set order) and the per-image failures;
-    `precision` (the effective one) selects which cached scores are read, and `options` (the
-    builder options of each detector, by label) go into its rows' display name."""
-    set_meta = {s.name: (i, s) for i, s in enumerate(suite.sets)}
-    known = [s for s in sha_of.values() if s is not None]
-    rows: list[dict[str, Any]] = []
-    fails: list[dict[str, Any]] = []
-    for det in dets:
-        fp, info = _score_key(det, precision), det.info
-        display = row_label(det, (options or {}).get(_label(det)))
-        cache: dict[str, tuple[dict, dict]] = {}  # store key -> (scores by sha, failures by path)
-
-        def lookup(key: str) -> tuple[dict, dict]:
-            if key not in cache:
-                cache[key] = (store.get_many(fp, key, known), store.failures(fp, key))
-            return cache[key]
-
-        for cond, records in zip(conds, records_of):
-            stored, failed = lookup(cond.store_key)
-            for rec in records:
-                sha = sha_of[rec.path]
-                order, iset = set_meta[rec.set]
-                reuse = cond.fakes_only and rec.label == REAL  # reals keep their original score
-                base = {"detector": info.name, "weights": _label(det), "condition": cond.display, "condition_key": cond.key,
-                        "set": rec.set, "path": rec.path, "image_sha": sha, "label": int(rec.label)}  # fmt: skip
-                hit_from, fail_from = lookup(ORIGINAL_KEY) if reuse else (stored, failed)
-                hit = None if sha is None else hit_from.get(sha)
-                if hit is None:
-                    # Failures are recorded under the path that was read for this sha.
-                    reason = unreadable.get(rec.path) or fail_from.get(path_of.get(sha, ""))
-                    if reason is not None:
-                        fails.append({**base, "reason": reason})
-                    continue
-                logit, params = hit
-                rows.append({
-                    **base, "display_name": display, "family": info.family, "calibrated": bool(info.calibrated),
-                    "suite": suite.name, "set_display": iset.display_name, "set_kind": iset.kind, "real_set": iset.real_set,
-                    "set_order": order, "params": "{}" if reuse else params, "logit": float(logit),
-                })  # fmt: skip
-    scores = pd.DataFrame(rows, columns=SCORE_COLUMNS)
-    if not scores.empty:
-        scores = scores.astype({"label": "int64", "set_order": "int64", "logit": "float64", "calibrated": "bool"})
-    failures = pd.DataFrame(fails, columns=FAILURE_COLUMNS)
-    return scores, failures
 
 
 def _versions() -> dict[str, str]:
@@ -635,9 +465,9 @@ def _manifest(
             "skipped": len(suite.skipped),
         },
         "detectors": [
-            {"name": d.info.name, "weights": _label(d), "fingerprint": _fingerprint(d), "display_name": row_label(d, options.get(_label(d))),
+            {"name": d.info.name, "weights": label(d), "fingerprint": fingerprint(d), "display_name": row_label(d, options.get(label(d))),
              "family": d.info.family, "calibrated": d.info.calibrated, "input": d.info.input.describe(),
-             "options": options.get(_label(d), {})}
+             "options": options.get(label(d), {})}
             for d in dets
         ],
         "conditions": [{"key": c.key, "display": c.display, "spec": c.spec, "fakes_only": c.fakes_only, "copies": c.copies}

@@ -92,7 +92,7 @@ def measure(
     if len(shapes) != 1:
         raise BenchError(f"{det.weights or det.info.name}: preprocessing gave tensors of several shapes {sorted(shapes)} for one input size")
     det.to(device)
-    batch = torch.stack(tensors).to(device)
+    batch = det.prepare(torch.stack(tensors).to(device))
     if on_cuda:
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)

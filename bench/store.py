@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS scores (
     PRIMARY KEY (detector_fp, image_sha, condition_key));
 DROP TABLE IF EXISTS hashes;
 CREATE TABLE IF NOT EXISTS file_hashes (path TEXT PRIMARY KEY, stamp TEXT NOT NULL, sha TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS image_sizes (sha TEXT PRIMARY KEY, width INTEGER NOT NULL, height INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS failures (
     path TEXT NOT NULL, detector_fp TEXT NOT NULL, condition_key TEXT NOT NULL, reason TEXT NOT NULL,
     PRIMARY KEY (path, condition_key, detector_fp));
@@ -96,14 +97,25 @@ class ScoreStore:
                 db.close()
             raise BenchError(f"{path}: cannot open the score store ({exc}); move the file away to start a new one") from exc
         self._db = db
+        self._others: list[sqlite3.Connection] = []
 
     @classmethod
     def in_dir(cls, out: str | os.PathLike) -> "ScoreStore":
         return cls(Path(out) / cls.FILENAME)
 
+    def read_also(self, paths: Sequence[str | os.PathLike]) -> "ScoreStore":
+        """Look scores up in these other stores too (read-only), after this one: a shard finds
+        what the main store and the other shards already hold. Returns self."""
+        self._others = [sqlite3.connect(f"file:{Path(p).absolute()}?mode=ro", uri=True, timeout=60.0)
+                        for p in paths if Path(p).is_file() and Path(p).absolute() != self.path.absolute()]
+        return self
+
     # ------------------------------------------------------------------ lifecycle
 
     def close(self) -> None:
+        for other in getattr(self, "_others", []):
+            other.close()
+        self._others = []
         if self._db is not None:
             self._db.close()
             self._db = None  # type: ignore[assignment]
@@ -135,13 +147,17 @@ class ScoreStore:
         """Stored (logit, params JSON) for those of `shas` already scored."""
         wanted = list(dict.fromkeys(shas))
         found: dict[str, tuple[float, str]] = {}
-        for chunk in _chunks(wanted):
-            marks = ",".join("?" * len(chunk))
-            cur = self._db.execute(
-                f"SELECT image_sha, logit, params FROM scores WHERE detector_fp=? AND condition_key=? AND image_sha IN ({marks})",
-                (detector_fp, condition_key, *chunk),
-            )
-            found.update((sha, (logit, params)) for sha, logit, params in cur)
+        for db in [self._db, *getattr(self, "_others", [])]:
+            for chunk in _chunks([s for s in wanted if s not in found]):
+                marks = ",".join("?" * len(chunk))
+                try:
+                    cur = db.execute(
+                        f"SELECT image_sha, logit, params FROM scores WHERE detector_fp=? AND condition_key=? AND image_sha IN ({marks})",
+                        (detector_fp, condition_key, *chunk),
+                    )
+                except sqlite3.OperationalError:  # another store still being created: nothing in it yet
+                    continue
+                found.update((sha, (logit, params)) for sha, logit, params in cur)
         return found
 
     def put_many(self, rows: Iterable[ScoreRow]) -> int:
@@ -176,6 +192,29 @@ class ScoreStore:
             "SELECT path, reason FROM failures WHERE detector_fp=? AND condition_key=?", (detector_fp, condition_key)
         )
         return dict(cur.fetchall())
+
+    # ------------------------------------------------------------------ image sizes
+
+    def image_sizes(self, shas: Sequence[str], path_of: dict[str, str]) -> dict[str, tuple[int, int]]:
+        """(height, width) of each image, read once from its header (no pixels decoded) and kept
+        by content hash; the runner orders its work by it so equal shapes travel together.
+        An image whose header cannot be read is left out (it fails, named, when decoded)."""
+        found: dict[str, tuple[int, int]] = {}
+        for chunk in _chunks(list(shas)):
+            marks = ",".join("?" * len(chunk))
+            cur = self._db.execute(f"SELECT sha, height, width FROM image_sizes WHERE sha IN ({marks})", chunk)
+            found.update((sha, (h, w)) for sha, h, w in cur)
+        fresh = []
+        for sha in shas:
+            if sha in found:
+                continue
+            size = _header_size(path_of.get(sha))
+            if size is not None:
+                found[sha] = size
+                fresh.append((sha, size[1], size[0]))
+        if fresh:
+            self._write("INSERT OR REPLACE INTO image_sizes VALUES (?,?,?)", fresh)
+        return found
 
     # ------------------------------------------------------------------ file hashes
 
@@ -231,6 +270,23 @@ def _sha256_regular(path: str) -> str:
     for block in read_regular(path):
         digest.update(block)
     return digest.hexdigest()
+
+
+def _header_size(path: str | None) -> tuple[int, int] | None:
+    """(height, width) from an image file's header, or None."""
+    if not path:
+        return None
+    try:
+        from bench.files import not_regular
+
+        if not_regular(os.stat(path)):  # never open a FIFO or a device to read a header
+            return None
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return im.height, im.width
+    except Exception:  # anything unreadable is named later, when it is decoded
+        return None
 
 
 def _stamp(st: os.stat_result) -> str:

@@ -101,8 +101,10 @@ def _add_run_options(p: argparse.ArgumentParser, post: bool = True) -> None:
     p.add_argument("--run-name", help="run folder name (default: the suite name)" if post else
                    "run folder name (default: <suite>-sweep-<chain>-<param>, -fakes-only added with --fakes-only)")
     p.add_argument("--device", type=torch_device, help="torch device (default: cuda when available, else cpu)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes (default: 2)")
+    p.add_argument("--batch-size", type=count(1), default=32)
+    p.add_argument("--workers", type=count(0), help="DataLoader worker processes (default: one per available CPU, at most 8)")
+    p.add_argument("--pixel-budget", type=count(1), help="pixels per batch: large native-resolution images go in smaller "
+                   "batches (default: 16 x 1024^2 on CUDA, DEAR's loader; 4 x 1024^2 on CPU)")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="CUDA numerics: fp32 (TF32 off, matches CPU), tf32 (PyTorch's GPU default) or bf16 autocast; CPU runs fp32")
     p.add_argument("--amp", dest="precision", action="store_const", const="bf16", help="shorthand for --precision bf16")
@@ -117,6 +119,8 @@ def _add_run_options(p: argparse.ArgumentParser, post: bool = True) -> None:
                    help="let a CSV manifest name files outside its own folder (refused by default)")
     p.add_argument("--max-pixels", type=count(1), help=f"largest image accepted, in pixels (default {2**28:,} = 16384 x 16384; "
                    "a guard against decompression bombs)")
+    p.add_argument("--shard", help="K/N: score only shard K of N of the images (default: the shard torchrun or SLURM "
+                   "assigns, else all; 'all' ignores the launcher); the last shard to finish merges, or run `bench merge`")
 
 
 def _config(args: argparse.Namespace) -> Any:
@@ -130,7 +134,7 @@ def _config(args: argparse.Namespace) -> Any:
         fakes_only=args.fakes_only, seed=args.seed, out=args.out, run_name=args.run_name, device=args.device,
         batch_size=args.batch_size, workers=args.workers, precision=args.precision, max_per_set=args.max_per_set, data_root=args.data_root,
         processed_copies=getattr(args, "processed_copies", False), detector_options=dict(args.detector_options),
-        allow_outside_root=args.allow_outside_root, max_pixels=args.max_pixels,
+        allow_outside_root=args.allow_outside_root, max_pixels=args.max_pixels, pixel_budget=args.pixel_budget, shard=args.shard,
     )  # fmt: skip
 
 
@@ -148,6 +152,13 @@ def _render_table(scores: Any, fmt: str = "markdown", metrics: Sequence[str] | N
 def _finish(result: Any) -> int:
     """The terminal summary table, the run folder, what could not be scored and why (exit 1
     when a detector did not finish or produced nothing, 2 when nothing at all was scored)."""
+    if "shard" in result.manifest and not result.written:  # a shard that did its part; another merges
+        computed = sum(s["computed"] for s in result.manifest["counts"]["per_detector"])
+        echo(f"shard {result.manifest['shard']}: {computed} score(s) computed; shards done: "
+             f"{', '.join(map(str, result.manifest['shards_done']))}")
+        for name, why in result.errors.items():
+            print(f"bench: {name} did not finish in this shard: {why}", file=sys.stderr)
+        return EXIT_FAILED_DETECTOR if result.errors else 0
     table_error = None
     if not result.scores.empty:
         try:
@@ -202,6 +213,19 @@ def failure_summary(result: Any) -> list[str]:
         lines.append(f"--max-per-set {sampled['max_per_set']}: kept {kept} of {total} images in {len(sampled['sets'])} set(s), "
                      f"a sample drawn with seed {sampled['seed']}, stratified by source folder (up to {strata} per set)")
     return lines
+
+
+def _add_merge(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, default=Path("results"), help="the output folder the shards wrote to (default: results)")
+    p.add_argument("--run-name", required=True, help="the run to merge (its suite name, or the --run-name the shards were given)")
+    p.add_argument("--shards", type=count(1), help="the N of the split to merge (default: the largest N that left markers)")
+
+
+def _cmd_merge(args: argparse.Namespace) -> int:
+    """Import every shard store and write the run folder, computing nothing."""
+    from bench.runner import merge
+
+    return _finish(merge(args.out, args.run_name, count=args.shards))
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -385,5 +409,6 @@ COMMANDS: list[Command] = [
     Command("plot", "write score-distribution and accuracy figures of a run", _add_plot, _cmd_plot),
     Command("sweep", "score a suite under one chain parameter at several values and plot AP/AUC", _add_sweep, _cmd_sweep),
     Command("compare", "compare two runs score by score (e.g. CPU against CUDA)", _add_compare, _cmd_compare),
+    Command("merge", "merge the shards of a sharded run into its run folder (computes nothing)", _add_merge, _cmd_merge),
     Command("speed", "measure detectors' images/s and peak memory on a device (a benchmark)", _add_speed, _cmd_speed),
 ]

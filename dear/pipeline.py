@@ -24,7 +24,7 @@ import torch
 
 from bench.api import BenchError, TrainingData
 from dear.checkpoint import load_base, save_dear
-from dear.config import DearConfig, base_kind, default_world, refuse_missing_file, require_kind
+from dear.config import DearConfig, default_world, refuse_missing_file, require_kind
 from dear.dissect import diagnostic_loader, diagnostic_pairs, rad_scores
 from dear.prune import gate_from_rad, gate_summary, load_gate
 from dear.rad import RADResult

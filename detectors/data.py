@@ -120,12 +120,13 @@ def train_loader(
 class ValidationSet:
     """Full images at native resolution through a test preprocessing, as (images, labels)
     batches: loaded one by one (in `num_workers` processes) and grouped by the one batcher
-    (`bench.batching`), so only images of equal size share a batch. Deterministic order."""
+    (`bench.batching`), so only images of equal size share a batch. Deterministic order.
+    `prepare` finishes each batch as a detector's `prepare` does (uint8 pixels -> input)."""
 
     def __init__(self, items: Sequence[tuple[Path, int]], transform: Callable[[Any], torch.Tensor], batch_size: int = 16,
-                 num_workers: int = 0):
+                 num_workers: int = 0, prepare: Callable[[torch.Tensor], torch.Tensor] | None = None):
         self.images = LabeledImages(items, transform)
-        self.batch_size, self.num_workers = batch_size, num_workers
+        self.batch_size, self.num_workers, self.prepare = batch_size, num_workers, prepare
 
     def __len__(self) -> int:
         return len(self.images)
@@ -135,22 +136,25 @@ class ValidationSet:
 
         loader = DataLoader(self.images, batch_size=None, num_workers=self.num_workers)
         for batch in batches_of(loader, self.batch_size, tensor=lambda item: item[0]):
-            yield torch.stack([x for x, _ in batch]), torch.tensor([y for _, y in batch])
+            x = torch.stack([x for x, _ in batch])
+            yield (self.prepare(x) if self.prepare is not None else x), torch.tensor([y for _, y in batch])
 
 
 def validation_loader(items: Sequence[tuple[Path, int]], transform: Callable[[Any], torch.Tensor], batch_size: int = 16,
-                      num_workers: int = 0) -> ValidationSet:
+                      num_workers: int = 0, prepare: Callable[[torch.Tensor], torch.Tensor] | None = None) -> ValidationSet:
     """Deterministic (images, labels) batches of full images through a test preprocessing."""
-    return ValidationSet(items, transform, batch_size, num_workers)
+    return ValidationSet(items, transform, batch_size, num_workers, prepare)
 
 
 def training_loaders(data: TrainingData, augmentation: Callable[..., Any], val_preprocess: Callable[[Any], torch.Tensor],
                      batch_size: int, *, seed: int = 0, num_workers: int = 0, val_batch_size: int = 16,
-                     extra_items: Sequence[tuple[Path, Any]] = ()) -> tuple[DataLoader, ValidationSet]:
+                     extra_items: Sequence[tuple[Path, Any]] = (),
+                     val_prepare: Callable[[torch.Tensor], torch.Tensor] | None = None) -> tuple[DataLoader, ValidationSet]:
     """(train, validation) of `data`: shuffled augmented batches (Rajan's synced pairs when
     `data.paired`; `extra_items` are appended, e.g. DEAR's composites for the Fig. 8 ablation),
-    and the full validation images through the detector's test preprocessing."""
+    and the full validation images through the detector's test preprocessing (and its
+    `prepare`, `val_prepare`, when that preprocessing stops at uint8 pixels)."""
     items = (paired_items if data.paired else labeled_items)(data.train_real, data.train_fake) + list(extra_items)
     train = train_loader(items, augmentation, batch_size, paired=data.paired, seed=seed, num_workers=num_workers)
-    val = validation_loader(labeled_items(data.val_real, data.val_fake), val_preprocess, val_batch_size, num_workers)
+    val = validation_loader(labeled_items(data.val_real, data.val_fake), val_preprocess, val_batch_size, num_workers, val_prepare)
     return train, val

@@ -83,7 +83,7 @@ def decompose(
     rows: list[tuple[int, pd.DataFrame]] = []
     with torch.inference_mode():
         for batch in batches_of(loaded(), batch_size, tensor=lambda item: item[2]):
-            x = torch.stack([t for _, _, t in batch]).to(device)
+            x = detector.prepare(torch.stack([t for _, _, t in batch]).to(device))
             table = decompose_pooled(model, detector.pooled(x))
             direct = detector.forward(x).double().cpu().numpy()
             for j, (i, rec, _) in enumerate(batch):

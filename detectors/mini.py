@@ -126,7 +126,8 @@ def train_mini(detector: str, data: TrainingData, out: Path, config: Any = None,
     else:
         augmentation, detector_view = af_augmentation(crop=config.crop, normalization=model.normalization), ResNetDetector(model, info)
     train, val = training_loaders(data, augmentation, detector_view.preprocess(), config.batch_size, seed=config.seed,
-                                  num_workers=config.num_workers, val_batch_size=config.val_batch_size)
+                                  num_workers=config.num_workers, val_batch_size=config.val_batch_size,
+                                  val_prepare=detector_view.prepare)
     if recipe.base is not None:
         result = refit_head(
             model, train, val, nonneg=True, lr=config.lr, patience=config.patience, delta=config.delta, min_lr=config.min_lr,

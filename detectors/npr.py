@@ -32,7 +32,7 @@ from torch import nn
 
 from bench.api import Detector, DetectorInfo, InputPolicy
 from bench.weights import load_state, resolve_tag
-from detectors.preprocess import IMAGENET, ImageNetNormalize, ResizeNormalize
+from detectors.preprocess import IMAGENET, Pixels, ResizePixels, normalize_pixels
 from detectors.resnet import BadCheckpointError, ResNetArch, arch_name, assign_state, conv_out_channels, unwrap_checkpoint
 
 NPR_ARCHS: dict[str, ResNetArch] = {
@@ -133,8 +133,12 @@ class NPRDetector(Detector):
         self.fingerprint = fingerprint if not fingerprint or size == (256, 256) else \
             fingerprint + ("+native" if size is None else f"+{size[0]}x{size[1]}")
 
-    def preprocess(self) -> ResizeNormalize | ImageNetNormalize:
-        return ImageNetNormalize() if self.size is None else ResizeNormalize(self.size)
+    def preprocess(self) -> ResizePixels | Pixels:
+        return Pixels() if self.size is None else ResizePixels(self.size)
+
+    def prepare(self, batch: torch.Tensor) -> torch.Tensor:
+        """uint8 pixels -> ImageNet-normalised float, on the device."""
+        return normalize_pixels(batch, *self.model.normalization) if batch.dtype == torch.uint8 else batch
 
     def to(self, device: str) -> "NPRDetector":
         super().to(device)

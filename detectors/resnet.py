@@ -31,7 +31,7 @@ from torch import nn
 from bench.api import BenchError, Detector, DetectorInfo
 from bench.weights import load_state, resolve_tag
 from detectors.head import FeatureGate
-from detectors.preprocess import IMAGENET, ImageNetNormalize
+from detectors.preprocess import IMAGENET, Pixels, normalize_pixels
 
 
 class BadCheckpointError(BenchError):
@@ -273,8 +273,12 @@ class ResNetDetector(Detector):
             fingerprint += f"+tile{tile_limit}/{tile_size}" if tile else "+whole"
         self.fingerprint = fingerprint
 
-    def preprocess(self) -> ImageNetNormalize:
-        return ImageNetNormalize()
+    def preprocess(self) -> Pixels:
+        return Pixels()
+
+    def prepare(self, batch: torch.Tensor) -> torch.Tensor:
+        """uint8 pixels -> ImageNet-normalised float, on the device."""
+        return normalize_pixels(batch, *self.model.normalization) if batch.dtype == torch.uint8 else batch
 
     def to(self, device: str) -> "ResNetDetector":
         super().to(device)

@@ -39,7 +39,6 @@ def test_every_subcommand_has_help(capsys):
          "unknown chain 'tinyshfit'; did you mean 'tinyshift'"),
         (["run", "--suite", "tinyfolder", "--detectors", "heavy.offical"], "detector 'heavy' has no weights 'offical'; known: official"),
         (["run", "--suite", "tinyfolder", "--detectors", "mydet"], "suite 'tinyfolder' is not available"),
-        (["run", "--suite", "tinyfolder", "--batch-size", "0"], "batch size must be at least 1"),
         (["run", "--suite", "tinyfolder", "--processed-copies", "--fakes-only"], "--fakes-only applies to the post-processing chain"),
         (["table", "--run", "nowhere"], "nowhere: no run here"),
         (["sweep", "--suite", "tinyfolder", "--detectors", "mydet", "--chain", "tinyshift", "--param", "amount", "--values", ","],
@@ -54,6 +53,14 @@ def test_errors_are_one_clean_line(env, capsys, args, message):
     err = capsys.readouterr().err
     assert err.startswith("bench: error: ") and message in err, err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("option", ["--batch-size", "--pixel-budget", "--max-per-set"])
+def test_counts_are_checked_when_the_command_line_is_read(env, capsys, option):
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["run", "--suite", "tinyfolder", option, "0"])
+    assert stop.value.code == 2
+    assert f"argument {option}: must be at least 1, got 0" in capsys.readouterr().err
 
 
 def test_run_table_plot_roundtrip(env, capsys, caplog, tmp_path, folder_suite_dir, monkeypatch):

@@ -79,13 +79,15 @@ def test_detector_scores_images(name):
     pickle.loads(pickle.dumps(prep))  # it runs in DataLoader workers
     images = _images()
     tensors = [prep(im) for im in images]
-    for t in tensors:
-        assert isinstance(t, torch.Tensor) and t.dim() == 3 and t.shape[0] == 3 and t.is_floating_point()
-        assert torch.isfinite(t).all()
+    for t in tensors:  # float, or 8-bit pixels that `prepare` converts on the device
+        assert isinstance(t, torch.Tensor) and t.dim() == 3 and t.shape[0] == 3
+        assert t.dtype == torch.uint8 or (t.is_floating_point() and torch.isfinite(t).all())
     if det.info.input.size is not None:
         assert {tuple(t.shape[1:]) for t in tensors} == {det.info.input.size}
     with torch.inference_mode():
-        out = det.forward(torch.stack([tensors[0], prep(images[0].transpose(Image.FLIP_LEFT_RIGHT))]))
+        ready = det.prepare(torch.stack([tensors[0], prep(images[0].transpose(Image.FLIP_LEFT_RIGHT))]))
+        assert ready.is_floating_point() and torch.isfinite(ready).all()
+        out = det.forward(ready)
     assert tuple(torch.as_tensor(out).shape) == (2,) and torch.isfinite(torch.as_tensor(out)).all()
     scores = det.score(images)
     assert scores.shape == (len(images),) and np.isfinite(scores).all()

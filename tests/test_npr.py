@@ -78,6 +78,16 @@ def test_npr_wrapped_and_bad(tmp_path, state):
         load_npr_checkpoint(bad)
 
 
+def test_runner_pixels_then_prepare_equal_the_float_preprocessing():
+    """The runner ships uint8 pixels and normalises on the device: the same numbers, bit for bit,
+    as the float preprocessing (resize, ToTensor, ImageNet mean/std)."""
+    det = create_detector("npr.mini")
+    image = Image.fromarray(np.random.default_rng(2).integers(0, 256, (70, 90, 3), dtype=np.uint8))
+    pixels = det.preprocess()(image)
+    assert pixels.dtype == torch.uint8 and pixels.shape == (3, 256, 256)
+    assert torch.equal(det.prepare(pixels[None])[0], ResizeNormalize((256, 256))(image))
+
+
 def test_npr_spec_and_preprocess():
     assert npr.info.display_name == "NPR" and npr.info.family == "CNN" and npr.info.input.size == (256, 256)
     assert npr.default_weights == "mini" and {w.tag for w in npr.weights} == {"official", "mini"}
@@ -101,8 +111,8 @@ def test_npr_native_resolution_protocol():
     assert default.info.input.size == (256, 256) and native.info.input.native
     assert native.fingerprint == default.fingerprint + "+native"
     arr = np.random.default_rng(1).integers(0, 256, (45, 51, 3), dtype=np.uint8)
-    x = native.preprocess()(Image.fromarray(arr))
-    assert x.shape == (3, 45, 51)  # not resized; the model drops the odd row and column itself
+    x = native.prepare(native.preprocess()(Image.fromarray(arr))[None])
+    assert x.shape == (1, 3, 45, 51)  # not resized; the model drops the odd row and column itself
     with torch.no_grad():
-        expect = native.model(x[None, :, :44, :50])
-    assert torch.allclose(native.forward(x[None]), expect)
+        expect = native.model(x[:, :, :44, :50])
+    assert torch.allclose(native.forward(x), expect)

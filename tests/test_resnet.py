@@ -180,6 +180,10 @@ def test_preprocess_is_imagenet_native():
     assert t.shape == (3, 33, 47)
     manual = (torch.from_numpy(arr).permute(2, 0, 1).float() / 255 - torch.tensor(IMAGENET_MEAN).view(3, 1, 1)) / torch.tensor(IMAGENET_STD).view(3, 1, 1)
     assert torch.allclose(t, manual, atol=1e-6)
+    det = create_detector("corvi.mini")  # the runner's path: uint8 pixels, normalised on the device
+    pixels = det.preprocess()(Image.fromarray(arr))
+    assert pixels.dtype == torch.uint8 and torch.equal(pixels, torch.from_numpy(arr).permute(2, 0, 1))
+    assert torch.equal(det.prepare(pixels[None])[0], t)  # bit for bit the float preprocessing
 
 
 class _GlobalStatBackbone(torch.nn.Module):

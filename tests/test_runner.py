@@ -124,15 +124,10 @@ def test_native_resolution_batches_by_shape(tmp_path, plugin, folder_suite_dir):
     assert len(res.scores) == 28
 
 
-def test_bucket_memory_bound_with_many_sizes(tmp_path, plugin):
-    """Many distinct sizes: at most 4 * batch_size images wait in buckets; one more flushes the
-    fullest bucket early (oldest first among equals), so memory stays bounded; all still scored.
-
-    n reals of n distinct heights arrive first, then n fakes in reverse height order, each
-    completing the pair of the real of its height if that real still waits. batch_size=2 bounds
-    waiting images at 8 (tiny images: the byte bound never acts). n=8: 8 wait, no early flush, 8
-    pairs. n=9: the 9th real pushes the 1st out alone; the fakes of heights 8..1 then pair up;
-    the fake of height 0 finds its real gone and goes alone at the end."""
+def test_work_is_ordered_so_equal_shapes_meet(tmp_path, plugin):
+    """n reals of n distinct heights and n fakes in reverse height order: the runner orders its
+    work by decoded size, so each real meets the fake of its height and every batch is full,
+    where arrival order would have left them waiting apart (see the next test)."""
     from conftest import write_png
 
     def batches(n: int) -> Counter:
@@ -143,10 +138,38 @@ def test_bucket_memory_bound_with_many_sizes(tmp_path, plugin):
         det = plugin.TinyDetector(fingerprint=f"tiny-{n}")
         res = run(_cfg(tmp_path, batch_size=2, run_name=f"n{n}"), detectors=[det], suite=plugin.load_folder(root), progress=False)
         assert len(res.scores) == 2 * n and res.scores["logit"].notna().all()
+        assert res.manifest["counts"]["per_detector"][0]["batch_sizes"] == {2: n}  # the histogram the manifest keeps
         return Counter(b[0] for b in det.batch_shapes)
 
     assert batches(8) == Counter({2: 8})
-    assert batches(9) == Counter({2: 8, 1: 2})
+    assert batches(9) == Counter({2: 9})
+
+
+def test_bucket_memory_bound_with_many_sizes():
+    """Many distinct sizes arriving in the worst order: at most 4 * batch_size images wait; one
+    more flushes the fullest bucket early (oldest first among equals), so memory stays bounded.
+    n=9 with batch_size 2: the 9th height pushes the 1st out alone, heights 8..1 then pair up,
+    and height 0 goes alone at the end."""
+    import torch
+
+    from bench.batching import batches_of
+
+    n = 9
+    items = [torch.zeros(3, 20 + i, 20) for i in range(n)] + [torch.zeros(3, 20 + n - 1 - i, 20) for i in range(n)]
+    sizes = Counter(len(b) for b in batches_of(items, 2, tensor=lambda t: t))
+    assert sizes == Counter({2: 8, 1: 2})
+
+
+def test_a_pixel_budget_caps_batches_of_large_images():
+    import torch
+
+    from bench.batching import ShapeBatcher
+
+    batcher = ShapeBatcher(32, pixel_budget=4 * 1024 * 1024, tensor=lambda t: t)
+    assert batcher.size_for((3, 256, 256)) == 32 and batcher.size_for((3, 1024, 1024)) == 4
+    assert batcher.size_for((3, 6000, 4000)) == 1  # always at least one
+    ready = [b for t in [torch.zeros(3, 1024, 1024)] * 9 for b in batcher.add(t)]
+    assert [len(b) for b in ready] == [4, 4] and [len(b) for b in batcher.drain()] == [1]
 
 
 def test_bucket_byte_bound(tmp_path, plugin, folder_suite_dir, monkeypatch):

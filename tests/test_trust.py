@@ -19,8 +19,8 @@ from PIL import Image
 
 import bench_cli as cli
 from bench import registry
-from bench.api import BenchError, MissingDataError
-from conftest import make_folder_suite, plugin_env, write_png
+from bench.api import BenchError
+from conftest import make_folder_suite, plugin_env
 
 REPO = Path(__file__).resolve().parents[1]
 
