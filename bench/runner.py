@@ -148,7 +148,8 @@ class RunResult:
 
 def default_detector_names(weights_tag: str | None) -> list[str]:
     """Every registered detector whose `weights_tag` weights (its default weights when None) are
-    on this machine, plus plain-callable plugins, which have no tags.
+    on this machine, with whatever else its spec `requires` (a backbone), plus plain-callable
+    plugins, which have no tags.
 
     Weights that would have to be downloaded are left out of the default selection (offline,
     every such detector would fail the run); naming the detector in --detectors fetches them."""
@@ -162,7 +163,11 @@ def default_detector_names(weights_tag: str | None) -> list[str]:
             if weight is None:
                 continue
             if status(name, weight) in ("local", "bundled"):
-                names.append(f"{name}.{tag}")
+                missing = spec.missing(tag)  # a frozen backbone, say: checked without loading it
+                if missing:
+                    log.warning("%s.%s is skipped: %s", name, tag, missing)
+                else:
+                    names.append(f"{name}.{tag}")
             else:
                 how = ("name it in --detectors to fetch them" if weight.hf_repo else
                        f"{weight.where} Put the file at that path to include it" if weight.where else "put the file at that path")
