@@ -28,7 +28,7 @@ from detectors.clip import catalog
 from detectors.clip.build import RECIPES, tiny_open_clip
 from detectors.clip.linear import clipdet_head, ufd_head
 from detectors.clip.preprocess import CLIP_MEAN, CLIP_STD, IMAGENET, CropNormalize, pipeline
-from detectors.clip.rine import RineHead, rine_head
+from detectors.clip.rine import rine_head
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 SHARED = Path(os.environ.get("AIGI_BENCH_SHARED", Path(__file__).resolve().parents[2] / "shared"))
@@ -172,6 +172,43 @@ def test_ufd_head_layouts(tmp_path):
         ufd_head(tmp_path / "two.pth")
 
 
+def test_ufd_through_transformers_and_open_clip_gives_the_same_logits(offline, tmp_path):
+    """engine="transformers" reads a transformers CLIP folder (openai/clip-vit-large-patch14's
+    layout); the same weights converted to open_clip give the same UFD logits."""
+    pytest.importorskip("transformers")
+    from safetensors.torch import save_file
+    from transformers import CLIPConfig, CLIPModel
+
+    from detectors.clip.encoders import hf_clip_to_open_clip, load_encoder
+
+    torch.manual_seed(11)
+    hf = CLIPModel(CLIPConfig(
+        text_config=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=1, vocab_size=100,
+                         max_position_embeddings=16),
+        vision_config=dict(hidden_size=128, intermediate_size=512, num_hidden_layers=2, num_attention_heads=2, patch_size=32, image_size=224,
+                           hidden_act="quick_gelu"),
+        projection_dim=16)).eval()
+    hf.save_pretrained(tmp_path / "hf")
+    save_file({k: v.contiguous() for k, v in hf_clip_to_open_clip(hf.state_dict()).items()}, str(tmp_path / "oc.safetensors"))
+    (offline / "ufd").mkdir(parents=True)
+    head = _linear_state(16, 12)
+    torch.save(head, offline / "ufd" / "fc_weights.pth")
+    a = registry.create_detector("ufd", engine="transformers", backbone=tmp_path / "hf")
+    b = registry.create_detector("ufd", backbone=tmp_path / "oc.safetensors")
+    x = _batch(a)
+    with torch.no_grad():
+        v = hf.visual_projection(hf.vision_model(pixel_values=x).pooler_output)
+    expected = (v @ head["weight"].t() + head["bias"]).squeeze(1)
+    torch.testing.assert_close(a.forward(x), expected, atol=ATOL, rtol=0)
+    torch.testing.assert_close(b.forward(x), expected, atol=ATOL, rtol=0)
+    assert "transformers:" in a.fingerprint and "open_clip:" in b.fingerprint
+    with pytest.raises(MissingWeightsError, match="transformers loads a folder"):
+        registry.create_detector("ufd", engine="transformers", backbone=tmp_path / "oc.safetensors")
+    encoder = load_encoder("openai-clip-vit-large-patch14", tmp_path / "hf", with_text=True)
+    assert encoder.text is None  # no tokenizer files in the folder: vision only, said plainly
+    assert encoder.embed_dim == 16 and len(encoder.blocks) == 2
+
+
 @pytest.mark.skipif(not (SHARED / "assets" / "ufd" / "fc_weights.pth").is_file(), reason="../shared/assets/ufd is absent")
 def test_the_released_ufd_head_on_a_768_d_encoder():
     """The official fc_weights.pth (saved from cuda:0) loads on CPU into UFD's Linear(768, 1)."""
@@ -194,8 +231,8 @@ def test_the_released_ufd_head_on_a_768_d_encoder():
 
 @pytest.mark.parametrize("wrap", ["model", "model-module", "state_dict", "net", "bare"])
 def test_clipdet_head_in_every_official_wrapping(tmp_path, wrap):
-    """networks/__init__.py load_weights: {'model'} (a 'module.' prefix dropped), {'state_dict'},
-    {'net'} or bare, each holding OpenClipLinear's fc.weight (1, 1024) and fc.bias (1,)."""
+    """networks/__init__.py load_weights: {'model'} (a 'module.' prefix dropped), {'state_dict'} or
+    {'net'}, each holding OpenClipLinear's fc.weight (1, 1024) and fc.bias (1,); bare is accepted too."""
     state = _linear_state(1024, 3, "fc.")
     obj = {"model": state, "model-module": {"model": {f"module.{k}": v for k, v in state.items()}}, "state_dict": {"state_dict": state},
            "net": {"net": state}, "bare": state}[wrap]
@@ -526,8 +563,18 @@ def test_bench_list_shows_the_family_and_what_is_missing(offline, capsys):
     assert str(offline / "backbones" / "openai-vit-l-14") in capsys.readouterr().out
 
 
-def test_bench_run_names_the_missing_head_file(offline, capsys, folder_suite_dir, tmp_path):
-    rc = cli.main(["run", "--suite", "folder", "--data-root", str(folder_suite_dir), "--detectors", "ufd", "--out", str(tmp_path / "res"),
-                   "--workers", "0"])
+def test_bench_run_names_the_missing_head_file_then_runs_and_records_the_preprocessing(offline, capsys, folder_suite_dir, tmp_path):
+    import json
+
+    args = ["run", "--suite", "folder", "--data-root", str(folder_suite_dir), "--out", str(tmp_path / "res"), "--workers", "0"]
+    assert cli.main([*args, "--detectors", "ufd"]) == 2
     err = capsys.readouterr().err
-    assert rc == 2 and str(offline / "ufd" / "fc_weights.pth") in err and "Traceback" not in err
+    assert str(offline / "ufd" / "fc_weights.pth") in err and "Traceback" not in err
+    _put_open_clip_backbone(offline / "backbones" / "openai-vit-l-14", _tiny_clip())
+    (offline / "ufd").mkdir(parents=True)
+    torch.save(_linear_state(16, 1), offline / "ufd" / "fc_weights.pth")
+    assert cli.main(args) == 0  # the default selection: every detector whose official weights (and backbone) are here
+    assert "| UFD" in capsys.readouterr().out
+    manifest = json.loads((tmp_path / "res" / "folder" / "manifest.json").read_text())
+    ufd = next(d for d in manifest["detectors"] if d["name"] == "ufd")
+    assert ufd["input"] == "fixed 224x224: center-crop 224, no resize; CLIP mean/std" and ufd["family"] == "CLIP"

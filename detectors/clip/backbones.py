@@ -143,7 +143,11 @@ def _download(b: Backbone) -> Path:
 
     errors = []
     if b.library == "transformers":
-        config = Path(hf_hub_download(b.hf_repo, "config.json"))
+        try:
+            config = Path(hf_hub_download(b.hf_repo, "config.json"))
+        except Exception as exc:  # no such repo, gated, or the connection dropped
+            raise MissingWeightsError(f"{b.title}: config.json of https://huggingface.co/{b.hf_repo} could not be downloaded "
+                                      f"({type(exc).__name__}). {b.how_to_get()}") from None
     for name in b.files:
         try:
             got = Path(hf_hub_download(b.hf_repo, name))

@@ -30,7 +30,6 @@ library's; only the per-head split (`detectors.clip.contributions`) recomputes a
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
 import os
 from dataclasses import dataclass, field
@@ -461,11 +460,15 @@ def _quiet_transformers() -> Iterator[None]:
     import transformers
 
     level = transformers.logging.get_verbosity()
+    bar = transformers.logging.is_progress_bar_enabled()
     transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()  # 5.x draws one per from_pretrained
     try:
         yield
     finally:
         transformers.logging.set_verbosity(level)
+        if bar:
+            transformers.logging.enable_progress_bar()
 
 
 def clip_vision_config(state: dict[str, torch.Tensor], prefix: str = "vision_model.") -> Any:
@@ -536,15 +539,23 @@ def load_transformers(folder: Path, family: str, *, fingerprint: str, with_text:
             if family == "clip":
                 config = transformers.AutoConfig.from_pretrained(folder, local_files_only=True)
                 full = with_text and getattr(config, "text_config", None) is not None
-                cls = transformers.CLIPModel if full else transformers.CLIPVisionModelWithProjection
-                model = cls.from_pretrained(folder, local_files_only=True).float().eval()
+                if full:
+                    model = transformers.CLIPModel.from_pretrained(folder, local_files_only=True)
+                elif getattr(config, "vision_config", None) is not None:  # a CLIPModel folder, read for its vision half:
+                    vision = config.vision_config  # its projection size is the top-level one
+                    vision.projection_dim = config.projection_dim
+                    model = transformers.CLIPVisionModelWithProjection.from_pretrained(folder, config=vision, local_files_only=True)
+                else:
+                    model = transformers.CLIPVisionModelWithProjection.from_pretrained(folder, local_files_only=True)
+                model = model.float().eval()
             else:
                 model = transformers.AutoModel.from_pretrained(folder, local_files_only=True).float().eval()
         except (OSError, ValueError) as exc:
             raise BadCheckpointError(f"{folder}: transformers cannot load it: {str(exc).splitlines()[0][:300]}") from None
     if family == "clip":
         text = None
-        if full:
+        # transformers 5 builds an empty-vocabulary tokenizer when the files are missing: ask for them
+        if full and any((Path(folder) / f).is_file() for f in ("tokenizer.json", "vocab.json")):
             try:
                 tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
                 text = TextTower(tokenize=lambda t, tok=tokenizer: tok(t, padding=True, return_tensors="pt"),
@@ -571,12 +582,15 @@ def load_backbone(located: Located, *, with_text: bool = False) -> Encoder:
     return load_transformers(located.path, b.arch, fingerprint=f"transformers:{b.hf_repo}:{digest[:16]}", with_text=with_text)
 
 
-def state_digest(state: dict[str, torch.Tensor]) -> str:
-    """sha256 over a state dict's names, shapes and bytes (the fingerprint of weights that were
-    built in memory, e.g. a tiny random encoder)."""
-    h = hashlib.sha256()
-    for k in sorted(state):
-        v = state[k].detach().cpu().contiguous()
-        h.update(f"{k}:{tuple(v.shape)}:{v.dtype}".encode())
-        h.update(v.numpy().tobytes() if v.dtype != torch.bfloat16 else v.float().numpy().tobytes())
-    return h.hexdigest()
+def load_encoder(backbone: str | Any, override: str | os.PathLike | None = None, *, with_text: bool = False) -> Encoder:
+    """An Encoder by backbone key ("openai-vit-l-14", see `detectors.clip.catalog.BACKBONES`) or
+    `Backbone`, found as the detectors find theirs (`override` = their `backbone=`): the entry
+    point for probes on frozen features, with the text tower when `with_text`."""
+    from detectors.clip.backbones import locate
+    from detectors.clip.catalog import BACKBONES
+
+    if isinstance(backbone, str):
+        if backbone not in BACKBONES:
+            raise BenchError(f"unknown backbone {backbone!r}; known: {', '.join(BACKBONES)}")
+        backbone = BACKBONES[backbone]
+    return load_backbone(locate(backbone, override), with_text=with_text)

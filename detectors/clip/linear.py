@@ -10,8 +10,9 @@ regression, and the head-file loaders of the first three.
   None`, then `encode_image(x, normalize=True)`, i.e. the L2-normalised 1024-d ln_post(CLS); the
   head is a ChannelLinear(1024, 1), which on a (B, 1024) input is exactly a Linear. The backbone
   sits in a Python list, so the checkpoint holds only `fc.weight`, `fc.bias`, wrapped as
-  networks/__init__.py load_weights accepts ({'model'} with an optional 'module.' prefix,
-  {'state_dict'}, {'net'} or bare). The output is an LLR: > 0 = synthetic.
+  networks/__init__.py load_weights accepts: {'model'} (its 'module.' prefix dropped when
+  'module.fc.weight' is there), {'state_dict'} or {'net'}; a bare dict it refuses (its bare
+  markers are other networks' keys), we accept too. The output is an LLR: > 0 = synthetic.
 - C2P-CLIP (chuangchuangtan/C2P-CLIP-DeepfakeDetection @ 27b52325, inference.py C2P_CLIP):
   transformers CLIPModel's `vision_model` pooler output -> `visual_projection` -> divided by its
   L2 norm -> `fc` Linear(768, 1). The release is a strict state dict of that whole module
