@@ -197,3 +197,12 @@ def test_unknown_tap_is_refused(clip_model, images):
     assert not any(p.requires_grad for p in enc.parameters()) and not enc.training
     enc.train()
     assert not enc.training  # frozen: train() does not switch dropout on
+
+
+def test_openai_torchscript_release_is_refused_with_a_plain_alternative(tmp_path):
+    path = tmp_path / "ViT-L-14.pt"
+    torch.jit.script(nn.Linear(2, 2)).save(str(path))
+    from bench.api import MissingWeightsError
+
+    with pytest.raises(MissingWeightsError, match="TorchScript archive .* open_clip_model.safetensors"):
+        open_clip_state(path)

@@ -10,8 +10,10 @@
 | "ln2" | CLS of every block's second LayerNorm output (the MLP input), (B, L, D) | RINE |
 | "contributions" | per-head / MLP / embedding direct contributions to "residual" | Gandelsman-style probes |
 
-Libraries and their names for the same parts (facts: /work/notes/clip_facts.md section 6;
-open_clip 3.3.0 transformer.py, transformers modeling_clip.py and modeling_vit.py):
+Libraries and their names for the same parts (mlfoundations/open_clip v3.3.0 @ 89fb801f
+src/open_clip/transformer.py and model.py; openai/CLIP @ ea41722f clip/model.py; huggingface/
+transformers @ 000f1ffd src/transformers/models/clip/modeling_clip.py and @ 005db820
+models/vit/modeling_vit.py, whose 5.x release renames ViT's blocks, both layouts read here):
 - open_clip `VisionTransformer` (and OpenAI CLIP, same module names): `ln_pre`, `transformer.
   resblocks[i].{ln_1, attn (nn.MultiheadAttention, packed in_proj), ls_1, ln_2, mlp}`, `ln_post`
   applied to every token, `proj` (D, E). Since open_clip 2.26 the blocks run batch-first
@@ -39,7 +41,7 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 from torch import nn
 
-from bench.api import BenchError
+from bench.api import BenchError, MissingWeightsError
 from bench.weights import load_state
 from detectors.checkpoint import BadCheckpointError, unwrap_checkpoint
 from detectors.clip.backbones import Located, require_library
@@ -369,7 +371,18 @@ def open_clip_config(state: dict[str, torch.Tensor]) -> dict[str, Any]:
 
 
 def open_clip_state(file: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """An open_clip / OpenAI CLIP state dict from a file, without unpickling (bench.weights)."""
+    """An open_clip / OpenAI CLIP state dict from a file, without unpickling (bench.weights).
+    OpenAI's own release (clip.load's ViT-L-14.pt) is a TorchScript archive, which is refused
+    with a pointer to the same weights as a plain file."""
+    import zipfile
+
+    if zipfile.is_zipfile(file):
+        with zipfile.ZipFile(file) as zf:
+            if any(n.endswith("constants.pkl") or "/code/" in n for n in zf.namelist()):
+                raise MissingWeightsError(
+                    f"{file} is a TorchScript archive (OpenAI's clip.load release), which is not run here; the same weights "
+                    "as a plain file: open_clip_model.safetensors of https://huggingface.co/timm/vit_large_patch14_clip_224.openai "
+                    "(ViT-L/14), or open_clip's other 'openai' pretrained files")
     state = unwrap_checkpoint(load_state(file), str(file), "visual.class_embedding")
     for key in ("input_resolution", "context_length", "vocab_size"):  # OpenAI's JIT extras
         state.pop(key, None)

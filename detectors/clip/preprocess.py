@@ -1,12 +1,16 @@
 """Test-time preprocessing of the CLIP/ViT detectors: each official pipeline, and one shared
 "harmonized" pipeline, as small picklable callables (PIL RGB -> normalised 3x224x224 tensor).
 
-The official test transforms (each cited at the detector that uses it, `detectors.clip.build`):
-- center-crop 224 with no resize (UFD validate.py, RINE src/utils.py get_transforms, CoDE
-  validate_d3.py): torchvision's CenterCrop, which zero-pads an image smaller than 224 on a side
-  before cropping, so small images are scored padded, not resized;
-- shorter side to 224 then center-crop 224: bicubic for ClipDet (main.py, patch_size 'Clip224'),
-  torchvision's default bilinear for C2P-CLIP (data.py, Resize(loadSize));
+The official test transforms:
+- center-crop 224 with no resize: UFD (WisconsinAIVision/UniversalFakeDetect @ 76a0e3e6
+  validate.py RealFakeDataset), RINE (mever-team/rine @ 9b7fd585 src/utils.py get_transforms, the
+  single-crop test transform) and CoDE (aimagelab/CoDE @ f1c0566c src/inference/validate_d3.py).
+  torchvision's CenterCrop zero-pads an image smaller than 224 on a side before cropping, so small
+  images are scored padded, not resized;
+- shorter side to 224 then center-crop 224: bicubic for ClipDet (grip-unina/ClipBased-
+  SyntheticImageDetection @ c76ef7f5 main.py, patch_size 'Clip224'), torchvision's default
+  bilinear for C2P-CLIP (chuangchuangtan/C2P-CLIP-DeepfakeDetection @ 27b52325 data.py,
+  Resize(loadSize=224));
 - then ToTensor and the encoder's mean/std: CLIP's for the CLIP models, ImageNet's for CoDE.
 
 Resize-versus-crop is the field's first reproduction complaint: a 1024x1024 image shows the
