@@ -119,6 +119,17 @@ def test_head_contributions_add_up_open_clip(clip_model, images, layout):
     _check_contributions(open_clip_encoder(model, fingerprint="t"), images, n_heads=2)
 
 
+def test_head_contributions_follow_the_encoder_to_another_dtype(clip_model, images):
+    """Moving the encoder (.to(device or dtype)) replaces its tensors: the decomposition must
+    read the packed in_proj then, not a copy taken when the encoder was built."""
+    import copy
+
+    enc = open_clip_encoder(copy.deepcopy(clip_model), fingerprint="t").double()
+    with torch.no_grad():
+        c = enc.embed(images.double(), "contributions")
+        torch.testing.assert_close(c.total(), enc.embed(images.double(), "residual"), atol=1e-10, rtol=0)
+
+
 def _tiny_hf_clip() -> nn.Module:
     pytest.importorskip("transformers")
     from detectors.clip.build import tiny_hf_clip

@@ -30,8 +30,6 @@ from detectors.clip.encoders import Encoder, HFViTAdapter, hf_clip_encoder, hf_c
     load_open_clip, open_clip_encoder
 from detectors.clip.preprocess import CLIP, IMAGENET, POLICIES, CropNormalize, pipeline
 
-ENGINES = ("open_clip", "transformers")
-
 
 class FrozenEncoderDetector(Detector):
     """A frozen-encoder model behind the Detector contract: 224x224 input made by its

@@ -63,19 +63,19 @@ class BlockView:
 
     ln1: nn.Module  # LayerNorm before attention: its input is the block input
     ln2: nn.Module  # LayerNorm before the MLP: its input is block input + attention output
-    q: nn.Module | tuple[torch.Tensor, torch.Tensor | None]  # a Linear, or (weight, bias)
-    k: nn.Module | tuple[torch.Tensor, torch.Tensor | None]
-    v: nn.Module | tuple[torch.Tensor, torch.Tensor | None]
+    qkv: tuple[nn.Module, nn.Module, nn.Module] | nn.MultiheadAttention  # three Linears, or one packed in_proj
     out: nn.Linear  # attention output projection
     heads: int
     scale1: nn.Module = field(default_factory=nn.Identity)  # layer scale on the attention branch
 
     def linear(self, which: str, x: torch.Tensor) -> torch.Tensor:
-        part = getattr(self, which)
-        if isinstance(part, nn.Module):
-            return part(x)
-        weight, bias = part
-        return nn.functional.linear(x, weight, bias)
+        """The query, key or value projection of `x`. A packed in_proj is split at call time,
+        so the block follows the module to another device or dtype."""
+        i = "qkv".index(which)
+        if isinstance(self.qkv, nn.MultiheadAttention):
+            bias = self.qkv.in_proj_bias
+            return nn.functional.linear(x, self.qkv.in_proj_weight.chunk(3)[i], bias.chunk(3)[i] if bias is not None else None)
+        return self.qkv[i](x)
 
 
 class Adapter:
@@ -110,12 +110,7 @@ class OpenClipAdapter(Adapter):
         self.final_norm = visual.ln_post
         # open_clip >= 2.26 runs the stack batch-first; older releases (and OpenAI clip) sequence-first
         self.batch_first = bool(getattr(visual.transformer, "batch_first", False))
-        self.blocks = []
-        for b in blocks:
-            w, bias = b.attn.in_proj_weight, b.attn.in_proj_bias
-            ws, bs = w.chunk(3), (bias.chunk(3) if bias is not None else (None,) * 3)
-            self.blocks.append(BlockView(b.ln_1, b.ln_2, (ws[0], bs[0]), (ws[1], bs[1]), (ws[2], bs[2]), b.attn.out_proj,
-                                         b.attn.num_heads, b.ls_1))
+        self.blocks = [BlockView(b.ln_1, b.ln_2, b.attn, b.attn.out_proj, b.attn.num_heads, b.ls_1) for b in blocks]
 
     @property
     def projection(self) -> torch.Tensor | None:
@@ -134,8 +129,8 @@ class HFClipAdapter(Adapter):
         self.module = nn.ModuleDict({"vision_model": vision_model, **({"visual_projection": visual_projection} if visual_projection else {})})
         self.vision, self.proj = vision_model, visual_projection
         self.final_norm = vision_model.post_layernorm
-        self.blocks = [BlockView(layer.layer_norm1, layer.layer_norm2, layer.self_attn.q_proj, layer.self_attn.k_proj,
-                                 layer.self_attn.v_proj, layer.self_attn.out_proj, layer.self_attn.num_heads)
+        self.blocks = [BlockView(layer.layer_norm1, layer.layer_norm2, (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj),
+                                 layer.self_attn.out_proj, layer.self_attn.num_heads)
                        for layer in vision_model.encoder.layers]
 
     @property
@@ -167,7 +162,7 @@ class HFViTAdapter(Adapter):
                 q, k, v, o = att.q_proj, att.k_proj, att.v_proj, att.o_proj
             else:
                 q, k, v, o = att.attention.query, att.attention.key, att.attention.value, att.output.dense
-            self.blocks.append(BlockView(layer.layernorm_before, layer.layernorm_after, q, k, v, o, heads))
+            self.blocks.append(BlockView(layer.layernorm_before, layer.layernorm_after, (q, k, v), o, heads))
 
     @property
     def projection(self) -> torch.Tensor | None:
