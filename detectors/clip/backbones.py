@@ -28,7 +28,9 @@ from urllib.parse import urlparse
 from bench.api import MissingDependencyError, MissingWeightsError
 from bench.weights import weights_dir
 
-OPEN_CLIP_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")  # open_clip's HF_SAFE/HF_WEIGHTS names
+# The names open_clip looks for in a Hub repo or folder (open_clip 3.3.0 factory._find_checkpoint_in_dir),
+# safetensors first; laion's CommonPool repo holds the last two.
+OPEN_CLIP_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.safetensors", "open_clip_pytorch_model.bin")
 HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 EXTRA = "pip install 'aigi-bench[clip]'"
 

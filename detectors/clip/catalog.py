@@ -13,9 +13,11 @@ BUILD, TINY, REQUIRES = "detectors.clip.build:build", "detectors.clip.build:tiny
 
 # --------------------------------------------------------------------------- backbones
 
+# timm's repo of OpenAI's weights listed only a 1.71 GB pytorch_model.bin (the whole CLIP in open_clip's
+# format) when last seen; open_clip asks it for its own names first.
 OPENAI_L14 = Backbone(
     "openai-vit-l-14", "OpenAI CLIP ViT-L/14", "open_clip", "ViT-L-14-quickgelu", "timm/vit_large_patch14_clip_224.openai",
-    OPEN_CLIP_FILES, pretrained="openai")
+    (*OPEN_CLIP_FILES, "pytorch_model.bin"), pretrained="openai")
 OPENAI_L14_HF = Backbone(
     "openai-clip-vit-large-patch14", "OpenAI CLIP ViT-L/14 (transformers)", "transformers", "clip", "openai/clip-vit-large-patch14",
     HF_WEIGHT_FILES)
