@@ -523,6 +523,43 @@ def test_backbones_in_the_hub_cache_are_found_without_network(offline):
     assert registry.detector_spec("rine").missing() is None
 
 
+def test_a_reachable_hub_is_asked_for_each_file_name_in_turn(offline, tmp_path, monkeypatch):
+    """Online, the first of the backbone's file names that the repository has is downloaded
+    (for transformers, config.json too); a repository with none of them is a named error."""
+    import huggingface_hub
+
+    from detectors.clip import backbones
+
+    remote = {("laion/CLIP-ViT-L-14-CommonPool.XL-s13B-b90K", "open_clip_pytorch_model.bin"),
+              ("aimagelab/CoDE", "config.json"), ("aimagelab/CoDE", "model.safetensors")}
+    asked = []
+
+    def fake_download(repo: str, filename: str) -> str:
+        asked.append(filename)
+        if (repo, filename) not in remote:
+            raise FileNotFoundError(filename)
+        path = tmp_path / "hub" / repo / filename
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+        return str(path)
+
+    monkeypatch.setattr(backbones, "hub_unreachable", lambda: None)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    got = backbones.locate(catalog.COMMONPOOL_L14)
+    assert got.origin == "hub download" and got.path.name == "open_clip_pytorch_model.bin"
+    assert asked == ["open_clip_model.safetensors", "open_clip_pytorch_model.safetensors", "open_clip_pytorch_model.bin"]
+    vit = backbones.locate(catalog.CODE_VIT) if importlib_has("transformers") else None
+    assert vit is None or vit.path == tmp_path / "hub" / "aimagelab" / "CoDE"
+    with pytest.raises(MissingWeightsError, match="has none of open_clip_model.safetensors"):
+        backbones.locate(catalog.OPENAI_L14)
+
+
+def importlib_has(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
 def test_harmonized_policy_and_engines_are_options_with_their_own_cache_key(offline):
     spec = registry.detector_spec("ufd")
     native, harmonized = spec.build_tiny(), spec.build_tiny(policy="harmonized")

@@ -83,8 +83,9 @@ rine = detector_spec_of(
     weights=tuple(
         WeightSpec(tag, f"model_{setting}_trainable.pth", where=f"Koutlis & Papadopoulos (ECCV 2024): ckpt/model_{setting}_trainable.pth "
                    f"(Git LFS) in {_RINE} ({what}){_BB}.")
-        for tag, setting, what in (("official", "4class", "ProGAN, 4 classes; the model of demo/demo.py"), ("1class", "1class", "ProGAN, 1 class"),
-                                   ("2class", "2class", "ProGAN, 2 classes"), ("ldm", "ldm", "trained on latent-diffusion images"))
+        for tag, setting, what in (("official", "4class", "ProGAN, 4 classes; the model of demo/demo.py"),
+                                   ("1class", "1class", "ProGAN, 1 class"), ("2class", "2class", "ProGAN, 2 classes"),
+                                   ("ldm", "ldm", "trained on latent-diffusion images"))
     ),
     description="CLS tokens of all 24 intermediate blocks of frozen OpenAI CLIP ViT-L/14, weighted per block (TIE) under an MLP "
                 "(Koutlis & Papadopoulos, ECCV 2024).",

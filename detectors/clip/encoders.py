@@ -129,9 +129,8 @@ class HFClipAdapter(Adapter):
         self.module = nn.ModuleDict({"vision_model": vision_model, **({"visual_projection": visual_projection} if visual_projection else {})})
         self.vision, self.proj = vision_model, visual_projection
         self.final_norm = vision_model.post_layernorm
-        self.blocks = [BlockView(layer.layer_norm1, layer.layer_norm2, (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj),
-                                 layer.self_attn.out_proj, layer.self_attn.num_heads)
-                       for layer in vision_model.encoder.layers]
+        self.blocks = [BlockView(layer.layer_norm1, layer.layer_norm2, (att.q_proj, att.k_proj, att.v_proj), att.out_proj, att.num_heads)
+                       for layer in vision_model.encoder.layers for att in (layer.self_attn,)]
 
     @property
     def projection(self) -> torch.Tensor | None:
@@ -421,7 +420,8 @@ def load_open_clip(state: dict[str, torch.Tensor], *, quick_gelu: bool, fingerpr
             visual = {k[len("visual."):]: v for k, v in state.items() if k.startswith("visual.")}
             model.visual.load_state_dict(visual, strict=True, assign=True)
     except RuntimeError as exc:
-        raise BadCheckpointError(f"{where}: does not match the open_clip model read off its shapes: {str(exc).splitlines()[0][:300]}") from None
+        raise BadCheckpointError(f"{where}: does not match the open_clip model read off its shapes: "
+                                 f"{str(exc).splitlines()[0][:300]}") from None
     return open_clip_encoder(model, fingerprint=fingerprint, arch=arch, with_text=text)
 
 
@@ -433,7 +433,8 @@ def hf_clip_to_open_clip(state: dict[str, torch.Tensor], prefix: str = "vision_m
     simple = {"embeddings.class_embedding": "class_embedding", "embeddings.patch_embedding.weight": "conv1.weight",
               "embeddings.position_embedding.weight": "positional_embedding", "pre_layrnorm.weight": "ln_pre.weight",
               "pre_layrnorm.bias": "ln_pre.bias", "post_layernorm.weight": "ln_post.weight", "post_layernorm.bias": "ln_post.bias"}
-    rename = {"layer_norm1": "ln_1", "layer_norm2": "ln_2", "self_attn.out_proj": "attn.out_proj", "mlp.fc1": "mlp.c_fc", "mlp.fc2": "mlp.c_proj"}
+    rename = {"layer_norm1": "ln_1", "layer_norm2": "ln_2", "self_attn.out_proj": "attn.out_proj", "mlp.fc1": "mlp.c_fc",
+              "mlp.fc2": "mlp.c_proj"}
     layers: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in state.items():
         if not key.startswith(prefix):

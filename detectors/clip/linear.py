@@ -76,7 +76,8 @@ def linear_from(state: dict[str, torch.Tensor], where: str, prefix: str = "") ->
         raise BadCheckpointError(f"{where}: expected exactly {sorted(keys)}, found {sorted(state)[:8]}")
     w, b = state[f"{prefix}weight"], state[f"{prefix}bias"]
     if w.dim() != 2 or w.shape[0] != 1 or tuple(b.shape) != (1,):
-        raise BadCheckpointError(f"{where}: a 1-logit linear head needs weight (1, D) and bias (1,), got {tuple(w.shape)} and {tuple(b.shape)}")
+        raise BadCheckpointError(f"{where}: a 1-logit linear head needs weight (1, D) and bias (1,), "
+                                 f"got {tuple(w.shape)} and {tuple(b.shape)}")
     fc = nn.Linear(w.shape[1], 1)
     with torch.no_grad():
         fc.weight.copy_(w.float())

@@ -97,5 +97,6 @@ def rine_head(path_or_state: str | os.PathLike | dict, *, blocks: int, width: in
     try:
         head.load_state_dict({k: v.float() for k, v in state.items()}, strict=True, assign=True)
     except RuntimeError as exc:
-        raise BadCheckpointError(f"{where}: does not match RINE (nproj {nproj}, d {alpha.shape[2]}): {str(exc).splitlines()[0][:300]}") from None
+        raise BadCheckpointError(f"{where}: does not match RINE (nproj {nproj}, d {alpha.shape[2]}): "
+                                 f"{str(exc).splitlines()[0][:300]}") from None
     return head.eval()
