@@ -210,6 +210,7 @@ def test_unknown_tap_is_refused(clip_model, images):
     assert not enc.training  # frozen: train() does not switch dropout on
 
 
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # torch.jit.script is deprecated: here it only makes the file
 def test_openai_torchscript_release_is_refused_with_a_plain_alternative(tmp_path):
     path = tmp_path / "ViT-L-14.pt"
     torch.jit.script(nn.Linear(2, 2)).save(str(path))
