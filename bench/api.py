@@ -51,6 +51,10 @@ class MissingDataError(BenchError):
     """A suite's data is not at the expected place."""
 
 
+class MissingDependencyError(BenchError):
+    """An optional library a detector needs is not installed; the message names the pip extra."""
+
+
 class BadImageError(BenchError):
     """One image cannot be used; the run records it and goes on."""
 
@@ -71,16 +75,22 @@ class InputPolicy:
     (H, W) means the preprocessing resizes or crops to it, as the official test code does. The
     runner needs no policy to batch: it groups images by the shape of their preprocessed tensors,
     so a native-resolution detector's images share a batch only when their sizes are equal.
+
+    `steps` says in a few words how the pixels get there ("center-crop 224, no resize; CLIP
+    mean/std"), for detectors whose official pipelines differ in exactly that; the run manifest
+    records it with the size.
     """
 
     size: tuple[int, int] | None = None
+    steps: str = ""
 
     @property
     def native(self) -> bool:
         return self.size is None
 
     def describe(self) -> str:
-        return "native resolution" if self.native else f"fixed {self.size[0]}x{self.size[1]}"
+        base = "native resolution" if self.native else f"fixed {self.size[0]}x{self.size[1]}"
+        return f"{base}: {self.steps}" if self.steps else base
 
 
 @dataclass(frozen=True)

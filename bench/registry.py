@@ -39,7 +39,11 @@ class DetectorSpec:
     `trained_as` names the training recipe of the backbone ("corvi", "rajan", "npr"), which
     methods that start from a trained detector read (DEAR's defaults). `tiny` builds a small
     random-weight instance of the same architecture, for the contract tests of a family whose
-    weights cannot be on a fresh machine (same two forms as `make`; None: a bundled tag serves)."""
+    weights cannot be on a fresh machine (same two forms as `make`; None: a bundled tag serves).
+    `requires` covers what a tag needs beyond its own file (a frozen backbone that the CLIP
+    detectors load through open_clip or transformers): `requires(spec, tag) -> str | None`, None
+    when it is on this machine, else a sentence saying what is missing and where to put it (same
+    two forms; a string keeps `bench list` free of model imports, so that function must be too)."""
 
     info: DetectorInfo
     make: Callable[..., Detector] | str
@@ -47,6 +51,7 @@ class DetectorSpec:
     default_weights: str | None = None
     trained_as: str | None = None
     tiny: Callable[..., Detector] | str | None = None
+    requires: Callable[..., str | None] | str | None = None
 
     @property
     def name(self) -> str:
@@ -71,6 +76,14 @@ class DetectorSpec:
         if self.tiny is None:
             raise BenchError(f"detector {self.name!r} declares no tiny test model")
         return resolve_object(self.tiny)(self, **kwargs) if isinstance(self.tiny, str) else self.tiny(**kwargs)
+
+    def missing(self, tag: str | None = None) -> str | None:
+        """What `requires` says is missing for `tag` (default tag when None) besides the tag's own
+        file, or None when nothing is (or nothing more is required)."""
+        if self.requires is None:
+            return None
+        check = resolve_object(self.requires) if isinstance(self.requires, str) else self.requires
+        return check(self, tag or self.default_weights)
 
 
 def resolve_object(reference: str) -> Any:
@@ -98,19 +111,20 @@ def register(
     description: str = "",
     trained_as: str | None = None,
     tiny: Callable[..., Detector] | str | None = None,
+    requires: Callable[..., str | None] | str | None = None,
 ) -> Callable[[Callable[..., Detector] | str], DetectorSpec]:
     """Decorator turning a factory `make(weights_tag, **kw) -> Detector` into a DetectorSpec;
     `register(...)("module:function")` gives the lazily imported form (see DetectorSpec)."""
     return lambda make: detector_spec_of(name, display_name, family, make, weights=weights, default_weights=default_weights,
                                          calibrated=calibrated, input=input, description=description, trained_as=trained_as,
-                                         tiny=tiny)
+                                         tiny=tiny, requires=requires)
 
 
 def detector_spec_of(
     name: str, display_name: str, family: str, make: Callable[..., Detector] | str, *,
     weights: tuple[WeightSpec, ...] = (), default_weights: str | None = None, calibrated: bool = True,
     input: InputPolicy = InputPolicy(), description: str = "", trained_as: str | None = None,
-    tiny: Callable[..., Detector] | str | None = None,
+    tiny: Callable[..., Detector] | str | None = None, requires: Callable[..., str | None] | str | None = None,
 ) -> DetectorSpec:
     """A DetectorSpec, its name and family checked (what `register` builds)."""
     if not re.fullmatch(r"[a-z0-9][a-z0-9_\-]*", name):
@@ -118,7 +132,8 @@ def detector_spec_of(
     if family not in FAMILIES:
         raise ValueError(f"detector {name!r}: family {family!r} is not one of {', '.join(FAMILIES)}")
     info = DetectorInfo(name, display_name, family, calibrated, input, description)
-    return DetectorSpec(info, make, tuple(weights), default_weights or (weights[0].tag if weights else None), trained_as, tiny)
+    return DetectorSpec(info, make, tuple(weights), default_weights or (weights[0].tag if weights else None), trained_as, tiny,
+                        requires)
 
 
 @dataclass

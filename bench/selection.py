@@ -38,8 +38,9 @@ class Selection:
 
 def default_selection(weights_tag: str | None) -> Selection:
     """Every registered detector whose `weights_tag` weights (its default weights when None) are
-    on this machine, plus plain-callable plugins, which have no tags. Weights that would have
-    to be downloaded are left out (offline, every such detector would fail the run)."""
+    on this machine, with whatever else its spec `requires` (a backbone), plus plain-callable
+    plugins, which have no tags. Weights that would have to be downloaded are left out
+    (offline, every such detector would fail the run)."""
     from bench.weights import local_path, status
 
     sel = Selection()
@@ -52,7 +53,10 @@ def default_selection(weights_tag: str | None) -> Selection:
             if weight is None:
                 continue
             where = status(name, weight)
-            if where in ("local", "bundled"):
+            missing = spec.missing(tag) if where in ("local", "bundled") else None  # a frozen backbone, say
+            if missing:
+                sel.unavailable.append((f"{name}.{tag}", missing))
+            elif where in ("local", "bundled"):
                 sel.names.append(f"{name}.{tag}")
             elif weight.hf_repo:
                 sel.unavailable.append((f"{name}.{tag}", f"name {name}.{tag} in --detectors to fetch it from the Hub"))
@@ -72,8 +76,9 @@ def explain_defaults(sel: Selection, tag: str | None, suite: str) -> None:
     """Say once what the default selection leaves out; refuse an empty one with what to do."""
     if sel.names:
         if sel.unavailable:
-            log.warning("%d detector(s) skipped, their %s weights are not on this machine: %s (`bench list` says where "
-                        "each file goes)", len(sel.unavailable), tag or "default", ", ".join(n for n, _ in sel.unavailable))
+            log.warning("%d detector(s) skipped, their %s weights or what they need are not on this machine: %s "
+                        "(`bench list` says where each file goes)", len(sel.unavailable), tag or "default",
+                        ", ".join(n for n, _ in sel.unavailable))
         return
     lines = [f"no detector has its {tag or 'default'} weights on this machine, so suite {suite!r} has nothing to score:"]
     lines += [f"  {name}: {how}" for name, how in sel.unavailable]

@@ -21,7 +21,7 @@ from bench_cli.args import EXIT_ERROR, EXIT_FAILED_DETECTOR, EXIT_MISMATCH, Comm
 
 def _add_list(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", help="data folder used to check whether suites are available")
-    p.add_argument("-v", "--verbose", action="store_true", help="print the full reason a suite is unavailable")
+    p.add_argument("-v", "--verbose", action="store_true", help="print the full reason a suite or a detector's backbone is unavailable")
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -38,6 +38,12 @@ def _cmd_list(args: argparse.Namespace) -> int:
             tags = ", ".join(
                 f"{w.tag}{'*' if w.tag == spec.default_weights else ''} ({weights.status(name, w)})" for w in spec.weights
             ) or "-"
+            try:
+                needs = spec.missing()
+            except Exception as exc:  # a plugin's check must not hide the listing
+                needs = f"requirement check failed: {type(exc).__name__}: {exc}"
+            if needs:
+                tags += "; " + (needs if args.verbose else needs.split(". ")[0].rstrip(".") + " (-v: details)")
         else:
             try:
                 info = registry.detector_info(name)

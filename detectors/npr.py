@@ -32,8 +32,9 @@ from torch import nn
 
 from bench.api import Detector, DetectorInfo, InputPolicy
 from bench.weights import load_state, resolve_tag
+from detectors.checkpoint import BadCheckpointError, assign_state, unwrap_checkpoint
 from detectors.preprocess import IMAGENET, Pixels, ResizePixels, normalize_pixels
-from detectors.resnet import BadCheckpointError, ResNetArch, arch_name, assign_state, conv_out_channels, unwrap_checkpoint
+from detectors.resnet import ResNetArch, arch_name, conv_out_channels
 
 NPR_ARCHS: dict[str, ResNetArch] = {
     "full": ResNetArch((3, 4), (64, 128), 64),
