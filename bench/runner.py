@@ -164,7 +164,7 @@ def default_detector_names(weights_tag: str | None) -> list[str]:
             if status(name, weight) in ("local", "bundled"):
                 names.append(f"{name}.{tag}")
             else:
-                how = ("name it in --detectors to fetch them" if weight.hf_repo else
+                how = ("name it in --detectors to fetch them" if weight.hf_repo or weight.url else
                        f"{weight.where} Put the file at that path to include it" if weight.where else "put the file at that path")
                 log.warning("%s.%s is skipped: its weights are not on this machine (%s); %s",
                             name, tag, local_path(name, weight), how)  # fmt: skip

@@ -128,6 +128,19 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def state_digest(state: dict[str, Any]) -> str:
+    """sha256 of a state dict's names, dtypes and bytes (in name order): the fingerprint of
+    weights that come as a model rather than as one file (diffusers, timm)."""
+    import torch
+
+    h = hashlib.sha256()
+    for name, tensor in sorted(state.items()):
+        h.update(name.encode())
+        h.update(str(tensor.dtype).encode())
+        h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 def load_state(path: str | os.PathLike) -> dict[str, Any]:
     """Read a checkpoint without unpickling code: safetensors or `torch.load(weights_only=True)`."""
     path = Path(path)

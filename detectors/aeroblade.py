@@ -53,16 +53,18 @@ from PIL import Image
 
 from bench import registry
 from bench.api import Autoencoder, BenchError, Detector, DetectorInfo, MissingWeightsError
-from bench.weights import load_state, resolve, resolve_tag, sha256_file
+from bench.weights import load_state, resolve, resolve_tag, sha256_file, state_digest
 from detectors.distances import Similarity, needs_lpips_weights, similarity_from_name
 from detectors.preprocess import to_tensor
 
 DEFAULT_DISTANCE = "lpips_vgg_2"
 MINI_DISTANCE = "ssimc"
 SEED = 1
-# Largest image (pixels) scored; a batch is also split so that no forward holds more. Measured
-# with the SD VAE in float16 plus LPIPS layer 2 on CPU: see `benchmarks/aeroblade_memory.py`.
-MAX_PIXELS = 2048 * 2048
+# Largest image (pixels) scored; a batch is also split so that no forward holds more. On CPU an
+# SD VAE in float16 plus LPIPS layer 2 peaks at 1.07 GiB + 1.44 GiB per megapixel (measured at
+# 256, 512 and 1024 px squares, linear: `benchmarks/aeroblade_memory.py`), so 24 GiB hold about
+# 16 MP (4000x4000); 12 MP (a 4000x3000 photo, ~18.4 GiB) leaves room for the data loaders.
+MAX_PIXELS = 12_000_000
 DISTANCE_LABELS = {"lpips_vgg_2": "LPIPS-2", "psnr": "PSNR", "ssimc": "SSIM", "ssim": "SSIM-Y", "ms_ssim": "MS-SSIM"}
 LPIPS_PACKAGE_HINT = "pip install lpips (or pip install -e '.[aeroblade]')"
 
@@ -101,15 +103,6 @@ def quantize_8bit(reconstruction: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------------- diffusers autoencoders
 
 
-def _state_digest(module: torch.nn.Module) -> str:
-    h = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        h.update(name.encode())
-        h.update(str(tensor.dtype).encode())
-        h.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
 class DiffusersAutoencoder:
     """A diffusers `AutoencoderKL` or `VQModel` as a `bench.api.Autoencoder`, run the way
     AEROBLADE's `compute_reconstructions` runs it."""
@@ -120,7 +113,7 @@ class DiffusersAutoencoder:
         self.dtype = next(model.parameters()).dtype
         self.is_vq = hasattr(model, "quantize")
         self.factor = 2 ** (len(model.config.block_out_channels) - 1)
-        self.fingerprint = fingerprint or _state_digest(model)
+        self.fingerprint = fingerprint or state_digest(model.state_dict())
 
     def to(self, device: Any) -> "DiffusersAutoencoder":
         self.model.to(device)
@@ -190,7 +183,7 @@ def load_diffusers_autoencoder(reference: str, dtype: torch.dtype = torch.float1
         raise MissingWeightsError(f"AEROBLADE autoencoder {reference!r} ({cls.__name__}, subfolder {subfolder or '.'!r}) "
                                   f"could not be loaded: {first}. To use it offline, {where}.") from None
     name = f"{source}#{subfolder}" if subfolder else source
-    return DiffusersAutoencoder(model, name, f"{name}:{str(dtype).removeprefix('torch.')}:{_state_digest(model)}")
+    return DiffusersAutoencoder(model, name, f"{name}:{str(dtype).removeprefix('torch.')}:{state_digest(model.state_dict())}")
 
 
 def load_autoencoder(reference: str, dtype: torch.dtype = torch.float16, path: str | os.PathLike | None = None) -> Autoencoder:
@@ -250,6 +243,9 @@ class AerobladeDetector(Detector):
         return self
 
     def _score(self, x: torch.Tensor) -> torch.Tensor:
+        # channels-last: the autoencoders' narrow full-resolution convolutions and the SSIM
+        # window run 1.6x and 2.8x faster on CPU (a 1024x1024 image), same numbers to 1e-6
+        x = x.contiguous(memory_format=torch.channels_last)
         best = None
         for ae in self.autoencoders:
             similarity = self.similarity(x, quantize_8bit(ae.reconstruct(x, self.seed))).float()
@@ -273,14 +269,14 @@ _DTYPES = {"float16": torch.float16, "float32": torch.float32, "bfloat16": torch
 
 
 def build(spec: Any, weights: str | None = None, *, path: str | os.PathLike | None = None, device: str = "cpu",
-          autoencoders: Sequence[str] | None = None, distance: str | None = None, dtype: str = "float16",
+          autoencoders: Sequence[str | Autoencoder] | None = None, distance: str | None = None, dtype: str = "float16",
           vgg_path: str | os.PathLike | None = None, seed: int = SEED, max_pixels: int | None = MAX_PIXELS) -> AerobladeDetector:
     """The builder of `aeroblade` (`detectors.free_catalog`).
 
     - `aeroblade.official`: the official autoencoders and `lpips_vgg_2`; `path` is the VGG16 file;
     - `aeroblade.mini`: AIGI-mini's `mini:ldm` and `ssimc`; `path` is the LDM generator's file;
-    - `autoencoders`: Hub ids, local diffusers folders ("<folder>[#subfolder]") or registered
-      autoencoders ("mini:vq"), replacing the tag's; `distance`: any name of
+    - `autoencoders`: Hub ids, local diffusers folders ("<folder>[#subfolder]"), registered
+      autoencoders ("mini:vq") or `bench.api.Autoencoder` objects, replacing the tag's; `distance`: any name of
       `detectors.distances.NAMES`; `dtype`: of the diffusers autoencoders (official: float16);
       `vgg_path`: the VGG16 file for an LPIPS distance under the mini tag.
     """
@@ -297,10 +293,10 @@ def build(spec: Any, weights: str | None = None, *, path: str | os.PathLike | No
     if dtype not in _DTYPES:
         raise BenchError(f"aeroblade: dtype {dtype!r}; choose one of {', '.join(_DTYPES)}")
     if autoencoders is None:
-        refs = list(spec_autoencoders(tag))
-        aes = [load_autoencoder(ref, _DTYPES[dtype], path=file if mini else None) for ref in refs]
+        refs = spec_autoencoders(tag)  # the mini tag's one file is its one autoencoder's weights
+        aes = [load_autoencoder(ref, _DTYPES[dtype], path=file if mini and len(refs) == 1 else None) for ref in refs]
     else:
-        aes = [load_autoencoder(ref, _DTYPES[dtype]) for ref in autoencoders]
+        aes = [load_autoencoder(ref, _DTYPES[dtype]) if isinstance(ref, str) else ref for ref in autoencoders]
     label = [p for p in ("mini" if mini else "", DISTANCE_LABELS.get(distance, distance) if distance != DEFAULT_DISTANCE else "") if p]
     info = dataclasses.replace(spec.info, display_name=spec.info.display_name + (f" ({', '.join(label)})" if label else ""))
     det = AerobladeDetector(aes, similarity, info, f"{spec.name}.{tag}", _fingerprint(aes, distance, digests, seed),

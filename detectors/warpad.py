@@ -48,7 +48,7 @@ from PIL import Image
 from torch import nn
 
 from bench.api import BenchError, Detector, DetectorInfo, MissingWeightsError
-from bench.weights import load_state, resolve_tag
+from bench.weights import load_state, resolve_tag, state_digest
 from detectors.preprocess import IMAGENET_MEAN, IMAGENET_STD, normalize, to_tensor
 from detectors.resnet import BadCheckpointError, unwrap_checkpoint
 from detectors.wavelets import haar_highpass
@@ -173,10 +173,11 @@ def load_dinov2_checkpoint(obj: Mapping[str, Any] | str | os.PathLike, arch: str
     state.pop("mask_token", None)  # DINOv2's masked-token embedding, used only in training
     if "register_tokens" in state:
         raise BadCheckpointError(f"{where}: a DINOv2 with registers; WaRPAD uses dinov2_vitl14 without")
-    vit = dinov2_vit(arch, image_size)
+    with torch.device("meta"):  # no random init of 300M parameters that the checkpoint replaces
+        vit = dinov2_vit(arch, image_size)
     try:
         state["pos_embed"] = dinov2_pos_embed(state["pos_embed"], vit.patch_embed.grid_size[0])
-        vit.load_state_dict(state, strict=True)
+        vit.load_state_dict({k: v.float() for k, v in state.items()}, strict=True, assign=True)
     except (KeyError, RuntimeError, ValueError) as exc:
         raise BadCheckpointError(f"{where}: not a DINOv2 {arch} checkpoint ({str(exc).splitlines()[0][:300]})") from None
     return ClsTokenViT(vit)
@@ -195,9 +196,8 @@ def timm_backbone(name: str, image_size: int = PATCH_SIZE) -> tuple[ClsTokenViT,
     if not hasattr(vit, "pos_embed") or not hasattr(vit, "set_input_size"):
         raise BenchError(f"WaRPAD backbone timm:{name} is not a VisionTransformer with an absolute position embedding")
     cfg = vit.pretrained_cfg
-    digest = hashlib.sha256(b"".join(t.detach().contiguous().view(torch.uint8).numpy().tobytes()
-                                     for _, t in sorted(vit.state_dict().items()))).hexdigest()
-    return ClsTokenViT(_regrid(vit, image_size)), tuple(cfg.get("mean", IMAGENET_MEAN)), tuple(cfg.get("std", IMAGENET_STD)), digest
+    return (ClsTokenViT(_regrid(vit, image_size)), tuple(cfg.get("mean", IMAGENET_MEAN)), tuple(cfg.get("std", IMAGENET_STD)),
+            state_digest(vit.state_dict()))
 
 
 # --------------------------------------------------------------------------- detector
@@ -263,8 +263,7 @@ def build(spec: Any, weights: str | None = None, *, path: str | os.PathLike | No
         label = f"{spec.name}.{backbone}"
     elif isinstance(backbone, nn.Module):
         name, label = type(backbone).__name__, f"{spec.name}.{type(backbone).__name__}"
-        digest = hashlib.sha256(b"".join(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes()
-                                         for _, t in sorted(backbone.state_dict().items()))).hexdigest()
+        digest = state_digest(backbone.state_dict())
         model = backbone
     else:
         raise BenchError(f"warpad: backbone must be None (DINOv2 ViT-L/14), 'timm:<model>' or a torch module, got {backbone!r}")

@@ -164,20 +164,13 @@ def test_per_image_failures_are_named_and_the_run_completes(tmp_path, folder_sui
 # --------------------------------------------------------------------------- weights and tags
 
 
-def test_official_offline_refuses_naming_the_vgg_file_and_torch_home(tmp_path, monkeypatch):
+def test_official_offline_refuses_naming_the_vgg_file_and_torch_home(offline_weights):
     """No VGG16 trunk anywhere and no network: a clear refusal, never a random trunk."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setenv("AIGI_BENCH_WEIGHTS", str(tmp_path / "weights"))
-
-    def offline(url, dest):
-        raise OSError("offline")
-
-    monkeypatch.setattr("bench.weights._download", offline)
     with pytest.raises(MissingWeightsError) as err:
         registry.create_detector("aeroblade.official")
     message = str(err.value)
     assert "vgg16-397923af.pth" in message and "TORCH_HOME" in message
-    assert str(tmp_path / "torch" / "hub" / "checkpoints" / "vgg16-397923af.pth") in message
+    assert str(offline_weights / "hub" / "checkpoints" / "vgg16-397923af.pth") in message
     with pytest.raises(MissingWeightsError, match="vgg16-397923af.pth"):  # an LPIPS distance on the mini tag too
         registry.create_detector("aeroblade.mini", distance="lpips_vgg_2")
 
@@ -202,15 +195,13 @@ def _vgg_checkpoint(path):
     return state
 
 
-def test_lpips_from_torch_hub_cache(tmp_path, monkeypatch):
+def test_lpips_from_torch_hub_cache(offline_weights):
     pytest.importorskip("lpips")
-    hub = tmp_path / "torch" / "hub" / "checkpoints"
+    hub = offline_weights / "hub" / "checkpoints"
     hub.mkdir(parents=True)
     state = _vgg_checkpoint(hub / "vgg16-397923af.pth")
     assert sorted(k for k in state if k.startswith("features.") and k.endswith(".weight")) == sorted(
         f"features.{i}.weight" for i in (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setenv("AIGI_BENCH_WEIGHTS", str(tmp_path / "weights"))
     det = registry.create_detector("aeroblade.mini", distance="lpips_vgg_2")
     assert det.similarity.name == "lpips_vgg_2" and det.info.display_name == "AEROBLADE (mini)"
     scores = det.score(_images())

@@ -179,19 +179,22 @@ def test_position_embedding_is_resized_the_dinov2_way():
     assert np.abs(want - plain).max() > 1e-3, "the offset changes the sampling positions"
 
 
-def test_official_offline_refuses_naming_the_file_and_torch_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setenv("AIGI_BENCH_WEIGHTS", str(tmp_path / "weights"))
-
-    def offline(url, dest):
-        raise OSError("offline")
-
-    monkeypatch.setattr("bench.weights._download", offline)
+def test_official_offline_refuses_naming_the_file_and_torch_home(offline_weights):
     with pytest.raises(MissingWeightsError) as err:
         registry.create_detector("warpad.official")
     message = str(err.value)
     assert "dinov2_vitl14_pretrain.pth" in message and "TORCH_HOME" in message
-    assert str(tmp_path / "weights" / "warpad" / "dinov2_vitl14_pretrain.pth") in message
+    assert str(offline_weights.parent / "weights" / "warpad" / "dinov2_vitl14_pretrain.pth") in message
+
+
+def test_official_weights_from_torch_hub_cache(offline_weights):
+    """A checkpoint torch.hub already downloaded is found offline and loaded strictly."""
+    hub = offline_weights / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    state = random_state(dinov2_official_shapes(embed_dim=32, depth=2))
+    torch.save(state, hub / "dinov2_vitl14_pretrain.pth")
+    with pytest.raises(BadCheckpointError, match="not a DINOv2 vitl14"):  # a small one is not ViT-L/14
+        registry.create_detector("warpad.official")
 
 
 def test_any_module_can_be_the_backbone():
