@@ -284,4 +284,5 @@ def tiny(spec: Any, *, seed: int = 0, device: str = "cpu", arch: str | DinoV2Arc
             vit.pos_embed.normal_(std=0.02)
             vit.cls_token.normal_(std=0.02)
     label = a if isinstance(a, str) else f"{a.embed_dim}x{a.depth}"
-    return WarpadDetector(ClsTokenViT(vit), spec.info, f"{spec.name}.tiny", f"tiny-random-vit-{label}-seed{seed}").to(device)
+    weights = f"{spec.name}.tiny" if arch is None else f"{spec.name}.random-{label}"
+    return WarpadDetector(ClsTokenViT(vit), spec.info, weights, f"tiny-random-vit-{label}-seed{seed}").to(device)
