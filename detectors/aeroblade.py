@@ -26,8 +26,9 @@ Deviations, each forced by the harness or by missing pieces:
   depend on the batch or the order (the official generator is seeded once per folder and advanced
   across batches; its first image gets exactly our noise);
 - images whose sides are not multiples of a diffusers autoencoder's factor (8) are padded
-  (reflect, bottom/right) and the reconstruction cropped back; the official code needs such sizes
-  (its LPIPS fails on a shape mismatch otherwise). AIGI-mini's autoencoders pad the same way;
+  (reflect, bottom/right) and the reconstruction cropped back; without it the decoder returns a
+  smaller image (328x328 for 333x333) and the official LPIPS step fails on the shape mismatch.
+  AIGI-mini's autoencoders pad the same way;
 - LPIPS maps are averaged in float32 (the official stores them as float16 first);
 - images above `max_pixels` are refused one by one (bounded memory), and a batch is split so that
   no forward holds more than `max_pixels` pixels.
