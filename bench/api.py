@@ -176,7 +176,8 @@ class LinearHeadModel(Protocol):
 @dataclass(frozen=True)
 class WeightSpec:
     """Where one weight tag lives. Resolution order: explicit file, local weights folder,
-    files bundled with the package, Hugging Face Hub; see `bench.weights.resolve`."""
+    files bundled with the package, torch's hub cache (when `url` is set), Hugging Face Hub,
+    `url`; see `bench.weights.resolve`."""
 
     tag: str  # "official", "mini"
     filename: str  # the file name looked for locally
@@ -184,6 +185,37 @@ class WeightSpec:
     hf_filename: str | None = None  # path inside that repo (defaults to filename)
     bundled: str | None = None  # "package:relative/path" of a file shipped with aigi-bench
     where: str = ""  # a sentence telling a user where the official file is published
+    # A direct download (torchvision / torch.hub style). The file is then also looked for in
+    # torch's hub cache, `$TORCH_HOME/hub/checkpoints/<filename>`, where torchvision and
+    # torch.hub keep what they download, so a file fetched once by either is found offline.
+    url: str | None = None
+
+
+@runtime_checkable
+class Autoencoder(Protocol):
+    """An image autoencoder, as reconstruction-based detectors use it (AEROBLADE measures how
+    well the autoencoder of a latent generator reconstructs an image).
+
+    Registered under the entry-point group `bench.autoencoders`: an entry point `family` names
+    a factory `make(name, path=None) -> Autoencoder`, and `bench.registry.get_autoencoder
+    ("family:name")` builds one (AIGI-mini's generators are `mini:ldm`, `mini:vq`, ...), so a
+    detector can use a generator of a suite without importing the suite.
+
+    - `name`: the reference it was built from ("mini:ldm");
+    - `fingerprint`: a digest of its weights (detector scores are cached under it);
+    - `reconstruct(x, seed)`: (B, 3, H, W) float in [0, 1] on its device -> the decoded images,
+      same shape, float in [0, 1], any size (padding is the autoencoder's business). A sampled
+      latent draws its noise per image from `torch.Generator().manual_seed(seed)`, so an image's
+      reconstruction does not depend on the batch it is in;
+    - `to(device)`: moves it, returns it.
+    """
+
+    name: str
+    fingerprint: str
+
+    def reconstruct(self, x: Any, seed: int = 1) -> Any: ...
+
+    def to(self, device: Any) -> "Autoencoder": ...
 
 
 # --------------------------------------------------------------------------- images and suites

@@ -1,8 +1,8 @@
 """One registry for detectors, suites and post-processing chains, fed by entry points.
 
 Built-ins and third-party plugins come in through the same door: the entry-point groups
-`bench.detectors`, `bench.suites` and `bench.chains`. The core never imports `detectors/`,
-`suites/` or `dear/` by name.
+`bench.detectors`, `bench.suites`, `bench.chains` and `bench.autoencoders`. The core never
+imports `detectors/`, `suites/` or `dear/` by name.
 
 A detector entry point names either a `DetectorSpec` (what `register` below returns: metadata
 plus a factory, so `bench list` needs no model) or any callable `make(weights=None) -> Detector`.
@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, Callable
 
-from bench.api import FAMILIES, BenchError, Detector, DetectorInfo, InputPolicy, SuiteSource, Transform, WeightSpec, did_you_mean
+from bench.api import FAMILIES, Autoencoder, BenchError, Detector, DetectorInfo, InputPolicy, SuiteSource, Transform, WeightSpec, did_you_mean
 
-GROUPS = {"detectors": "bench.detectors", "suites": "bench.suites", "chains": "bench.chains"}
+GROUPS = {"detectors": "bench.detectors", "suites": "bench.suites", "chains": "bench.chains",
+          "autoencoders": "bench.autoencoders"}
 
 
 class UnknownNameError(BenchError):
@@ -299,6 +300,26 @@ def create_detector(name: str, **kwargs: Any) -> Detector:
 
 def get_suite(name: str) -> SuiteSource:
     return _lookup("suites", name)
+
+
+def is_autoencoder_reference(reference: str) -> bool:
+    """Whether `reference` is "family:name" with a registered family (else, for AEROBLADE, a
+    Hub id or a folder)."""
+    family, sep, name = reference.partition(":")
+    return bool(sep and name) and family in _entry_points("autoencoders")
+
+
+def get_autoencoder(reference: str, **kwargs: Any) -> Autoencoder:
+    """The autoencoder "family:name" (`bench.api.Autoencoder`), e.g. "mini:ldm": the entry point
+    `family` of group `bench.autoencoders` names a factory `make(name, **kwargs)`."""
+    family, sep, name = reference.partition(":")
+    if not sep or not name:
+        raise UnknownNameError(f"autoencoder {reference!r}: expected 'family:name', e.g. 'mini:ldm'")
+    make = _lookup("autoencoders", family)
+    autoencoder = make(name, **kwargs)
+    if not isinstance(autoencoder, Autoencoder):
+        raise BenchError(f"autoencoder {reference!r}: its factory returned {type(autoencoder).__name__}, not a bench.api.Autoencoder")
+    return autoencoder
 
 
 def create_chain(spec: str) -> Transform:

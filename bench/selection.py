@@ -58,8 +58,9 @@ def default_selection(weights_tag: str | None) -> Selection:
                 sel.unavailable.append((f"{name}.{tag}", missing))
             elif where in ("local", "bundled"):
                 sel.names.append(f"{name}.{tag}")
-            elif weight.hf_repo:
-                sel.unavailable.append((f"{name}.{tag}", f"name {name}.{tag} in --detectors to fetch it from the Hub"))
+            elif weight.hf_repo or weight.url:
+                source = "the Hub" if weight.hf_repo else weight.url
+                sel.unavailable.append((f"{name}.{tag}", f"name {name}.{tag} in --detectors to fetch it from {source}"))
             else:
                 sel.unavailable.append((f"{name}.{tag}", f"put the file at {local_path(name, weight)}"))
         elif callable(spec):

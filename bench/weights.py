@@ -3,7 +3,10 @@
 Resolution order for `corvi.official`:
 1. `$AIGI_BENCH_WEIGHTS/corvi/<filename>` (default `$AIGI_BENCH_HOME/weights/corvi/<filename>`);
 2. a file bundled with the package (the `.mini` weights trained on AIGI-mini);
-3. the Hugging Face Hub, when the tag names a repo and the network allows it.
+3. for a tag with a download `url`: torch's hub cache `$TORCH_HOME/hub/checkpoints/<filename>`,
+   where torchvision and torch.hub keep the files they download (ImageNet VGG16, DINOv2);
+4. the Hugging Face Hub, when the tag names a repo and the network allows it;
+5. the `url`, downloaded into torch's hub cache with torch's own downloader.
 Offline with nothing found: one MissingWeightsError naming the exact path to put the file at.
 
 Checkpoints are read with `torch.load(weights_only=True)` or safetensors; nothing is unpickled.
@@ -40,14 +43,30 @@ def bundled_path(spec: WeightSpec) -> Path | None:
     return path if path.is_file() else None
 
 
+def torch_hub_checkpoints() -> Path:
+    """torch's download cache, `$TORCH_HOME/hub/checkpoints` (default `~/.cache/torch/...`),
+    computed as `torch.hub.get_dir` does, without importing torch (`bench list` reads it)."""
+    torch_home = os.environ.get("TORCH_HOME", os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "torch"))
+    return Path(torch_home).expanduser() / "hub" / "checkpoints"
+
+
+def torch_hub_path(spec: WeightSpec) -> Path | None:
+    """Where torch's downloader keeps `spec`'s file, for a tag with a download `url`."""
+    return torch_hub_checkpoints() / spec.filename if spec.url else None
+
+
 def status(detector: str, spec: WeightSpec) -> str:
     """Where `resolve` would find these weights, without fetching them: "local" (the user's
-    weights folder), "bundled" (shipped in a package), "download" (only on the Hub) or "missing"."""
+    weights folder, or torch's hub cache), "bundled" (shipped in a package), "download" (only
+    on the Hub or at the tag's url) or "missing"."""
     if local_path(detector, spec).is_file():
         return "local"
     if bundled_path(spec) is not None:
         return "bundled"
-    return "download" if spec.hf_repo else "missing"
+    cached = torch_hub_path(spec)
+    if cached is not None and cached.is_file():
+        return "local"
+    return "download" if spec.hf_repo or spec.url else "missing"
 
 
 def resolve(detector: str, spec: WeightSpec, path: str | os.PathLike | None = None) -> Path:
@@ -63,6 +82,9 @@ def resolve(detector: str, spec: WeightSpec, path: str | os.PathLike | None = No
     shipped = bundled_path(spec)
     if shipped is not None:
         return shipped
+    cached = torch_hub_path(spec)
+    if cached is not None and cached.is_file():
+        return cached
     errors = []
     if spec.hf_repo:
         offline = hub_offline()
@@ -75,9 +97,16 @@ def resolve(detector: str, spec: WeightSpec, path: str | os.PathLike | None = No
                 return Path(hf_hub_download(spec.hf_repo, spec.hf_filename or spec.filename))
             except Exception as exc:  # gated, or missing: explain below
                 errors.append(f"Hugging Face {spec.hf_repo}/{spec.hf_filename or spec.filename}: {type(exc).__name__}")
+    if spec.url and cached is not None:
+        try:
+            return _download(spec.url, cached)
+        except Exception as exc:  # offline or moved: explain below
+            errors.append(f"{spec.url}: {type(exc).__name__}")
     tried = "; ".join(errors) or "no download source"
+    also = (f" or into torch's hub cache {cached} (TORCH_HOME={os.environ.get('TORCH_HOME', 'unset, default ~/.cache/torch')})"
+            if cached is not None else "")
     raise MissingWeightsError(
-        f"weights {detector}.{spec.tag} not found. Put the file at {candidate} "
+        f"weights {detector}.{spec.tag} not found. Put the file at {candidate}{also} "
         f"(or set AIGI_BENCH_WEIGHTS). {spec.where} [{tried}]".strip()
     )
 
@@ -111,11 +140,37 @@ def hub_offline(timeout: float = 3.0) -> str | None:
     return _hub_reachable[endpoint]
 
 
+def _download(url: str, dest: Path) -> Path:
+    """`url` into `dest` with torch's downloader, which checks the sha256 prefix that torchvision
+    and torch.hub file names carry (`vgg16-397923af.pth`) and writes atomically."""
+    import re
+
+    from torch.hub import download_url_to_file
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    prefix = re.search(r"-([a-f0-9]{6,})\.", dest.name)
+    download_url_to_file(url, str(dest), hash_prefix=prefix.group(1) if prefix else None, progress=True)
+    return dest
+
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         while block := fh.read(chunk):
             h.update(block)
+    return h.hexdigest()
+
+
+def state_digest(state: dict[str, Any]) -> str:
+    """sha256 of a state dict's names, dtypes and bytes (in name order): the fingerprint of
+    weights that come as a model rather than as one file (diffusers, timm)."""
+    import torch
+
+    h = hashlib.sha256()
+    for name, tensor in sorted(state.items()):
+        h.update(name.encode())
+        h.update(str(tensor.dtype).encode())
+        h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
 
 

@@ -4,6 +4,8 @@
 #   benchmarks/device_check.sh harness [OUT_DIR]   # CPU vs CUDA tables (fp32, tf32, bf16) and `bench speed`
 #   benchmarks/device_check.sh dear [OUT_DIR]      # every DEAR stage timed on the device (DEAR-r on rajan.mini),
 #                                                  # then a few training and Stay-Positive refit steps there
+#   benchmarks/device_check.sh free [OUT_DIR]      # the training-free detectors: aeroblade.mini CPU vs CUDA,
+#                                                  # its speed, WaRPAD's speed on a random-weight ViT-L/14
 #
 # Each part fits one 10-minute call of a lent GPU machine. Without a GPU, DEVICE=cpu rehearses
 # the same commands (the comparisons then compare CPU with CPU). OUT_DIR (default: $OUT, else
@@ -15,7 +17,7 @@
 # Exits 1 when the fp32 CUDA table does not match the CPU one within 1e-3 (after all checks ran).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-part=${1:?usage: benchmarks/device_check.sh harness|dear [OUT_DIR]}
+part=${1:?usage: benchmarks/device_check.sh harness|dear|free [OUT_DIR]}
 out=$(realpath -m "${2:-${OUT:-results/device-check}}")
 device=${DEVICE:-cuda}
 read -r -a run_args <<<"${RUN_ARGS:-}"
@@ -57,8 +59,16 @@ dear)
   timed train-corvi bench train corvi --max-epochs 1 --steps-per-epoch 20 --device "$device" --out "$work/train"
   timed train-corvi-plus bench train corvi-plus --max-epochs 1 --steps-per-epoch 20 --device "$device" --out "$work/train"
   ;;
+free)
+  timed world bench world build
+  timed aeroblade-cpu bench run --suite mini --post-process --detectors aeroblade.mini --device cpu --out "$work/cpu" "${run_args[@]}"
+  timed aeroblade-dev bench run --suite mini --post-process --detectors aeroblade.mini --device "$device" --out "$work/dev" "${run_args[@]}"
+  timed aeroblade-compare bench compare "$work/cpu/mini" "$work/dev/mini" --atol 1e-3 || status=1
+  timed speed-aeroblade bench speed --detectors aeroblade.mini --device "$device" --size 512 --batch-size 16 --batches 10 --output "$out/speed-aeroblade.csv"
+  timed speed-warpad python3 benchmarks/warpad_speed.py --device "$device" --batch-size 8 --batches 5
+  ;;
 *)
-  echo "unknown part $part: choose harness or dear" >&2
+  echo "unknown part $part: choose harness, dear or free" >&2
   exit 2
   ;;
 esac

@@ -184,3 +184,12 @@ mini_wild = MiniSource(
     kind="wild",
     expect_all=False,
 )
+
+
+def mini_autoencoder(name: str, path: str | None = None, **kwargs):
+    """AIGI-mini's generator `name` (ldm, flux16, tconv, shuffle, vq) as a
+    `bench.api.Autoencoder` (entry point `mini` of group `bench.autoencoders`: "mini:ldm").
+    Imports the generators (torch) only when called, so this catalog stays torch-free."""
+    from suites.mini.generators import world_autoencoder
+
+    return world_autoencoder(name, path, **kwargs)

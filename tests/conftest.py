@@ -287,3 +287,17 @@ def density(logits, edges) -> np.ndarray:
     (logits outside the range are clipped onto its ends)."""
     x = np.clip(np.asarray(logits, dtype=float), edges[0], edges[-1])
     return np.histogram(x, bins=edges, density=True)[0]
+
+
+@pytest.fixture
+def offline_weights(tmp_path, monkeypatch) -> Path:
+    """Empty weights folder and torch hub cache (under `tmp_path`), and no network: what a
+    fresh offline machine looks like to `bench.weights.resolve`. Returns the TORCH_HOME."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("AIGI_BENCH_WEIGHTS", str(tmp_path / "weights"))
+
+    def offline(url, dest):
+        raise OSError(f"offline: {url}")
+
+    monkeypatch.setattr("bench.weights._download", offline)
+    return tmp_path / "torch"

@@ -71,3 +71,38 @@ def reference_stages(x: torch.Tensor, sd: dict[str, torch.Tensor], blocks: tuple
             idt = bn(F.conv2d(x, sd[f"{p}.downsample.0.weight"], stride=stride), f"{p}.downsample.1") if j == 0 else x
             x = F.relu(out + idt)
     return x
+
+
+def dinov2_official_shapes(embed_dim: int = 1024, depth: int = 24, patch: int = 14, grid: int = 37) -> dict[str, tuple[int, ...]]:
+    """Key -> shape of DINOv2's hub backbone checkpoints (`dinov2_vitl14_pretrain.pth` with the
+    defaults), written from facebookresearch/dinov2 `dinov2/models/vision_transformer.py`
+    (DinoVisionTransformer with block_chunks=0, mlp FFN, layer scale, no registers): cls_token,
+    pos_embed over the 518 / 14 = 37 grid plus the CLS position, mask_token, the patch conv,
+    per block norm1, attn.qkv, attn.proj, ls1.gamma, norm2, mlp.fc1/fc2, ls2.gamma, then norm."""
+    d, hidden = embed_dim, 4 * embed_dim
+    shapes: dict[str, tuple[int, ...]] = {
+        "cls_token": (1, 1, d), "pos_embed": (1, 1 + grid * grid, d), "mask_token": (1, d),
+        "patch_embed.proj.weight": (d, 3, patch, patch), "patch_embed.proj.bias": (d,),
+    }
+    for i in range(depth):
+        b = f"blocks.{i}"
+        shapes.update({
+            f"{b}.norm1.weight": (d,), f"{b}.norm1.bias": (d,),
+            f"{b}.attn.qkv.weight": (3 * d, d), f"{b}.attn.qkv.bias": (3 * d,),
+            f"{b}.attn.proj.weight": (d, d), f"{b}.attn.proj.bias": (d,), f"{b}.ls1.gamma": (d,),
+            f"{b}.norm2.weight": (d,), f"{b}.norm2.bias": (d,),
+            f"{b}.mlp.fc1.weight": (hidden, d), f"{b}.mlp.fc1.bias": (hidden,),
+            f"{b}.mlp.fc2.weight": (d, hidden), f"{b}.mlp.fc2.bias": (d,), f"{b}.ls2.gamma": (d,),
+        })  # fmt: skip
+    shapes.update({"norm.weight": (d,), "norm.bias": (d,)})
+    return shapes
+
+
+def random_state(shapes: dict[str, tuple[int, ...]], seed: int = 0, std: float = 0.05) -> dict[str, torch.Tensor]:
+    """Seeded random tensors of the given shapes (LayerNorm weights around 1)."""
+    g = torch.Generator().manual_seed(seed)
+    state = {k: torch.randn(s, generator=g) * std for k, s in shapes.items()}
+    for k in state:
+        if k.endswith(("norm1.weight", "norm2.weight")) or k == "norm.weight":
+            state[k] += 1.0
+    return state

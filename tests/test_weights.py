@@ -50,6 +50,40 @@ def test_resolution_order(tmp_path, monkeypatch):
         resolve("corvi", spec, tmp_path / "absent.pth")
 
 
+def test_download_urls_use_torch_hub_cache(tmp_path, monkeypatch):
+    """A tag with a `url` (torchvision / torch.hub files): the weights folder first, then torch's
+    hub cache (on this machine = "local"), then the download into that cache, checked against the
+    sha256 prefix in the file name."""
+    from bench import weights
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("AIGI_BENCH_WEIGHTS", str(tmp_path / "weights"))
+    spec = WeightSpec("official", "vgg16-397923af.pth", url="https://example.invalid/vgg16-397923af.pth")
+    assert weights.status("aeroblade", spec) == "download"
+    fetched: list[tuple[str, str, str | None]] = []
+
+    def download(url, dest, hash_prefix=None, progress=True):
+        fetched.append((url, dest, hash_prefix))
+        if "offline" in url:
+            raise OSError("offline")
+        Path(dest).write_bytes(b"vgg")
+
+    monkeypatch.setattr("torch.hub.download_url_to_file", download)
+    offline = WeightSpec("official", "dinov2_vitl14_pretrain.pth", url="https://offline.invalid/x.pth")
+    with pytest.raises(MissingWeightsError, match="TORCH_HOME") as err:
+        resolve("warpad", offline)
+    assert str(tmp_path / "torch" / "hub" / "checkpoints" / "dinov2_vitl14_pretrain.pth") in str(err.value)
+    assert fetched[0][2] is None  # no hash in that name: nothing to check
+    fetched.clear()
+    cached = tmp_path / "torch" / "hub" / "checkpoints" / "vgg16-397923af.pth"
+    assert resolve("aeroblade", spec) == cached and fetched == [(spec.url, str(cached), "397923af")]
+    assert weights.status("aeroblade", spec) == "local" and resolve("aeroblade", spec) == cached and len(fetched) == 1
+    mine = weights.local_path("aeroblade", spec)
+    mine.parent.mkdir(parents=True)
+    mine.write_bytes(b"mine")
+    assert resolve("aeroblade", spec) == mine  # the user's weights folder comes first
+
+
 def test_offline_hub_names_where_to_put_the_file(tmp_path, monkeypatch):
     monkeypatch.setenv("AIGI_BENCH_WEIGHTS", str(tmp_path / "weights"))
 

@@ -181,16 +181,17 @@ class ConvAutoencoder(nn.Module):
             z, aux = self.quantizer(z)
         return self.decode(z), aux
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, quantize: bool = True) -> torch.Tensor:
         """Reconstruct any size: pad to a multiple of the factor (at least 2x it, so the
-        deepest reflect-padded conv has room), crop back."""
+        deepest reflect-padded conv has room), crop back. `quantize=False` decodes the VQ
+        generator's latent unquantised (diffusers' `force_not_quantize`, which AEROBLADE uses)."""
         h, w = x.shape[-2:]
         f = self.cfg.factor
         ph, pw = max(2 * f, h + (-h) % f) - h, max(2 * f, w + (-w) % f) - w
         if ph or pw:
             mode = "reflect" if ph < h and pw < w else "replicate"
             x = F.pad(x, (0, pw, 0, ph), mode=mode)
-        y, _ = self.forward_train(x)
+        y = self.forward_train(x)[0] if quantize else self.decode(self.encode(x))
         return y[..., :h, :w]
 
 
@@ -250,8 +251,15 @@ def load_generator(name: str, directory: str | Path | None = None, dtype: torch.
     level between machines, hence other files, other hashes and other post-processing draws.
     In float64 the same weights give the same 8-bit image on every CPU tried (ATen's DEFAULT,
     AVX2 and AVX512 kernels: `benchmarks/world_determinism.py`)."""
+    return load_generator_file(name, weights_path(name, directory), dtype)
+
+
+def load_generator_file(name: str, path: str | Path, dtype: torch.dtype = torch.float32) -> ConvAutoencoder:
+    """The generator `name`'s architecture with the weights of the file `path`, in eval mode
+    and in `dtype` (float32 for reconstructions as a detector's autoencoder; the world's own
+    generation asks for float64 through `load_generator`)."""
     cfg = config(name)
-    path = weights_path(name, directory)
+    path = Path(path)
     if not path.is_file():
         raise MissingWeightsError(
             f"generator {name!r}: no weights at {path}. Train them with `{TRAIN_COMMAND} --out {path.parent}`"
@@ -264,6 +272,37 @@ def load_generator(name: str, directory: str | Path | None = None, dtype: torch.
             f"generator {name!r}: {path} does not match its architecture ({exc}); retrain with `{TRAIN_COMMAND} --out {path.parent}`"
         ) from exc
     return model.to(dtype).eval()
+
+
+class WorldAutoencoder:
+    """A generator of the world as a `bench.api.Autoencoder`: images in [0, 1] in and out,
+    what AEROBLADE's `mini:<name>` autoencoders are. The world's fakes are exactly such
+    reconstructions (`generate`), so AEROBLADE's premise holds here by construction."""
+
+    def __init__(self, model: ConvAutoencoder, name: str, fingerprint: str, quantize: bool = False):
+        self.model, self.name, self.quantize = model.eval(), name, quantize
+        self.fingerprint = fingerprint + ("" if not quantize or model.quantizer is None else "+quantized")
+
+    def reconstruct(self, x: torch.Tensor, seed: int = 1) -> torch.Tensor:
+        """Deterministic (no sampled latent), so `seed` is unused."""
+        with torch.inference_mode():
+            return self.model(x * 2.0 - 1.0, quantize=self.quantize).add(1.0).div(2.0).clamp(0.0, 1.0)
+
+    def to(self, device: torch.device | str) -> "WorldAutoencoder":
+        self.model.to(device)
+        return self
+
+
+def world_autoencoder(name: str, path: str | Path | None = None, *, quantize: bool = False) -> WorldAutoencoder:
+    """The generator `name` (weights from `path`, default the committed file) as an autoencoder.
+
+    `quantize=False` (default) decodes the VQ generator's latent without the codebook, as
+    AEROBLADE decodes Kandinsky's MoVQ (`force_not_quantize=True`); the other four have no
+    quantiser."""
+    from bench.weights import sha256_file
+
+    file = Path(path) if path is not None else weights_path(name)
+    return WorldAutoencoder(load_generator_file(name, file), f"mini:{config(name).name}", sha256_file(file), quantize)
 
 
 # --------------------------------------------------------------------------- training
