@@ -44,12 +44,10 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from bench.api import DetectorInfo
-from bench.weights import load_state, resolve_tag
 from detectors.convnext import build_convnext, convnext_shape
-from detectors.module_detector import ModuleDetector, two_class_logit
+from detectors.module_detector import ModuleDetector, build_module_detector, official_state, tiny_module_detector, two_class_logit
 from detectors.preprocess import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, normalize, to_tensor
-from detectors.resnet import BadCheckpointError, ResNetArch, assign_state, timm_resnet, unwrap_checkpoint
+from detectors.resnet import BadCheckpointError, ResNetArch, assign_state, timm_resnet
 
 VIEWS = 5  # minmin, maxmax, minmin1, maxmax1, whole image
 SIDE = 256
@@ -178,11 +176,7 @@ def aide_arch_of(state: Mapping[str, torch.Tensor]) -> AIDEArch:
 def load_aide_checkpoint(path_or_state: str | os.PathLike | Mapping[str, Any], where: str | None = None) -> AIDEModel:
     """An AIDEModel (eval mode) from the official training checkpoint (only its 'args' Namespace
     is let through the weights-only unpickler) or a raw state dict; strictly."""
-    if isinstance(path_or_state, Mapping):
-        where, obj = where or "checkpoint", path_or_state
-    else:
-        where, obj = where or str(path_or_state), load_state(path_or_state, data_types=(argparse.Namespace,))
-    state = unwrap_checkpoint(obj, where, "hpf.hpf.weight")
+    state, where = official_state(path_or_state, "hpf.hpf.weight", where, data_types=(argparse.Namespace,))
     try:
         arch = aide_arch_of(state)
     except (KeyError, ValueError) as exc:
@@ -194,19 +188,11 @@ def load_aide_checkpoint(path_or_state: str | os.PathLike | Mapping[str, Any], w
     return model
 
 
-def _detector(model: AIDEModel, info: DetectorInfo, weights: str, fingerprint: str, device: str) -> ModuleDetector:
-    return ModuleDetector(model, info, AIDEPreprocess(), weights, fingerprint).to(device)
-
-
 def build(spec: Any, weights: str | None = None, *, path: str | os.PathLike | None = None, device: str = "cpu") -> ModuleDetector:
     """The builder of `aide` (about 3.6 GB of float32 weights)."""
-    tag, file, digest = resolve_tag(spec, weights, path)
-    return _detector(load_aide_checkpoint(file), spec.info, f"{spec.name}.{tag}", digest, device)
+    return build_module_detector(spec, weights, path, device, load_aide_checkpoint, AIDEPreprocess())
 
 
 def tiny(spec: Any, *, seed: int = 0, device: str = "cpu") -> ModuleDetector:
     """AIDE's structure at toy widths (ResNets and ConvNeXt of width 8-64), random weights."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = AIDEModel(TINY_ARCH).eval()
-    return _detector(model, spec.info, f"{spec.name}.tiny", f"tiny-random-seed{seed}", device)
+    return tiny_module_detector(spec, lambda: AIDEModel(TINY_ARCH), AIDEPreprocess(), seed, device)

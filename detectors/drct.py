@@ -31,12 +31,11 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from bench.api import BenchError, DetectorInfo
-from bench.weights import load_state, resolve_tag
+from bench.api import BenchError
 from detectors.convnext import build_convnext, convnext_shape
-from detectors.module_detector import ModuleDetector, two_class_logit
+from detectors.module_detector import ModuleDetector, build_module_detector, official_state, tiny_module_detector, two_class_logit
 from detectors.preprocess import IMAGENET, CenterCropNormalize
-from detectors.resnet import BadCheckpointError, assign_state, unwrap_checkpoint
+from detectors.resnet import BadCheckpointError, assign_state
 
 SIZE = (224, 224)
 
@@ -134,11 +133,7 @@ def build_drct_clip(state: Mapping[str, torch.Tensor]) -> DRCTCLIP:
 def load_drct_checkpoint(path_or_state: str | os.PathLike | Mapping[str, Any], where: str | None = None) -> DRCTConvNeXt | DRCTCLIP:
     """A DRCT model (eval mode) from its raw state dict (or wrapped); ConvNeXt or CLIP read off
     the keys; strictly."""
-    if isinstance(path_or_state, Mapping):
-        where, obj = where or "checkpoint", path_or_state
-    else:
-        where, obj = where or str(path_or_state), load_state(path_or_state)
-    state = unwrap_checkpoint(obj, where, "fc.weight")
+    state, where = official_state(path_or_state, "fc.weight", where)
     if tuple(getattr(state.get("fc.weight"), "shape", ())[:1]) != (2,):
         raise BadCheckpointError(f"{where}: not a DRCT checkpoint (no two-class 'fc.weight')")
     try:
@@ -156,14 +151,9 @@ def load_drct_checkpoint(path_or_state: str | os.PathLike | Mapping[str, Any], w
     return assign_state(model, state, where)
 
 
-def _detector(model: nn.Module, info: DetectorInfo, weights: str, fingerprint: str, device: str) -> ModuleDetector:
-    return ModuleDetector(model, info, drct_preprocess(), weights, fingerprint).to(device)
-
-
 def build(spec: Any, weights: str | None = None, *, path: str | os.PathLike | None = None, device: str = "cpu") -> ModuleDetector:
     """The builder of `drct` and `drct-clip` (the backbone is read off the file)."""
-    tag, file, digest = resolve_tag(spec, weights, path)
-    return _detector(load_drct_checkpoint(file), spec.info, f"{spec.name}.{tag}", digest, device)
+    return build_module_detector(spec, weights, path, device, load_drct_checkpoint, drct_preprocess())
 
 
 def tiny_convnext() -> DRCTConvNeXt:
@@ -180,18 +170,11 @@ def tiny_clip() -> DRCTCLIP:
     return DRCTCLIP(clip, 32, 16)
 
 
-def _tiny(spec: Any, make: Any, seed: int, device: str) -> ModuleDetector:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = make().eval()
-    return _detector(model, spec.info, f"{spec.name}.tiny", f"tiny-random-seed{seed}", device)
-
-
 def tiny(spec: Any, *, seed: int = 0, device: str = "cpu") -> ModuleDetector:
     """DRCT-ConvNeXt at toy width with random weights (contract tests; never in a table)."""
-    return _tiny(spec, tiny_convnext, seed, device)
+    return tiny_module_detector(spec, tiny_convnext, drct_preprocess(), seed, device)
 
 
 def tiny_clip_detector(spec: Any, *, seed: int = 0, device: str = "cpu") -> ModuleDetector:
     """DRCT-CLIP on a toy CLIP ViT with random weights (contract tests; never in a table)."""
-    return _tiny(spec, lambda: tiny_clip().drop_text_tower(), seed, device)
+    return tiny_module_detector(spec, lambda: tiny_clip().drop_text_tower(), drct_preprocess(), seed, device)

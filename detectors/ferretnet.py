@@ -30,11 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.api import DetectorInfo
-from bench.weights import load_state, resolve_tag
-from detectors.module_detector import ModuleDetector
+from detectors.module_detector import ModuleDetector, build_module_detector, official_state, tiny_module_detector
 from detectors.preprocess import CLIP, CenterCropNormalize
-from detectors.resnet import BadCheckpointError, assign_state, conv_out_channels, unwrap_checkpoint
+from detectors.resnet import BadCheckpointError, assign_state, conv_out_channels
 
 SIZE = (256, 256)
 
@@ -129,11 +127,7 @@ def ferret_arch_of(state: Mapping[str, torch.Tensor]) -> FerretArch:
 def load_ferretnet_checkpoint(path_or_state: str | os.PathLike | Mapping[str, Any], where: str | None = None) -> FerretNet:
     """A FerretNet (eval mode) from `{'model': ...}` (official), a raw state dict (our
     safetensors) or either with a `module.` prefix; strictly."""
-    if isinstance(path_or_state, Mapping):
-        where, obj = where or "checkpoint", path_or_state
-    else:
-        where, obj = where or str(path_or_state), load_state(path_or_state)
-    state = unwrap_checkpoint(obj, where, "cbr1.0.weight")
+    state, where = official_state(path_or_state, "cbr1.0.weight", where)
     try:
         arch = ferret_arch_of(state)
     except (KeyError, ValueError) as exc:
@@ -142,21 +136,17 @@ def load_ferretnet_checkpoint(path_or_state: str | os.PathLike | Mapping[str, An
         model = FerretNet(arch)
     return assign_state(model, state, where)
 
+
 def ferret_preprocess() -> CenterCropNormalize:
     """configs/Test.yaml: CenterCrop(256), ToTensor, CLIP mean/std."""
     return CenterCropNormalize(SIZE, *CLIP)
 
-def _detector(model: FerretNet, info: DetectorInfo, weights: str, fingerprint: str, device: str) -> ModuleDetector:
-    return ModuleDetector(model, info, ferret_preprocess(), weights, fingerprint).to(device)
 
 def build(spec: Any, weights: str | None = None, *, path: str | os.PathLike | None = None, device: str = "cpu") -> ModuleDetector:
     """The builder of `ferretnet` (B or S, read off the file's shapes)."""
-    tag, file, digest = resolve_tag(spec, weights, path)
-    return _detector(load_ferretnet_checkpoint(file), spec.info, f"{spec.name}.{tag}", digest, device)
+    return build_module_detector(spec, weights, path, device, load_ferretnet_checkpoint, ferret_preprocess())
+
 
 def tiny(spec: Any, *, seed: int = 0, device: str = "cpu") -> ModuleDetector:
     """A narrow FerretNet with random weights (contract tests; never in a results table)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = FerretNet(FERRET_ARCHS["tiny"]).eval()
-    return _detector(model, spec.info, f"{spec.name}.tiny", f"tiny-random-seed{seed}", device)
+    return tiny_module_detector(spec, lambda: FerretNet(FERRET_ARCHS["tiny"]), ferret_preprocess(), seed, device)

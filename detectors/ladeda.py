@@ -36,12 +36,10 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from bench.api import DetectorInfo
-from bench.weights import load_state, resolve_tag
-from detectors.module_detector import ModuleDetector
-from detectors.npr import npr_residual
+from detectors.module_detector import ModuleDetector, build_module_detector, official_state, tiny_module_detector
+from detectors.npr import npr_arch_of, npr_residual
 from detectors.preprocess import IMAGENET, ResizeNormalize
-from detectors.resnet import BadCheckpointError, assign_state, conv_out_channels, unwrap_checkpoint
+from detectors.resnet import BadCheckpointError, assign_state
 
 SIZE = (256, 256)
 
@@ -129,26 +127,18 @@ class LaDeDa(nn.Module):
 
 
 def ladeda_arch_of(state: Mapping[str, torch.Tensor]) -> LaDeDaArch:
-    layers, planes = [], []
-    i = 1
-    while f"layer{i}.0.conv1.weight" in state:
-        layers.append(len({k.split(".")[1] for k in state if k.startswith(f"layer{i}.")}))
-        planes.append(conv_out_channels(state, f"layer{i}.0.conv1.weight"))
-        i += 1
-    if len(layers) != 4:
-        raise KeyError(f"layer{i}.0.conv1.weight")
+    """Depth, width and where the 3x3 conv2s are, read off a state dict."""
+    stages = npr_arch_of(state)  # the torchvision-named stages, as NPR's
+    if len(stages.layers) != 4:
+        raise KeyError(f"layer{len(stages.layers) + 1}.0.conv1.weight")
     kernel3 = tuple(int(state[f"layer{j}.0.conv2.weight"].shape[-1] == 3) for j in range(1, 5))
-    return LaDeDaArch(tuple(layers), tuple(planes), conv_out_channels(state, "conv1.weight"), kernel3=kernel3)
+    return LaDeDaArch(stages.layers, stages.channels, stages.stem_width, kernel3=kernel3)
 
 
 def load_ladeda_checkpoint(path_or_state: str | os.PathLike | Mapping[str, Any], where: str | None = None) -> LaDeDa:
     """A LaDeDa (eval mode) from the official raw state dict (or a wrapped one, or our
     safetensors); depth and width read off the shapes; strictly."""
-    if isinstance(path_or_state, Mapping):
-        where, obj = where or "checkpoint", path_or_state
-    else:
-        where, obj = where or str(path_or_state), load_state(path_or_state)
-    state = unwrap_checkpoint(obj, where, "conv2.weight")
+    state, where = official_state(path_or_state, "conv2.weight", where)
     try:
         arch = ladeda_arch_of(state)
         stem = tuple(state["conv1.weight"].shape[-2:])
@@ -161,19 +151,11 @@ def load_ladeda_checkpoint(path_or_state: str | os.PathLike | Mapping[str, Any],
     return assign_state(model, state, where)
 
 
-def _detector(model: LaDeDa, info: DetectorInfo, weights: str, fingerprint: str, device: str) -> ModuleDetector:
-    return ModuleDetector(model, info, ResizeNormalize(SIZE), weights, fingerprint).to(device)
-
-
 def build(spec: Any, weights: str | None = None, *, path: str | os.PathLike | None = None, device: str = "cpu") -> ModuleDetector:
     """The builder of `ladeda`: Resize 256x256, ImageNet normalisation, LaDeDa9 or its mini."""
-    tag, file, digest = resolve_tag(spec, weights, path)
-    return _detector(load_ladeda_checkpoint(file), spec.info, f"{spec.name}.{tag}", digest, device)
+    return build_module_detector(spec, weights, path, device, load_ladeda_checkpoint, ResizeNormalize(SIZE))
 
 
 def tiny(spec: Any, *, seed: int = 0, device: str = "cpu") -> ModuleDetector:
     """The mini LaDeDa with random weights (contract tests; never in a results table)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = LaDeDa(LADEDA_ARCHS["mini"]).eval()
-    return _detector(model, spec.info, f"{spec.name}.tiny", f"tiny-random-seed{seed}", device)
+    return tiny_module_detector(spec, lambda: LaDeDa(LADEDA_ARCHS["mini"]), ResizeNormalize(SIZE), seed, device)

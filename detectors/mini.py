@@ -26,8 +26,8 @@ class MiniRecipe:
     budget: dict[str, Any] = field(default_factory=dict)
 
 
-LADEDA_EPOCHS = 30  # likewise
-FERRETNET_EPOCHS = 30  # an AIGI-mini epoch is 10 steps of 32 crops: 300 steps, about 15 CPU minutes
+LADEDA_EPOCHS = 15  # likewise
+FERRETNET_EPOCHS = 15  # an AIGI-mini epoch is 10 steps of 32 crops: 150 steps
 
 # The budgets of the bundled weights; `mini_config` says why each differs from the official one.
 MINI_RECIPES: dict[str, MiniRecipe] = {
@@ -63,9 +63,9 @@ def mini_config(detector: str, **overrides: Any) -> Any:
     budget: val bacc 0.63 vs 0.87 after 75 steps), a validation every 25 steps (one pass over
     AIGI-mini's 320 training images is only 5 steps) and at most 30 such epochs. Rajan takes
     32 pairs per batch, half of Corvi's 64 images, as script_train.sh does in sync mode.
-    CPU caps of the bundled weights: Rajan 12 epochs, NPR 20 of its 50, FerretNet 30 of its 100
+    CPU caps of the bundled weights: Rajan 12 epochs, NPR 20 of its 50, FerretNet 15 of its 100
     (FerretNet-S from scratch with its official recipe otherwise; an AIGI-mini epoch is 10 steps),
-    LaDeDa 30 epochs of the mini LaDeDa9 (1/8 width, one block per stage; the official recipe
+    LaDeDa 15 epochs of the mini LaDeDa9 (1/8 width, one block per stage; the official recipe
     otherwise).
     Corvi and Rajan also use patience 5 instead of the official 10: a CPU "epoch" here is 25
     steps, and at most 30 (12) of them fit the budget, so 10 would leave no room for the lr

@@ -40,12 +40,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bench.api import DetectorInfo
-from bench.weights import load_state, resolve_tag
-from detectors.module_detector import ModuleDetector, two_class_logit
+from detectors.module_detector import ModuleDetector, build_module_detector, official_state, tiny_module_detector, two_class_logit
 from detectors.npr import NPRNet, npr_arch_of
 from detectors.preprocess import UNIT, CenterCropNormalize
-from detectors.resnet import BadCheckpointError, ResNetArch, assign_state, unwrap_checkpoint
+from detectors.resnet import BadCheckpointError, ResNetArch, assign_state
 
 SIZE = (256, 256)
 _A = 1.0 / math.sqrt(2.0)
@@ -93,11 +91,7 @@ class SAFENet(NPRNet):
 def load_safe_checkpoint(path_or_state: str | os.PathLike | Mapping[str, Any], where: str | None = None) -> SAFENet:
     """A SAFENet (eval mode) from the official training checkpoint (its 'args' Namespace is
     allowed, nothing else is unpickled), a raw state dict or our safetensors; strictly."""
-    if isinstance(path_or_state, Mapping):
-        where, obj = where or "checkpoint", path_or_state
-    else:
-        where, obj = where or str(path_or_state), load_state(path_or_state, data_types=(argparse.Namespace,))
-    state = unwrap_checkpoint(obj, where, "fc1.weight")
+    state, where = official_state(path_or_state, "fc1.weight", where, data_types=(argparse.Namespace,))
     try:
         arch = npr_arch_of(state)
         fc = tuple(state["fc1.weight"].shape)
@@ -116,14 +110,9 @@ def safe_preprocess() -> CenterCropNormalize:
     return CenterCropNormalize(SIZE, *UNIT)
 
 
-def _detector(model: SAFENet, info: DetectorInfo, weights: str, fingerprint: str, device: str) -> ModuleDetector:
-    return ModuleDetector(model, info, safe_preprocess(), weights, fingerprint).to(device)
-
-
 def build(spec: Any, weights: str | None = None, *, path: str | os.PathLike | None = None, device: str = "cpu") -> ModuleDetector:
     """The builder of `safe`."""
-    tag, file, digest = resolve_tag(spec, weights, path)
-    return _detector(load_safe_checkpoint(file), spec.info, f"{spec.name}.{tag}", digest, device)
+    return build_module_detector(spec, weights, path, device, load_safe_checkpoint, safe_preprocess())
 
 
 TINY_ARCH = ResNetArch((1, 1), (8, 16), 8)
@@ -131,7 +120,4 @@ TINY_ARCH = ResNetArch((1, 1), (8, 16), 8)
 
 def tiny(spec: Any, *, seed: int = 0, device: str = "cpu") -> ModuleDetector:
     """SAFE's network at 1/8 width with one block per stage, random weights (contract tests)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = SAFENet(TINY_ARCH).eval()
-    return _detector(model, spec.info, f"{spec.name}.tiny", f"tiny-random-seed{seed}", device)
+    return tiny_module_detector(spec, lambda: SAFENet(TINY_ARCH), safe_preprocess(), seed, device)
