@@ -100,6 +100,10 @@ class CenterCropNormalize:
     std: tuple[float, float, float] = IMAGENET_STD
     rounding: str = "round"
 
+    def __post_init__(self) -> None:
+        if self.rounding not in ("round", "floor"):
+            raise ValueError(f"rounding must be 'round' (torchvision) or 'floor' (albumentations), not {self.rounding!r}")
+
     def __call__(self, image: Image.Image) -> torch.Tensor:
         arr = np.asarray(image.convert("RGB"), dtype=np.uint8)
         (ph0, ph1, top), (pw0, pw1, left) = (center_crop_box(n, c, self.rounding) for n, c in zip(arr.shape[:2], self.size))
