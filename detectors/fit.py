@@ -136,8 +136,9 @@ class TrainConfig:
         """LaDeDa's (barcavia/RealTime-DeepfakeDetection-in-the-RealWorld README command, train.py,
         options/): Adam lr 2e-4, beta1 0.9, batch 32, 224 crops, early stopping on validation
         accuracy with patience 15 keeping the best model (the official lr decay on a stall is
-        x0.9; ours divides by 10, which a CPU budget never reaches)."""
-        base = dict(lr=2e-4, batch_size=32, patience=15, crop=224, drop_rate=0.0)
+        x0.9; ours divides by 10, which a CPU budget never reaches). Default memory layout: a
+        channels-last training step of the unpadded LaDeDa aborted inside torch on this CPU."""
+        base = dict(lr=2e-4, batch_size=32, patience=15, crop=224, drop_rate=0.0, channels_last=False)
         return cls(**{**base, **kw})
 
     @classmethod

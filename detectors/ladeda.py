@@ -92,12 +92,14 @@ class LaDeDa(nn.Module):
 
     normalization = IMAGENET
 
-    def __init__(self, arch: LaDeDaArch = LADEDA_ARCHS["LaDeDa9"]):
+    def __init__(self, arch: LaDeDaArch = LADEDA_ARCHS["LaDeDa9"], stem_momentum: float = 0.001):
+        """`stem_momentum`: the running-statistics momentum of `bn1` in training (the official
+        0.001 needs thousands of steps to settle; it does not matter in eval)."""
         super().__init__()
         self.arch = arch
         self.conv1 = nn.Conv2d(3, arch.stem, 1, bias=False)
         self.conv2 = nn.Conv2d(arch.stem, arch.stem, 3, padding=0, bias=False)
-        self.bn1 = nn.BatchNorm2d(arch.stem, momentum=0.001)
+        self.bn1 = nn.BatchNorm2d(arch.stem, momentum=stem_momentum)
         cin = arch.stem
         for i, (n, planes, stride, k3) in enumerate(zip(arch.layers, arch.planes, arch.strides, arch.kernel3), 1):
             down = None
