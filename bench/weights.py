@@ -174,8 +174,14 @@ def state_digest(state: dict[str, Any]) -> str:
     return h.hexdigest()
 
 
-def load_state(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a checkpoint without unpickling code: safetensors or `torch.load(weights_only=True)`."""
+def load_state(path: str | os.PathLike, *, data_types: tuple[type, ...] = ()) -> dict[str, Any]:
+    """Read a checkpoint without unpickling code: safetensors or `torch.load(weights_only=True)`.
+
+    `data_types` are plain data classes that an official training script pickled beside the
+    weights and that torch's weights-only unpickler may rebuild (`torch.serialization.safe_globals`):
+    `argparse.Namespace`, which SAFE and AIDE save under 'args', is an attribute bag rebuilt by
+    `object.__new__` and a `__dict__` update whose values pass the same weights-only checks, so
+    allowing it runs no code from the file. Any other class in the file is still refused."""
     path = Path(path)
     try:
         if path.suffix == ".safetensors":
@@ -184,7 +190,8 @@ def load_state(path: str | os.PathLike) -> dict[str, Any]:
             return load_file(str(path))
         import torch
 
-        return torch.load(str(path), map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(list(data_types)):
+            return torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:
         # torch's own message ends by suggesting weights_only=False, i.e. running code from the
         # file: keep only its first line and say what to do instead

@@ -1,4 +1,4 @@
-"""`bench train`: the AIGI-mini weights of the CNN detectors (detectors.mini)."""
+"""`bench train`: the AIGI-mini weights of the CNN detectors (detectors.mini), each with its recipe."""
 from __future__ import annotations
 
 import argparse
@@ -41,4 +41,4 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMAND = Command("train", "train a detector with the Corvi/Rajan recipe, or refit a Stay-Positive head", _add_train, _train)
+COMMAND = Command("train", "train a detector's AIGI-mini weights with its recipe, or refit a Stay-Positive head", _add_train, _train)

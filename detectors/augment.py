@@ -21,6 +21,9 @@ OpenCV is not worth a dependency for that coin.
 
 NPR (chuangchuangtan/NPR-DeepfakeDetection data/datasets.py): Resize(256) -> RandomCrop(224) ->
 flip, ImageNet normalisation.
+
+FerretNet (xigua7105/FerretNet configs/cfgs/FerretNet-*-Median-3.yaml, src/data/transforms.py):
+RandomCrop(224, zero padding if needed) -> flip, CLIP normalisation.
 """
 from __future__ import annotations
 
@@ -231,3 +234,9 @@ def npr_augmentation(load: int = 256, crop: int = 224, normalization: Normalizat
     """NPR's training processing: Resize(load, load) (PIL bilinear) -> RandomCrop(crop) -> flip."""
     return v2.Compose([v2.Resize((load, load)), v2.RandomCrop(crop), v2.RandomHorizontalFlip(),
                        *_to_model_input(normalization)])
+
+
+def crop_flip_augmentation(crop: int = 224, normalization: Normalization = IMAGENET) -> v2.Compose:
+    """RandomCrop(crop, zero padding if needed) -> horizontal flip -> the model's normalisation
+    (FerretNet's training processing, with CLIP's mean and std)."""
+    return v2.Compose([v2.RandomCrop(crop, pad_if_needed=True), v2.RandomHorizontalFlip(), *_to_model_input(normalization)])

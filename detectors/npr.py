@@ -53,9 +53,11 @@ def npr_residual(x: torch.Tensor) -> torch.Tensor:
 
 
 class NPRNet(nn.Module):
-    """The NPR classifier; parameter names equal the official ones."""
+    """The NPR classifier; parameter names equal the official ones. SAFE (`detectors.safe`) is
+    the same truncated ResNet-50 on another input map and with a two-class `fc1`."""
 
     normalization = IMAGENET
+    num_outputs = 1
 
     def __init__(self, arch: ResNetArch = NPR_ARCHS["full"]):
         super().__init__()
@@ -67,14 +69,18 @@ class NPRNet(nn.Module):
         for stage_name, stage in stages:
             self.add_module(stage_name, stage)
         self.num_features = arch.num_features
-        self.fc1 = nn.Linear(self.num_features, 1)
+        self.fc1 = nn.Linear(self.num_features, self.num_outputs)
         self._stages = [n for n, _ in stages]
         for m in self.modules():  # the official init (torchvision's)
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
+    def input_map(self, x: torch.Tensor) -> torch.Tensor:
+        """What conv1 sees: the NPR residual, scaled by 2/3."""
+        return npr_residual(x) * (2.0 / 3.0)
+
     def pooled(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.maxpool(self.act1(self.bn1(self.conv1(npr_residual(x) * (2.0 / 3.0)))))
+        x = self.maxpool(self.act1(self.bn1(self.conv1(self.input_map(x)))))
         for name in self._stages:
             x = getattr(self, name)(x)
         return x.mean(dim=(2, 3))

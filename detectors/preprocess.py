@@ -101,3 +101,48 @@ class ResizeNormalize:
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
         return normalize(to_tensor(_resized(image, self.size)))
+
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # OpenAI CLIP's, also open_clip's OPENAI_DATASET_MEAN
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+CLIP = (CLIP_MEAN, CLIP_STD)
+UNIT = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # no normalisation: ToTensor's [0, 1] as it is
+
+
+def center_crop_box(size: int, crop: int, rounding: str) -> tuple[int, int, int]:
+    """(pad_before, pad_after, offset) of a centre crop of `crop` from `size` pixels on one axis.
+
+    Both torchvision's `CenterCrop` and albumentations' `PadIfNeeded` + `CenterCrop` pad a short
+    side with zeros, floor((crop - size) / 2) before and the rest after. The offset of a longer
+    side differs: torchvision rounds (size - crop) / 2 with Python's round (half to even),
+    albumentations floors it (`get_center_crop_coords`); they disagree when size - crop is 3 mod 4."""
+    if size < crop:
+        return (crop - size) // 2, (crop - size + 1) // 2, 0
+    diff = size - crop
+    return 0, 0, (int(round(diff / 2.0)) if rounding == "round" else diff // 2)
+
+
+@dataclass(frozen=True)
+class CenterCropNormalize:
+    """Zero-pad to at least `size`, centre-crop to `size` (H, W), then ToTensor + per-channel
+    normalisation; no resize. `rounding="round"` is torchvision's CenterCrop (SAFE, FerretNet),
+    "floor" albumentations' (DRCT). Padding happens on the 0-255 pixels, before normalisation,
+    as in both libraries."""
+
+    size: tuple[int, int]
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    rounding: str = "round"
+
+    def __post_init__(self) -> None:
+        if self.rounding not in ("round", "floor"):
+            raise ValueError(f"rounding must be 'round' (torchvision) or 'floor' (albumentations), not {self.rounding!r}")
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        arr = np.asarray(image.convert("RGB"), dtype=np.uint8)
+        (ph0, ph1, top), (pw0, pw1, left) = (center_crop_box(n, c, self.rounding) for n, c in zip(arr.shape[:2], self.size))
+        if ph0 or ph1 or pw0 or pw1:
+            arr = np.pad(arr, ((ph0, ph1), (pw0, pw1), (0, 0)))
+        arr = arr[top : top + self.size[0], left : left + self.size[1]].copy()  # writable and contiguous
+        x = torch.from_numpy(arr).permute(2, 0, 1).float().div_(255.0)
+        return normalize(x, self.mean, self.std)

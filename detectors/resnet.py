@@ -102,19 +102,26 @@ def arch_name(arch: ResNetArch, table: Mapping[str, ResNetArch] = ARCHS) -> str:
     return next((k for k, v in table.items() if v == arch), "custom")
 
 
-def build_res50nodown(size: str | ResNetArch = "full", *, drop_rate: float = 0.0) -> GatedResNet:
-    """A freshly initialised GatedResNet: "full" = ResNet-50 nodown, "mini" = the small sibling."""
-    if isinstance(size, str) and size not in ARCHS:
-        raise ValueError(f"unknown size {size!r}; known: {', '.join(ARCHS)}")
-    arch = ARCHS[size] if isinstance(size, str) else size
-    backbone = ResNet(Bottleneck, arch.layers, num_classes=1, channels=arch.channels)
+def timm_resnet(arch: ResNetArch, *, in_chans: int = 3, num_classes: int = 1) -> ResNet:
+    """A torchvision-layout Bottleneck ResNet of any depth and width (timm's, whose parameter
+    names are torchvision's): 7x7 stride-2 stem, max-pool, stages, global pool, `fc`."""
+    backbone = ResNet(Bottleneck, arch.layers, num_classes=num_classes, in_chans=in_chans, channels=arch.channels)
     if arch.stem_width != 64:  # timm's plain stem is always 64 wide: rebuild it and the stages after it
-        backbone.conv1 = nn.Conv2d(3, arch.stem_width, kernel_size=7, stride=2, padding=3, bias=False)
+        backbone.conv1 = nn.Conv2d(in_chans, arch.stem_width, kernel_size=7, stride=2, padding=3, bias=False)
         backbone.bn1 = nn.BatchNorm2d(arch.stem_width)
         stages, _ = make_blocks((Bottleneck,) * len(arch.layers), arch.channels, arch.layers, arch.stem_width)
         for name, stage in stages:
             setattr(backbone, name, stage)
         backbone.init_weights(zero_init_last=True)
+    return backbone
+
+
+def build_res50nodown(size: str | ResNetArch = "full", *, drop_rate: float = 0.0) -> GatedResNet:
+    """A freshly initialised GatedResNet: "full" = ResNet-50 nodown, "mini" = the small sibling."""
+    if isinstance(size, str) and size not in ARCHS:
+        raise ValueError(f"unknown size {size!r}; known: {', '.join(ARCHS)}")
+    arch = ARCHS[size] if isinstance(size, str) else size
+    backbone = timm_resnet(arch, num_classes=1)
     backbone.conv1.stride = (1, 1)  # "stride0=1": no downsampling in the stem
     backbone.maxpool.stride = 1
     return GatedResNet(backbone, drop_rate=drop_rate)

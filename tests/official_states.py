@@ -106,3 +106,88 @@ def random_state(shapes: dict[str, tuple[int, ...]], seed: int = 0, std: float =
         if k.endswith(("norm1.weight", "norm2.weight")) or k == "norm.weight":
             state[k] += 1.0
     return state
+
+
+# --------------------------------------------------------------------------- SAFE, FerretNet, LaDeDa, DRCT, AIDE
+# Reference key names and shapes written from the official module structures (cited in each
+# detector's docstring), independently of the modules under test.
+
+Shapes = dict[str, tuple[int, ...]]
+
+
+def _bn_shapes(name: str, c: int) -> Shapes:
+    return {f"{name}.{p}": (c,) for p in ("weight", "bias", "running_mean", "running_var")} | {f"{name}.num_batches_tracked": ()}
+
+
+def ferretnet_shapes(dim: int, depths: tuple[int, ...] = (2, 2)) -> Shapes:
+    """xigua7105/FerretNet src/model/ferretnet.py `Ferret(dim, depths)`."""
+    s: Shapes = {"cbr1.0.weight": (dim // 2, 3, 3, 3), **_bn_shapes("cbr1.1", dim // 2),
+                 "cbr2.0.weight": (dim, dim // 2, 3, 3), **_bn_shapes("cbr2.1", dim)}
+    c = dim
+    for i, depth in enumerate(depths):
+        for j in range(depth):
+            cin, cout, p = (c if j == 0 else 2 * c), 2 * c, f"feature.{i}.{j}"
+            s |= {f"{p}.layers.0.conv1.weight": (cout, 1, 3, 3), f"{p}.layers.0.conv2.weight": (cout, 1, 3, 3),
+                  f"{p}.layers.0.conv3.weight": (cout, cout, 1, 1), **_bn_shapes(f"{p}.layers.1", cout),
+                  f"{p}.layers.3.depth_wise.weight": (cout, 1, 3, 3), f"{p}.layers.3.point_wise.weight": (cout, cout, 1, 1),
+                  **_bn_shapes(f"{p}.layers.4", cout)}
+            if j == 0:
+                s |= {f"{p}.shortcut.0.weight": (cout, cin, 1, 1), f"{p}.shortcut.0.bias": (cout,), **_bn_shapes(f"{p}.shortcut.1", cout)}
+        c *= 2
+    return s | {f"feature.{len(depths)}.weight": (c, c, 1, 1), "logit.1.weight": (1, c), "logit.1.bias": (1,)}
+
+
+def ladeda9_shapes() -> Shapes:
+    """barcavia/RealTime-DeepfakeDetection-in-the-RealWorld networks/LaDeDa.py `LaDeDa9`."""
+    s: Shapes = {"conv1.weight": (64, 3, 1, 1), "conv2.weight": (64, 64, 3, 3), **_bn_shapes("bn1", 64)}
+    cin = 64
+    for i, (n, planes, k3) in enumerate(zip((3, 4, 6, 3), (64, 128, 256, 512), (1, 1, 0, 0)), 1):
+        for j in range(n):
+            k = 3 if (j == 0 and k3) else 1
+            p = f"layer{i}.{j}"
+            s |= {f"{p}.conv1.weight": (planes, cin, 1, 1), **_bn_shapes(f"{p}.bn1", planes), f"{p}.conv2.weight": (planes, planes, k, k),
+                  **_bn_shapes(f"{p}.bn2", planes), f"{p}.conv3.weight": (planes * 4, planes, 1, 1), **_bn_shapes(f"{p}.bn3", planes * 4)}
+            if j == 0:
+                s |= {f"{p}.downsample.0.weight": (planes * 4, cin, 1, 1), **_bn_shapes(f"{p}.downsample.1", planes * 4)}
+            cin = planes * 4
+    return s | {"fc.weight": (1, 2048), "fc.bias": (1,)}
+
+
+def openai_clip_shapes(vision_width: int, vision_layers: int, patch: int, grid: int, text_width: int, text_layers: int,
+                       embed: int, vocab: int = 49408, context: int = 77) -> Shapes:
+    """OpenAI CLIP ViT (openai/CLIP clip/model.py `CLIP`, `VisionTransformer`, `Transformer`) state dict."""
+    def blocks(prefix: str, w: int, n: int) -> Shapes:
+        out: Shapes = {}
+        for i in range(n):
+            p = f"{prefix}.resblocks.{i}"
+            out |= {f"{p}.attn.in_proj_weight": (3 * w, w), f"{p}.attn.in_proj_bias": (3 * w,), f"{p}.attn.out_proj.weight": (w, w),
+                    f"{p}.attn.out_proj.bias": (w,), f"{p}.ln_1.weight": (w,), f"{p}.ln_1.bias": (w,), f"{p}.mlp.c_fc.weight": (4 * w, w),
+                    f"{p}.mlp.c_fc.bias": (4 * w,), f"{p}.mlp.c_proj.weight": (w, 4 * w), f"{p}.mlp.c_proj.bias": (w,),
+                    f"{p}.ln_2.weight": (w,), f"{p}.ln_2.bias": (w,)}
+        return out
+
+    v = vision_width
+    return {"positional_embedding": (context, text_width), "text_projection": (text_width, embed), "logit_scale": (),
+            "visual.class_embedding": (v,), "visual.positional_embedding": (grid * grid + 1, v), "visual.proj": (v, embed),
+            "visual.conv1.weight": (v, 3, patch, patch), "visual.ln_pre.weight": (v,), "visual.ln_pre.bias": (v,),
+            **blocks("visual.transformer", v, vision_layers), "visual.ln_post.weight": (v,), "visual.ln_post.bias": (v,),
+            **blocks("transformer", text_width, text_layers), "token_embedding.weight": (vocab, text_width),
+            "ln_final.weight": (text_width,), "ln_final.bias": (text_width,)}
+
+
+def random_state(shapes: Shapes, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random tensors of the given shapes: weights ~ N(0, 1/fan_in), BN variances and norm
+    weights around 1, counters as integers."""
+    g = torch.Generator().manual_seed(seed)
+    sd: dict[str, torch.Tensor] = {}
+    for k, shape in shapes.items():
+        if k.endswith("num_batches_tracked"):
+            sd[k] = torch.tensor(7)
+        elif k.endswith("running_var"):
+            sd[k] = 0.5 + torch.rand(shape, generator=g)
+        elif len(shape) == 1 and k.endswith(".weight"):
+            sd[k] = 0.8 + 0.4 * torch.rand(shape, generator=g)
+        else:
+            fan_in = max(1, math.prod(shape[1:]))
+            sd[k] = torch.randn(shape, generator=g) / math.sqrt(fan_in)
+    return sd

@@ -20,12 +20,12 @@ def test_reproduce_reduced_writes_every_weight_and_they_load(tmp_path, monkeypat
     gens = sorted(p.stem for p in (out / "generators").glob("*.safetensors"))
     assert gens == ["flux16", "ldm", "shuffle", "tconv", "vq"]
     dets = out / "detectors"
-    for name in ("corvi", "rajan", "npr", "corvi-plus", "rajan-plus"):
+    for name in ("corvi", "rajan", "npr", "ferretnet", "ladeda", "corvi-plus", "rajan-plus"):
         assert (dets / f"{name}.mini.safetensors").stat().st_size > 0
     for name in ("dear-c", "dear-r"):
         assert (dets / f"{name}.mini.pth").stat().st_size > 0
     times = json.loads((out / "times.json").read_text())
-    assert set(times) >= {"generators", "world", "corvi", "rajan", "npr", "corvi-plus", "rajan-plus", "dear-c", "dear-r"}
+    assert set(times) >= {"generators", "world", "corvi", "rajan", "npr", "ferretnet", "ladeda", "corvi-plus", "rajan-plus", "dear-c", "dear-r"}
 
     # The reproduced files load through the registry exactly like the bundled ones.
     for name in ("corvi-plus", "dear-r", "npr"):

@@ -239,6 +239,11 @@ def test_train_mini_end_to_end(tmp_path):
     npr_cfg = TrainConfig.npr(batch_size=4, max_epochs=1, steps_per_epoch=1, crop=224, progress=False)
     det = create_detector("npr.mini", path=train_mini("npr", data["npr"], out, npr_cfg))
     assert det.model.size == "mini"
+    for name, recipe, arch in (("ferretnet", TrainConfig.ferretnet, "dim=32"), ("ladeda", TrainConfig.ladeda, "stem=8")):
+        cfg_small = recipe(batch_size=4, max_epochs=1, steps_per_epoch=1, crop=32, progress=False)
+        det = create_detector(f"{name}.mini", path=train_mini(name, data[name], out, cfg_small))
+        assert arch in repr(det.model.arch)  # FerretNet-S, the mini LaDeDa9
+        assert np.isfinite(det.score([Image.open(world / "val" / "fake" / "0000.png")])).all()
     with pytest.raises(BenchError, match="train the base first"):
         train_mini("rajan-plus", data["rajan-plus"], tmp_path / "empty", cfg)
     with pytest.raises(BenchError, match="trains on paired reconstructions"):

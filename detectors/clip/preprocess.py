@@ -28,12 +28,7 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 
-from detectors.preprocess import IMAGENET_MEAN, IMAGENET_STD, normalize, to_tensor
-
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # OpenAI CLIP's, also open_clip's OPENAI_DATASET_MEAN
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-CLIP = (CLIP_MEAN, CLIP_STD)
-IMAGENET = (IMAGENET_MEAN, IMAGENET_STD)
+from detectors.preprocess import CLIP, CLIP_MEAN, CLIP_STD, IMAGENET, normalize, to_tensor
 POLICIES = ("native", "harmonized")
 
 
