@@ -56,7 +56,7 @@ from bench import registry
 from bench.api import Autoencoder, BenchError, Detector, DetectorInfo, MissingWeightsError
 from bench.weights import load_state, resolve, resolve_tag, sha256_file, state_digest
 from detectors.distances import Similarity, needs_lpips_weights, similarity_from_name
-from detectors.preprocess import to_tensor
+from detectors.preprocess import pixels
 
 DEFAULT_DISTANCE = "lpips_vgg_2"
 MINI_DISTANCE = "ssimc"
@@ -79,8 +79,10 @@ class ImageSizeError(BenchError):
 
 @dataclass(frozen=True)
 class AerobladeInput:
-    """PIL RGB -> (3, H, W) float in [0, 1] at native resolution, as AEROBLADE reads images.
-    Refuses, one image at a time, what the distance cannot score or memory cannot hold."""
+    """PIL RGB -> (3, H, W) uint8 pixels at native resolution; `AerobladeDetector.prepare` makes
+    them float in [0, 1] on the device, as AEROBLADE reads images (ToTensor), in a quarter of the
+    bytes between the loader and the device. Refuses, one image at a time, what the distance
+    cannot score or memory cannot hold."""
 
     min_side: int = 1
     max_pixels: int | None = MAX_PIXELS
@@ -92,7 +94,7 @@ class AerobladeInput:
         if self.max_pixels is not None and w * h > self.max_pixels:
             raise ImageSizeError(f"{w}x{h} px is above AEROBLADE's limit of {self.max_pixels:,} pixels "
                                  "(create_detector(..., max_pixels=None) lifts it, memory permitting)")
-        return to_tensor(image)
+        return pixels(image)
 
 
 def quantize_8bit(reconstruction: torch.Tensor) -> torch.Tensor:
@@ -235,6 +237,10 @@ class AerobladeDetector(Detector):
 
     def preprocess(self) -> AerobladeInput:
         return AerobladeInput(self.similarity.min_side, self.max_pixels)
+
+    def prepare(self, batch: torch.Tensor) -> torch.Tensor:
+        """uint8 pixels -> float in [0, 1] (ToTensor's scaling); float input is taken as it is."""
+        return batch.float().div_(255.0) if batch.dtype == torch.uint8 else batch
 
     def to(self, device: str) -> "AerobladeDetector":
         super().to(device)

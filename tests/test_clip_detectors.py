@@ -152,7 +152,7 @@ def test_ufd_from_the_weights_folder_equals_its_definition(offline):
     torch.testing.assert_close(det.forward(x), expected.squeeze(1), atol=ATOL, rtol=0)
     assert isinstance(det.model, LinearHeadModel) and det.model.normalization == (CLIP_MEAN, CLIP_STD)
 
-    from bench.runner import default_detector_names
+    from bench.selection import default_detector_names
 
     assert "ufd.official" in default_detector_names("official")  # head and backbone here: it joins default runs
 
@@ -611,7 +611,8 @@ def test_bench_run_names_the_missing_head_file_then_runs_and_records_the_preproc
     (offline / "ufd").mkdir(parents=True)
     torch.save(_linear_state(16, 1), offline / "ufd" / "fc_weights.pth")
     assert cli.main(args) == 0  # the default selection: every detector whose official weights (and backbone) are here
-    assert "| UFD" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert any(line.startswith("UFD ") for line in captured.out.splitlines()), captured.out  # its row in the summary
     manifest = json.loads((tmp_path / "res" / "folder" / "manifest.json").read_text())
     ufd = next(d for d in manifest["detectors"] if d["name"] == "ufd")
     assert ufd["input"] == "fixed 224x224: center-crop 224, no resize; CLIP mean/std" and ufd["family"] == "CLIP"

@@ -31,7 +31,10 @@ def test_preprocessing_is_the_official_torchvision_pipeline():
     official = transforms.Compose([transforms.Resize((896, 896), interpolation=Image.BICUBIC), transforms.ToTensor(),
                                    transforms.Normalize(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))])
     image = _image()
-    torch.testing.assert_close(wp.WarpadInput()(image), official(image), rtol=0, atol=1e-6)
+    det = _detector(_Pooled())
+    x = det.preprocess()(image)
+    assert x.dtype == torch.uint8  # the loader ships pixels; prepare normalises on the device
+    torch.testing.assert_close(det.prepare(x[None])[0], official(image), rtol=0, atol=1e-6)
 
 
 def test_patches_are_row_major_per_image():
@@ -80,9 +83,8 @@ def _detector(backbone: nn.Module) -> wp.WarpadDetector:
 
 
 def test_score_is_minus_the_mean_patch_similarity():
-    prep = wp.WarpadInput()
-    batch = torch.stack([prep(_image(seed=s)) for s in (0, 1)])
     det = _detector(_Sharp())
+    batch = det.prepare(torch.stack([det.preprocess()(_image(seed=s)) for s in (0, 1)]))
     scores = det.forward(batch)
     with torch.no_grad():  # by hand: 16 crops per image, the push in closed form, cosines, mean
         for b in range(2):
