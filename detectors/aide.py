@@ -47,7 +47,8 @@ from torch import nn
 from detectors.convnext import build_convnext, convnext_shape
 from detectors.module_detector import ModuleDetector, build_module_detector, official_state, tiny_module_detector, two_class_logit
 from detectors.preprocess import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, normalize, to_tensor
-from detectors.resnet import BadCheckpointError, ResNetArch, assign_state, timm_resnet
+from detectors.checkpoint import load_strict
+from detectors.resnet import ResNetArch, timm_resnet
 
 VIEWS = 5  # minmin, maxmax, minmin1, maxmax1, whole image
 SIDE = 256
@@ -177,13 +178,7 @@ def load_aide_checkpoint(path_or_state: str | os.PathLike | Mapping[str, Any], w
     """An AIDEModel (eval mode) from the official training checkpoint (only its 'args' Namespace
     is let through the weights-only unpickler) or a raw state dict; strictly."""
     state, where = official_state(path_or_state, "hpf.hpf.weight", where, data_types=(argparse.Namespace,))
-    try:
-        arch = aide_arch_of(state)
-    except (KeyError, ValueError) as exc:
-        raise BadCheckpointError(f"{where}: not an AIDE checkpoint (missing or odd {exc})") from None
-    with torch.device("meta"):
-        model = AIDEModel(arch)
-    model = assign_state(model, state, where)
+    model = load_strict(state, where, "an AIDE", aide_arch_of, AIDEModel)
     model.to_clip_scale, model.to_clip_shift = imagenet_to_clip()  # built on the meta device above
     return model
 

@@ -3,12 +3,15 @@ model built on the meta device. Shared by every family of `detectors/` (ResNets,
 heads), so each official wrapping is handled in one place."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, TypeVar
 
 import torch
 from torch import nn
 
 from bench.api import BenchError
+
+
+M = TypeVar("M", bound=nn.Module)
 
 
 class BadCheckpointError(BenchError):
@@ -53,3 +56,20 @@ def assign_state(model: nn.Module, state: dict[str, torch.Tensor], where: str) -
     except RuntimeError as exc:
         raise BadCheckpointError(f"{where}: does not match {type(model).__name__}: {str(exc).splitlines()[0][:300]} ...") from None
     return model.eval()
+
+
+def load_strict(state: dict[str, torch.Tensor], where: str, network: str, read_arch: Callable[[dict[str, torch.Tensor]], Any],
+                make: Callable[[Any], M]) -> M:
+    """The network of an unwrapped state dict: `read_arch(state)` reads its depths and widths off
+    the shapes (raising KeyError for a missing key, ValueError for a shape that is not this
+    network's), `make(arch)` builds it on the meta device, and `assign_state` loads it strictly.
+    Either failure is a BadCheckpointError saying the file is not a `network` checkpoint."""
+    try:
+        arch = read_arch(state)
+    except KeyError as exc:
+        raise BadCheckpointError(f"{where}: not {network} checkpoint (missing {exc.args[0]!r})") from None
+    except ValueError as exc:
+        raise BadCheckpointError(f"{where}: not {network} checkpoint ({exc})") from None
+    with torch.device("meta"):
+        model = make(arch)
+    return assign_state(model, state, where)

@@ -35,7 +35,7 @@ from bench.api import BenchError
 from detectors.convnext import build_convnext, convnext_shape
 from detectors.module_detector import ModuleDetector, build_module_detector, official_state, tiny_module_detector, two_class_logit
 from detectors.preprocess import IMAGENET, CenterCropNormalize
-from detectors.resnet import BadCheckpointError, assign_state
+from detectors.checkpoint import BadCheckpointError, assign_state
 
 SIZE = (224, 224)
 

@@ -32,7 +32,8 @@ from torch import nn
 
 from detectors.module_detector import ModuleDetector, build_module_detector, official_state, tiny_module_detector
 from detectors.preprocess import CLIP, CenterCropNormalize
-from detectors.resnet import BadCheckpointError, assign_state, conv_out_channels
+from detectors.checkpoint import load_strict
+from detectors.resnet import conv_out_channels
 
 SIZE = (256, 256)
 
@@ -128,13 +129,7 @@ def load_ferretnet_checkpoint(path_or_state: str | os.PathLike | Mapping[str, An
     """A FerretNet (eval mode) from `{'model': ...}` (official), a raw state dict (our
     safetensors) or either with a `module.` prefix; strictly."""
     state, where = official_state(path_or_state, "cbr1.0.weight", where)
-    try:
-        arch = ferret_arch_of(state)
-    except (KeyError, ValueError) as exc:
-        raise BadCheckpointError(f"{where}: not a FerretNet checkpoint ({exc})") from None
-    with torch.device("meta"):
-        model = FerretNet(arch)
-    return assign_state(model, state, where)
+    return load_strict(state, where, "a FerretNet", ferret_arch_of, FerretNet)
 
 
 def ferret_preprocess() -> CenterCropNormalize:

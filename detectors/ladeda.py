@@ -39,7 +39,7 @@ from torch import nn
 from detectors.module_detector import ModuleDetector, build_module_detector, official_state, tiny_module_detector
 from detectors.npr import npr_arch_of, npr_residual
 from detectors.preprocess import IMAGENET, ResizeNormalize
-from detectors.resnet import BadCheckpointError, assign_state
+from detectors.checkpoint import load_strict
 
 SIZE = (256, 256)
 
@@ -130,6 +130,9 @@ class LaDeDa(nn.Module):
 
 def ladeda_arch_of(state: Mapping[str, torch.Tensor]) -> LaDeDaArch:
     """Depth, width and where the 3x3 conv2s are, read off a state dict."""
+    stem = tuple(state["conv1.weight"].shape[-2:])
+    if stem != (1, 1):
+        raise ValueError(f"conv1 is {stem[0]}x{stem[1]}, LaDeDa's is 1x1")
     stages = npr_arch_of(state)  # the torchvision-named stages, as NPR's
     if len(stages.layers) != 4:
         raise KeyError(f"layer{len(stages.layers) + 1}.0.conv1.weight")
@@ -141,16 +144,7 @@ def load_ladeda_checkpoint(path_or_state: str | os.PathLike | Mapping[str, Any],
     """A LaDeDa (eval mode) from the official raw state dict (or a wrapped one, or our
     safetensors); depth and width read off the shapes; strictly."""
     state, where = official_state(path_or_state, "conv2.weight", where)
-    try:
-        arch = ladeda_arch_of(state)
-        stem = tuple(state["conv1.weight"].shape[-2:])
-    except (KeyError, ValueError) as exc:
-        raise BadCheckpointError(f"{where}: not a LaDeDa checkpoint (missing or odd {exc})") from None
-    if stem != (1, 1):
-        raise BadCheckpointError(f"{where}: not a LaDeDa checkpoint (conv1 is {stem[0]}x{stem[1]}, LaDeDa's is 1x1)")
-    with torch.device("meta"):
-        model = LaDeDa(arch)
-    return assign_state(model, state, where)
+    return load_strict(state, where, "a LaDeDa", ladeda_arch_of, LaDeDa)
 
 
 def build(spec: Any, weights: str | None = None, *, path: str | os.PathLike | None = None, device: str = "cpu") -> ModuleDetector:

@@ -52,7 +52,7 @@ def official_state(path_or_state: str | os.PathLike | Mapping[str, Any], marker:
     """(state dict, name for errors) from a checkpoint file or an already loaded object, unwrapped
     the way the official loaders do (`detectors.resnet.unwrap_checkpoint`; `marker` is a key a raw
     state dict of the network holds). `data_types` go to `bench.weights.load_state`."""
-    from detectors.resnet import unwrap_checkpoint
+    from detectors.checkpoint import unwrap_checkpoint
 
     if isinstance(path_or_state, Mapping):
         where, obj = where or "checkpoint", path_or_state

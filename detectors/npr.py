@@ -32,7 +32,7 @@ from torch import nn
 
 from bench.api import Detector, DetectorInfo, InputPolicy
 from bench.weights import load_state, resolve_tag
-from detectors.checkpoint import BadCheckpointError, assign_state, unwrap_checkpoint
+from detectors.checkpoint import load_strict, unwrap_checkpoint
 from detectors.preprocess import IMAGENET, Pixels, ResizePixels, normalize_pixels
 from detectors.resnet import ResNetArch, arch_name, conv_out_channels
 
@@ -113,18 +113,14 @@ def load_npr_checkpoint(path_or_state: str | os.PathLike | Mapping[str, Any]) ->
     else:
         where, obj = str(path_or_state), load_state(path_or_state)
     state = unwrap_checkpoint(obj, where, "fc1.weight")
-    try:
+
+    def checked_arch(state: Mapping[str, torch.Tensor]) -> ResNetArch:
         arch = npr_arch_of(state)
-        ok = state["conv1.weight"].shape[-2:] == (3, 3) and tuple(state["fc1.weight"].shape) == (1, arch.num_features)
-    except KeyError as exc:
-        raise BadCheckpointError(f"{where}: not an NPR checkpoint (missing {exc.args[0]!r})") from None
-    except ValueError as exc:
-        raise BadCheckpointError(f"{where}: not an NPR checkpoint ({exc})") from None
-    if not ok:
-        raise BadCheckpointError(f"{where}: not an NPR checkpoint (conv1 {tuple(state['conv1.weight'].shape)}, fc1 {tuple(state['fc1.weight'].shape)})")
-    with torch.device("meta"):
-        model = NPRNet(arch)
-    return assign_state(model, state, where)
+        if state["conv1.weight"].shape[-2:] != (3, 3) or tuple(state["fc1.weight"].shape) != (1, arch.num_features):
+            raise ValueError(f"conv1 {tuple(state['conv1.weight'].shape)}, fc1 {tuple(state['fc1.weight'].shape)}")
+        return arch
+
+    return load_strict(state, where, "an NPR", checked_arch, NPRNet)
 
 
 class NPRDetector(Detector):

@@ -21,6 +21,7 @@ names and weight tags are in `detectors.catalog`; `build` is their builder.
 from __future__ import annotations
 
 import os
+from functools import partial
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -30,7 +31,7 @@ from torch import nn
 
 from bench.api import Detector, DetectorInfo
 from bench.weights import load_state, resolve_tag
-from detectors.checkpoint import BadCheckpointError, assign_state, unwrap_checkpoint
+from detectors.checkpoint import load_strict, unwrap_checkpoint
 from detectors.head import FeatureGate
 from detectors.preprocess import IMAGENET, Pixels, normalize_pixels
 
@@ -172,21 +173,15 @@ def load_resnet_checkpoint(
     state = unwrap_checkpoint(obj, where, "conv1.weight")
     if not any(k.startswith("backbone.") for k in state):
         state = {f"backbone.{k}": v for k, v in state.items()}
-    try:
-        arch = arch_of(state)
-        fc = state["backbone.fc.weight"]
-    except KeyError as exc:
-        raise BadCheckpointError(f"{where}: not a res50nodown checkpoint (missing {exc.args[0]!r})") from None
-    except ValueError as exc:
-        raise BadCheckpointError(f"{where}: not a res50nodown checkpoint ({exc})") from None
-    if state["backbone.conv1.weight"].shape[-2:] != (7, 7) or tuple(fc.shape) != (1, arch.num_features):
-        raise BadCheckpointError(
-            f"{where}: not a res50nodown checkpoint (conv1 {tuple(state['backbone.conv1.weight'].shape)}, fc {tuple(fc.shape)})"
-        )
-    with torch.device("meta"):
-        model = build_res50nodown(arch, drop_rate=drop_rate)
-    state.setdefault("gate.gate", torch.ones(arch.num_features))
-    return assign_state(model, state, where)
+
+    def checked_arch(state: dict[str, torch.Tensor]) -> ResNetArch:
+        arch, fc = arch_of(state), state["backbone.fc.weight"]
+        if state["backbone.conv1.weight"].shape[-2:] != (7, 7) or tuple(fc.shape) != (1, arch.num_features):
+            raise ValueError(f"conv1 {tuple(state['backbone.conv1.weight'].shape)}, fc {tuple(fc.shape)}")
+        state.setdefault("gate.gate", torch.ones(arch.num_features))  # DEAR's gate, all open, when the file has none
+        return arch
+
+    return load_strict(state, where, "a res50nodown", checked_arch, partial(build_res50nodown, drop_rate=drop_rate))
 
 
 # --------------------------------------------------------------------------- detector

@@ -43,7 +43,8 @@ import torch.nn.functional as F
 from detectors.module_detector import ModuleDetector, build_module_detector, official_state, tiny_module_detector, two_class_logit
 from detectors.npr import NPRNet, npr_arch_of
 from detectors.preprocess import UNIT, CenterCropNormalize
-from detectors.resnet import BadCheckpointError, ResNetArch, assign_state
+from detectors.checkpoint import load_strict
+from detectors.resnet import ResNetArch
 
 SIZE = (256, 256)
 _A = 1.0 / math.sqrt(2.0)
@@ -92,17 +93,16 @@ def load_safe_checkpoint(path_or_state: str | os.PathLike | Mapping[str, Any], w
     """A SAFENet (eval mode) from the official training checkpoint (its 'args' Namespace is
     allowed, nothing else is unpickled), a raw state dict or our safetensors; strictly."""
     state, where = official_state(path_or_state, "fc1.weight", where, data_types=(argparse.Namespace,))
-    try:
-        arch = npr_arch_of(state)
-        fc = tuple(state["fc1.weight"].shape)
-    except (KeyError, ValueError) as exc:
-        raise BadCheckpointError(f"{where}: not a SAFE checkpoint ({exc})") from None
+    return load_strict(state, where, "a SAFE", safe_arch_of, SAFENet)
+
+
+def safe_arch_of(state: Mapping[str, torch.Tensor]) -> ResNetArch:
+    """NPR's stages read off the shapes, checked for SAFE's 3x3 conv1 and two-class fc1."""
+    arch = npr_arch_of(state)
+    fc = tuple(state["fc1.weight"].shape)
     if fc != (2, arch.num_features) or state["conv1.weight"].shape[-2:] != (3, 3):
-        raise BadCheckpointError(f"{where}: not a SAFE checkpoint (conv1 {tuple(state['conv1.weight'].shape)}, fc1 {fc}; "
-                                 f"SAFE has a 3x3 conv1 and a two-class fc1)")
-    with torch.device("meta"):
-        model = SAFENet(arch)
-    return assign_state(model, state, where)
+        raise ValueError(f"conv1 {tuple(state['conv1.weight'].shape)}, fc1 {fc}; SAFE has a 3x3 conv1 and a two-class fc1")
+    return arch
 
 
 def safe_preprocess() -> CenterCropNormalize:

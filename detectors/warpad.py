@@ -50,7 +50,7 @@ from torch import nn
 from bench.api import BenchError, Detector, DetectorInfo, MissingWeightsError
 from bench.weights import load_state, resolve_tag, state_digest
 from detectors.preprocess import IMAGENET_MEAN, IMAGENET_STD, normalize_pixels, pixels
-from detectors.resnet import BadCheckpointError, unwrap_checkpoint
+from detectors.checkpoint import BadCheckpointError, unwrap_checkpoint
 from detectors.wavelets import haar_highpass
 
 IMAGE_SIZE = 896

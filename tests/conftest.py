@@ -203,6 +203,16 @@ def plugin(plugin_root):
         _rescan()
 
 
+@pytest.fixture
+def env(plugin, tmp_path, monkeypatch):
+    """The plugin registered, with a fresh AIGI_BENCH_HOME and weights folder, run from tmp_path
+    (what the CLI tests need: nothing of the developer's own home is read)."""
+    monkeypatch.setenv("AIGI_BENCH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("AIGI_BENCH_WEIGHTS", str(tmp_path / "weights"))
+    monkeypatch.chdir(tmp_path)
+    return plugin
+
+
 def plugin_env(plugin_root: Path) -> dict[str, str]:
     """Environment for a subprocess that should see the plugin (and this checkout)."""
     env = dict(os.environ)

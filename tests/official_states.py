@@ -98,16 +98,6 @@ def dinov2_official_shapes(embed_dim: int = 1024, depth: int = 24, patch: int = 
     return shapes
 
 
-def random_state(shapes: dict[str, tuple[int, ...]], seed: int = 0, std: float = 0.05) -> dict[str, torch.Tensor]:
-    """Seeded random tensors of the given shapes (LayerNorm weights around 1)."""
-    g = torch.Generator().manual_seed(seed)
-    state = {k: torch.randn(s, generator=g) * std for k, s in shapes.items()}
-    for k in state:
-        if k.endswith(("norm1.weight", "norm2.weight")) or k == "norm.weight":
-            state[k] += 1.0
-    return state
-
-
 # --------------------------------------------------------------------------- SAFE, FerretNet, LaDeDa, DRCT, AIDE
 # Reference key names and shapes written from the official module structures (cited in each
 # detector's docstring), independently of the modules under test.

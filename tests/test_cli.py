@@ -14,14 +14,6 @@ from bench import plots
 from conftest import density, hist_panels
 
 
-@pytest.fixture
-def env(plugin, tmp_path, monkeypatch):
-    monkeypatch.setenv("AIGI_BENCH_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("AIGI_BENCH_WEIGHTS", str(tmp_path / "weights"))
-    monkeypatch.chdir(tmp_path)
-    return plugin
-
-
 def test_every_subcommand_has_help(capsys):
     for cmd in cli.COMMANDS:
         with pytest.raises(SystemExit) as exc:

@@ -27,7 +27,8 @@ from detectors.checkpoint import BadCheckpointError
 from detectors.clip import catalog
 from detectors.clip.build import RECIPES, tiny_open_clip
 from detectors.clip.linear import clipdet_head, ufd_head
-from detectors.clip.preprocess import CLIP_MEAN, CLIP_STD, IMAGENET, CropNormalize, pipeline
+from detectors.clip.preprocess import IMAGENET, CropNormalize, pipeline
+from detectors.preprocess import CLIP_MEAN, CLIP_STD
 from detectors.clip.rine import rine_head
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

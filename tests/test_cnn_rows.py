@@ -18,7 +18,7 @@ from bench.registry import create_detector, detector_spec
 from bench.weights import load_state, local_path
 from detectors.module_detector import ModuleDetector, two_class_logit
 from detectors.preprocess import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, CenterCropNormalize
-from detectors.resnet import BadCheckpointError
+from detectors.checkpoint import BadCheckpointError
 from official_states import (
     batch_norm,
     ferretnet_shapes,

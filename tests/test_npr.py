@@ -12,7 +12,7 @@ from bench.registry import create_detector
 from detectors.catalog import npr
 from detectors.npr import NPR_ARCHS, NPRDetector, NPRNet, load_npr_checkpoint, npr_residual
 from detectors.preprocess import ResizeNormalize
-from detectors.resnet import BadCheckpointError
+from detectors.checkpoint import BadCheckpointError
 from official_states import batch_norm, random_bottleneck_state, reference_stages
 
 

@@ -9,9 +9,9 @@ import torch.nn.functional as F
 from bench.api import MissingWeightsError
 from bench.registry import create_detector
 from detectors.preprocess import IMAGENET_MEAN, IMAGENET_STD, ImageNetNormalize
+from detectors.checkpoint import BadCheckpointError
 from detectors.resnet import (
     ARCHS,
-    BadCheckpointError,
     ResNetDetector,
     arch_name,
     arch_of,

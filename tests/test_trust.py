@@ -32,14 +32,6 @@ def _png(path: Path, size=(24, 20), seed=0, **save) -> Path:
     return path
 
 
-@pytest.fixture
-def env(plugin, tmp_path, monkeypatch):
-    monkeypatch.setenv("AIGI_BENCH_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("AIGI_BENCH_WEIGHTS", str(tmp_path / "weights"))
-    monkeypatch.chdir(tmp_path)
-    return plugin
-
-
 def _run(*args: str) -> int:
     return cli.main(["run", "--workers", "0", *args])
 

@@ -14,7 +14,7 @@ from torch import nn
 from bench import registry
 from bench.api import MissingWeightsError
 from detectors import warpad as wp
-from detectors.resnet import BadCheckpointError
+from detectors.checkpoint import BadCheckpointError
 from official_states import dinov2_official_shapes, random_state
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

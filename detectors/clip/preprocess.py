@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 
-from detectors.preprocess import CLIP, CLIP_MEAN, CLIP_STD, IMAGENET, normalize, to_tensor
+from detectors.preprocess import CLIP, IMAGENET, normalize, to_tensor
 POLICIES = ("native", "harmonized")
 
 
