@@ -136,10 +136,74 @@ def _transfer(args: argparse.Namespace, common: Any, features: str | None) -> in
     return 0
 
 
+def _add_removal(p: argparse.ArgumentParser) -> None:
+    from probes.removal import COMBINE
+
+    p.add_argument("--pair", required=True, type=lambda t: [x.strip() for x in t.split(",")], help="the search pair D1,D2")
+    p.add_argument("--drop-per-step", type=count(1), default=1, help="features removed per step (default 1, the paper's)")
+    p.add_argument("--max-removed", type=count(1), help="stop after removing this many (default: all but one)")
+    p.add_argument("--combine", choices=COMBINE, default="kept-union",
+                   help="kept-union (default: 'the union of the remaining lists') or removed-union (the intersection of the kept)")
+    p.add_argument("--iters", type=count(1), default=100, help="gradient steps per warm-started fit (default %(default)s)")
+    p.add_argument("--device", type=torch_device, default="cpu")
+    p.add_argument("--groups", help="generator groups for block averages")
+
+
+def _removal(args: argparse.Namespace, common: Any) -> int:
+    from probes.steps import removal_step
+
+    _print(removal_step(common, args.pair, drop_per_step=args.drop_per_step, max_removed=args.max_removed, combine_how=args.combine,
+                        iters=args.iters, device=args.device, groups=args.groups))
+    return 0
+
+
+def _add_heads(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--train", required=True, help="generator the per-head probes train on")
+    p.add_argument("--val", required=True, help="generator they are ranked on (left out of the reported matrix)")
+    p.add_argument("--top", type=count(1), default=3, help="heads kept (default %(default)s, the paper's)")
+    p.add_argument("--C", type=positive, default=1.0, help="inverse regularisation of the per-head probes (default %(default)s)")
+    p.add_argument("--device", type=torch_device, default="cpu")
+    p.add_argument("--groups", help="generator groups for block averages")
+
+
+def _heads(args: argparse.Namespace, common: Any) -> int:
+    from probes.steps import heads_step
+
+    _print(heads_step(common, args.train, args.val, top=args.top, C=args.C, device=args.device, groups=args.groups))
+    return 0
+
+
+def _add_explain(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--from", dest="source", type=Path, required=True,
+                   help="a folder of `bench probe fit`, `transfer --method residual` or `heads`")
+    p.add_argument("--top", type=count(1), default=10, help="nearest texts per direction (default %(default)s)")
+    p.add_argument("--vocab-limit", type=count(1), default=5000, help="first N whole words of the tokenizer (default %(default)s)")
+    p.add_argument("--phrases", type=Path, help="a text file, one phrase per line (e.g. Gandelsman et al.'s list)")
+    p.add_argument("--out", type=Path, default=Path("results/probe"))
+    p.add_argument("--run-name")
+    p.add_argument("--device", type=torch_device, default="cpu")
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from probes.steps import explain_step
+
+    res = explain_step(args.source, args.out, k=args.top, vocab_limit=args.vocab_limit, phrases=args.phrases,
+                       run_name=args.run_name, device=args.device)
+    echo(json.dumps({k: v for k, v in res.items() if k != "table"}, indent=1))
+    echo(res["table"].to_string(index=False))
+    return 0
+
+
 COMMAND = Command("probe", "the probe workbench of Gaintseva et al. (linear probes on frozen encoders)", subcommands=(
     Command("embed", "embed a suite with a frozen encoder (cached; every later step reads the folder)", _add_embed, _embed),
     _step("fit", "fit the paper's logistic-regression probe on one generator; --install makes it detector clip-lr.<tag>",
           (COMMON, FEATURES), _fit, _add_fit),
     _step("transfer", "train on each generator, test on every generator: accuracy/AUC matrix, CSV and heat map",
           (COMMON, FEATURES), _transfer, _add_transfer),
+    _step("remove-features", "greedy feature removal on a search pair, both ways; transfer matrix with the kept features",
+          (COMMON,), _removal, _add_removal),
+    _step("heads", "rank attention heads by a probe on each one's contribution; transfer matrix of the top heads",
+          (COMMON,), _heads, _add_heads),
+    Command("explain", "nearest vocabulary tokens and phrases to a probe's weight, residual vectors or selected heads",
+            _add_explain, _explain),
 ))
