@@ -140,7 +140,7 @@ class Splits:
         x = self.emb.vectors[rows.index.to_numpy()]
         if features is not None:
             x = x[:, features]
-        return Problem(x.astype(np.float64), rows["label"].to_numpy(dtype=np.int64), rows.index.to_numpy())
+        return Problem(x.astype(np.float64), rows["label"].to_numpy(dtype=np.int64).copy(), rows.index.to_numpy().copy())
 
     def manifest(self) -> dict[str, Any]:
         return {"seed": self.seed, "test_fraction": self.test_fraction, "condition": self.condition,

@@ -244,7 +244,7 @@ def test_fit_install_and_clip_lr_scores_like_the_probe(clip_embeddings, tmp_path
 
     probe = ProbeFile.load(tmp_path / "weights" / "clip-lr" / "clip-openai-vit-l-14-gan.safetensors")
     np.testing.assert_allclose(det.score(images), emb.vectors[rows.index] @ probe.weight, atol=1e-4)
-    assert det.info.family == "CLIP" and float(det.model.head.bias) == 0.0
+    assert det.info.family == "CLIP" and float(det.model.head.bias.detach()) == 0.0
     x = torch.stack([det.preprocess()(im) for im in images])
     y = torch.tensor([0, 1, 0, 1])
     refit_head(det.model, [(x, y)], [(x, y)], nonneg=True, max_epochs=1, progress=False)  # Stay-Positive applies
