@@ -9,19 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from bench_cli.args import Command, count, echo, positive, torch_device
-
-
-@dataclass(frozen=True)
-class Options:
-    """A group of options: how to declare them, and the keyword arguments they give the step."""
-
-    add: Callable[[argparse.ArgumentParser], None]
-    read: Callable[[argparse.Namespace], dict[str, Any]]
+from bench_cli.args import Command, Options, count, echo, grouped, positive, torch_device
 
 
 def _add_common(q: argparse.ArgumentParser) -> None:
@@ -44,23 +35,6 @@ def _add_features(q: argparse.ArgumentParser) -> None:
 
 COMMON = Options(_add_common, _common)
 FEATURES = Options(_add_features, lambda a: {"features": a.features})
-
-
-def _step(name: str, help: str, groups: tuple[Options, ...], handler: Callable[..., int],
-          extra: Callable[[argparse.ArgumentParser], None] | None = None) -> Command:
-    def add(p: argparse.ArgumentParser) -> None:
-        for g in groups:
-            g.add(p)
-        if extra is not None:
-            extra(p)
-
-    def run(args: argparse.Namespace) -> int:
-        kw: dict[str, Any] = {}
-        for g in groups:
-            kw.update(g.read(args))
-        return handler(args, **kw)
-
-    return Command(name, help, add, run)
 
 
 def _print(result: dict[str, Any]) -> None:
@@ -114,10 +88,10 @@ def _add_fit(p: argparse.ArgumentParser) -> None:
     p.add_argument("--install", action="store_true", help="copy it to the weights folder, so `clip-lr.<tag>` is a detector")
 
 
-def _fit(args: argparse.Namespace, common: Any, features: str | None) -> int:
+def _fit(args: argparse.Namespace, kw: dict[str, Any]) -> int:
     from probes.steps import fit_step
 
-    _print(fit_step(common, args.train, tag=args.tag, install=args.install, features=features))
+    _print(fit_step(kw["common"], args.train, tag=args.tag, install=args.install, features=kw["features"]))
     return 0
 
 
@@ -129,10 +103,11 @@ def _add_transfer(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-condition", help="train under this condition instead of --condition (e.g. original, test post-processed)")
 
 
-def _transfer(args: argparse.Namespace, common: Any, features: str | None) -> int:
+def _transfer(args: argparse.Namespace, kw: dict[str, Any]) -> int:
     from probes.steps import transfer_step
 
-    _print(transfer_step(common, args.method, groups=args.groups, features=features, train_condition=args.train_condition))
+    _print(transfer_step(kw["common"], args.method, groups=args.groups, features=kw["features"],
+                         train_condition=args.train_condition))
     return 0
 
 
@@ -149,10 +124,10 @@ def _add_removal(p: argparse.ArgumentParser) -> None:
     p.add_argument("--groups", help="generator groups for block averages")
 
 
-def _removal(args: argparse.Namespace, common: Any) -> int:
+def _removal(args: argparse.Namespace, kw: dict[str, Any]) -> int:
     from probes.steps import removal_step
 
-    _print(removal_step(common, args.pair, drop_per_step=args.drop_per_step, max_removed=args.max_removed, combine_how=args.combine,
+    _print(removal_step(kw["common"], args.pair, drop_per_step=args.drop_per_step, max_removed=args.max_removed, combine_how=args.combine,
                         iters=args.iters, device=args.device, groups=args.groups))
     return 0
 
@@ -166,10 +141,10 @@ def _add_heads(p: argparse.ArgumentParser) -> None:
     p.add_argument("--groups", help="generator groups for block averages")
 
 
-def _heads(args: argparse.Namespace, common: Any) -> int:
+def _heads(args: argparse.Namespace, kw: dict[str, Any]) -> int:
     from probes.steps import heads_step
 
-    _print(heads_step(common, args.train, args.val, top=args.top, C=args.C, device=args.device, groups=args.groups))
+    _print(heads_step(kw["common"], args.train, args.val, top=args.top, C=args.C, device=args.device, groups=args.groups))
     return 0
 
 
@@ -196,13 +171,13 @@ def _explain(args: argparse.Namespace) -> int:
 
 COMMAND = Command("probe", "the probe workbench of Gaintseva et al. (linear probes on frozen encoders)", subcommands=(
     Command("embed", "embed a suite with a frozen encoder (cached; every later step reads the folder)", _add_embed, _embed),
-    _step("fit", "fit the paper's logistic-regression probe on one generator; --install makes it detector clip-lr.<tag>",
+    grouped("fit", "fit the paper's logistic-regression probe on one generator; --install makes it detector clip-lr.<tag>",
           (COMMON, FEATURES), _fit, _add_fit),
-    _step("transfer", "train on each generator, test on every generator: accuracy/AUC matrix, CSV and heat map",
+    grouped("transfer", "train on each generator, test on every generator: accuracy/AUC matrix, CSV and heat map",
           (COMMON, FEATURES), _transfer, _add_transfer),
-    _step("remove-features", "greedy feature removal on a search pair, both ways; transfer matrix with the kept features",
+    grouped("remove-features", "greedy feature removal on a search pair, both ways; transfer matrix with the kept features",
           (COMMON,), _removal, _add_removal),
-    _step("heads", "rank attention heads by a probe on each one's contribution; transfer matrix of the top heads",
+    grouped("heads", "rank attention heads by a probe on each one's contribution; transfer matrix of the top heads",
           (COMMON,), _heads, _add_heads),
     Command("explain", "nearest vocabulary tokens and phrases to a probe's weight, residual vectors or selected heads",
             _add_explain, _explain),
