@@ -148,6 +148,21 @@ class Detector(abc.ABC):
         return score_images(self, images, batch_size)
 
 
+class Embedder(Detector):
+    """A Detector whose `forward` returns (B, D) feature vectors instead of (B,) logits: a frozen
+    encoder's features for probes (Gaintseva et al., arXiv 2406.15035: linear probes on cached
+    embeddings). It has the Detector contract's `preprocess`, `prepare`, `to` and `fingerprint`
+    (which must name the feature tap too), so the runner feeds it exactly as it feeds detectors
+    (`bench.scoring.compute_missing`: same decoding, conditions, seeds, devices and failures) and
+    stores its vectors in the score store's `vectors` table, keyed like scores. `dim` is D."""
+
+    dim: int
+
+    @abc.abstractmethod
+    def forward(self, batch: Any) -> Any:
+        """(B, C, H, W) tensor on `self.device`, as `prepare` gives it -> (B, D) float tensor."""
+
+
 @runtime_checkable
 class LinearHeadModel(Protocol):
     """A frozen backbone under a linear head: what `detectors.head.refit_head` refits

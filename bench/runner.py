@@ -101,7 +101,9 @@ class RunResult:
 # --------------------------------------------------------------------------- loading
 
 
-def _load_suite(config: RunConfig) -> tuple[Suite, Any]:
+def load_suite(config: RunConfig) -> tuple[Suite, Any]:
+    """The registered suite `config.suite` loaded as a run loads it (data root, sample, seed,
+    options), and its source; MissingDataError when its data is not here."""
     source = registry.get_suite(config.suite)
     missing = source.availability(config.data_root)
     if missing:
@@ -220,7 +222,7 @@ def _execute(config: RunConfig, detectors: list[Detector] | None, suite: Suite |
                 log.warning("detector %s is skipped: %s", name, exc)
     source = None
     if suite is None:
-        suite, source = _load_suite(config)
+        suite, source = load_suite(config)
     if not suite.records:
         raise MissingDataError(f"suite {suite.name!r} has no images ({suite.source or 'no source'})")
     run_name = config.run_name or config.suite or suite.name

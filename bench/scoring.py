@@ -5,6 +5,12 @@ group of detectors resident on the device (`bench.feed`: each image decoded once
 them), batches each detector's tensors with the one batcher (`bench.batching`) under a pixel
 budget, stores every batch as it finishes (a crash loses at most the batches in flight), and
 reads the scores table back (`assemble`).
+
+The same loop feeds `bench.api.Embedder`s (frozen encoders whose forward returns (B, D)
+vectors, for the probes of Gaintseva et al., arXiv 2406.15035): `compute_missing` is the part of
+`score_all` that computes, and an embedder's rows go to the store's `vectors` table instead of
+`scores`. One loop rather than a second one for features, so embeddings get the decoding,
+post-processing seeds, device groups, per-image failures and crash safety of scores for free.
 """
 from __future__ import annotations
 
@@ -15,14 +21,14 @@ from typing import Any, NamedTuple
 
 import pandas as pd
 
-from bench.api import FAKE, REAL, Detector, ImageRecord, Suite, Transform
+from bench.api import FAKE, REAL, Detector, Embedder, ImageRecord, Suite, Transform
 from bench.batching import ShapeBatcher
 from bench.conditions import ORIGINAL_KEY, Condition
 from bench.devices import cache_suffix, compute_precision, default_workers, offload, pixel_budget, tune_allocator
 from bench.feed import FeedDataset, WorkItem, identity as feed_identity, plan_chunks
 from bench.rundir import FAILURE_COLUMNS, SCORE_COLUMNS
 from bench.selection import row_label
-from bench.store import ScoreRow, ScoreStore
+from bench.store import ScoreRow, ScoreStore, VectorRow
 
 log = logging.getLogger("bench.runner")
 
@@ -64,8 +70,9 @@ class _Scorer:
         self.failed: str | None = None
         self.computed, self.seconds = 0, 0.0
         self.batch_sizes: dict[int, int] = {}
+        self.vectors = isinstance(det, Embedder)
 
-    def forward(self, entries: list[_Entry], device: str) -> list[float]:
+    def forward(self, entries: list[_Entry], device: str) -> list[Any]:
         import torch
 
         block = entries[0].block
@@ -76,14 +83,20 @@ class _Scorer:
             x = self.det.prepare(x.to(device, non_blocking=device.startswith("cuda")))
             with torch.inference_mode():
                 out = self.det.forward(x)
-            logits = torch.as_tensor(out).detach().float().reshape(-1).cpu().tolist()
+            out = torch.as_tensor(out).detach().float()
+            if self.vectors:  # (B, D) rows; a wrong shape is named below
+                logits = list(out.cpu().numpy()) if out.dim() == 2 and out.shape[1] == self.det.dim else None
+            else:
+                logits = out.reshape(-1).cpu().tolist()
         except Exception as exc:
             raise _DetectorFailed(f"forward failed on a batch of shape {(len(entries), *entries[0].tensor.shape)}: "
                                   f"{type(exc).__name__}: {exc}") from exc
         finally:
             self.seconds += time.perf_counter() - t0
+        if logits is None:
+            raise _DetectorFailed(f"forward returned shape {tuple(out.shape)}, not (B, {self.det.dim}) vectors")
         if len(logits) != len(entries):
-            raise _DetectorFailed(f"forward returned {len(logits)} logits for a batch of {len(entries)} images")
+            raise _DetectorFailed(f"forward returned {len(logits)} outputs for a batch of {len(entries)} images")
         self.batch_sizes[len(entries)] = self.batch_sizes.get(len(entries), 0) + 1
         return logits
 
@@ -119,11 +132,14 @@ def _feed(
         rows, bad = [], []
         for e, logit in zip(entries, logits):
             w = work[e.item]
-            if math.isnan(logit):
+            if not _finite(logit):
                 bad.append((w.path, sc.fp, conds[w.cond].store_key, "the detector returned NaN"))
+            elif sc.vectors:
+                rows.append(VectorRow(sc.fp, w.sha, conds[w.cond].store_key, logit, params[e.item]))
             else:
                 rows.append(ScoreRow(sc.fp, w.sha, conds[w.cond].store_key, logit, params[e.item]))
-        store.put_many(rows)  # one transaction per batch: a crash loses at most the batches in flight
+        # one transaction per batch: a crash loses at most the batches in flight
+        (store.put_vectors if sc.vectors else store.put_many)(rows)
         store.record_failures(bad)
         sc.computed += len(rows)
         bar.update(len(entries))
@@ -155,6 +171,20 @@ def _feed(
         bar.close()
 
 
+def _finite(value: Any) -> bool:
+    """A logit that is not NaN, or a vector without NaN or inf."""
+    if isinstance(value, float):
+        return not math.isnan(value)
+    import numpy as np
+
+    return bool(np.isfinite(value).all())
+
+
+def _stored(store: ScoreStore, det: Detector, key: str, condition_key: str, shas: list[str]) -> Any:
+    """What the store holds already for `det` (scores, or vectors of an Embedder): a mapping by sha."""
+    return (store.get_vectors if isinstance(det, Embedder) else store.get_many)(key, condition_key, shas)
+
+
 def _device_groups(dets: list[Detector], device: str) -> list[list[int]]:
     """Which detectors share a feed pass, resident on the device together: all of them, unless
     their parameters would take more than half of the GPU's free memory (then greedy groups)."""
@@ -181,6 +211,17 @@ def _modules(det: Detector) -> list[Any]:
     return [v for v in vars(det).values() if isinstance(v, torch.nn.Module)]
 
 
+class Computed(NamedTuple):
+    """What `compute_missing` leaves for reading results back: each path's content hash (None:
+    unreadable, reason in `unreadable`), the path read for each hash, per-detector stats, memory."""
+
+    sha_of: dict[str, str | None]
+    path_of: dict[str, str]
+    unreadable: dict[str, str]
+    stats: list[dict[str, Any]]
+    memory: dict[str, float]
+
+
 def score_all(
     store: ScoreStore, suite: Suite, built: list[Detector], pairs: list[tuple[Condition, Transform | None]],
     records_of: list[list[ImageRecord]], config: Any, device: str, precision: str, progress: bool,
@@ -190,6 +231,23 @@ def score_all(
     of detectors resident on the device, then read the scores table back from the store. A
     detector that fails lands in `errors`; the others go on. Also returns the peak RSS (MiB)
     after each step (hashing, scoring, assembly) and of the workers."""
+    done = compute_missing(store, built, pairs, records_of, config, device, precision, progress, errors)
+    conds = [c for c, _ in pairs]
+    scores, failures = assemble(store, suite, built, conds, records_of, done.sha_of, done.path_of, done.unreadable, precision,
+                                options or {})
+    memory = done.memory
+    memory["after_assembly"] = peak_rss_mib()
+    memory["workers"] = peak_rss_mib(children=True)
+    return scores, failures, done.stats, memory
+
+
+def compute_missing(
+    store: ScoreStore, built: list[Detector], pairs: list[tuple[Condition, Transform | None]],
+    records_of: list[list[ImageRecord]], config: Any, device: str, precision: str, progress: bool,
+    errors: dict[str, str],
+) -> Computed:
+    """Compute and store what the store lacks for every detector (or `Embedder`) and condition,
+    in one feed pass per group resident on the device; a detector that fails lands in `errors`."""
     conds = [c for c, _ in pairs]
     transforms = [t for _, t in pairs]
     unreadable: dict[str, str] = {}
@@ -205,7 +263,7 @@ def score_all(
         for ci, cond in enumerate(conds):
             wanted = [s for s in dict.fromkeys(sha_of[r.path] for r in records_of[ci] if not cond.fakes_only or r.label == FAKE)
                       if s is not None and (s, cond.store_key) not in queued]
-            have = store.get_many(keys[d], cond.store_key, wanted)
+            have = _stored(store, built[d], keys[d], cond.store_key, wanted)
             for s in wanted:
                 if s not in have:
                     need.setdefault((s, ci), []).append(d)
@@ -249,10 +307,7 @@ def score_all(
                       "seconds": round(sc.seconds, 3) if sc else 0.0,
                       "batch_sizes": dict(sorted(sc.batch_sizes.items())) if sc else {}})
     memory["after_scoring"] = peak_rss_mib()
-    scores, failures = assemble(store, suite, built, conds, records_of, sha_of, path_of, unreadable, precision, options or {})
-    memory["after_assembly"] = peak_rss_mib()
-    memory["workers"] = peak_rss_mib(children=True)
-    return scores, failures, stats, memory
+    return Computed(sha_of, path_of, unreadable, stats, memory)
 
 
 def peak_rss_mib(children: bool = False) -> float:

@@ -132,8 +132,8 @@ def shard_stores(out: Path) -> list[Path]:
     return sorted(Path(out).glob("cache.shard-*-of-*.sqlite"))
 
 
-TABLES = {"scores": "INSERT OR REPLACE", "failures": "INSERT OR REPLACE", "file_hashes": "INSERT OR IGNORE",
-          "image_sizes": "INSERT OR IGNORE"}
+TABLES = {"scores": "INSERT OR REPLACE", "vectors": "INSERT OR REPLACE", "failures": "INSERT OR REPLACE",
+          "file_hashes": "INSERT OR IGNORE", "image_sizes": "INSERT OR IGNORE"}
 
 
 def import_stores(main: Path, stores: list[Path]) -> dict[str, int]:

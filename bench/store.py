@@ -34,12 +34,27 @@ CREATE TABLE IF NOT EXISTS scores (
 DROP TABLE IF EXISTS hashes;
 CREATE TABLE IF NOT EXISTS file_hashes (path TEXT PRIMARY KEY, stamp TEXT NOT NULL, sha TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS image_sizes (sha TEXT PRIMARY KEY, width INTEGER NOT NULL, height INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS vectors (
+    encoder_fp TEXT NOT NULL, image_sha TEXT NOT NULL, condition_key TEXT NOT NULL,
+    dim INTEGER NOT NULL, data BLOB NOT NULL, params TEXT NOT NULL DEFAULT '{}', created REAL NOT NULL,
+    PRIMARY KEY (encoder_fp, image_sha, condition_key));
 CREATE TABLE IF NOT EXISTS failures (
     path TEXT NOT NULL, detector_fp TEXT NOT NULL, condition_key TEXT NOT NULL, reason TEXT NOT NULL,
     PRIMARY KEY (path, condition_key, detector_fp));
 """
 
 _CHUNK = 500  # rows per `IN (...)` query, well under SQLite's variable limit
+
+
+@dataclass(frozen=True)
+class VectorRow:
+    """One stored feature vector of an `bench.api.Embedder` (float32, little-endian in the blob)."""
+
+    encoder_fp: str
+    image_sha: str
+    condition_key: str
+    vector: Any  # 1-D numpy array
+    params: str = "{}"
 
 
 @dataclass(frozen=True)
@@ -175,6 +190,45 @@ class ScoreStore:
         if condition_key is not None:
             sql, args = sql + " AND condition_key=?", [*args, condition_key]
         return self._db.execute(sql, args).fetchone()[0]
+
+    # ------------------------------------------------------------------ vectors (probes)
+
+    def get_vectors(self, encoder_fp: str, condition_key: str, shas: Iterable[str]) -> dict[str, tuple[Any, str]]:
+        """Stored (float32 vector, params JSON) for those of `shas` already embedded. Vectors sit
+        beside the scores, keyed the same way, so an embedding run resumes and is shared exactly
+        as a scoring run is (the `vectors` table; one row per image, condition and encoder tap)."""
+        import numpy as np
+
+        wanted = list(dict.fromkeys(shas))
+        found: dict[str, tuple[Any, str]] = {}
+        for db in [self._db, *getattr(self, "_others", [])]:
+            for chunk in _chunks([s for s in wanted if s not in found]):
+                marks = ",".join("?" * len(chunk))
+                try:
+                    cur = db.execute(f"SELECT image_sha, dim, data, params FROM vectors WHERE encoder_fp=? AND condition_key=? "
+                                     f"AND image_sha IN ({marks})", (encoder_fp, condition_key, *chunk))
+                except sqlite3.OperationalError:  # a store from before the vectors table: nothing in it
+                    continue
+                for sha, dim, data, params in cur:
+                    vec = np.frombuffer(data, dtype="<f4")
+                    if vec.size != dim:
+                        raise BenchError(f"{self.path}: a stored vector of {encoder_fp} has {vec.size} values, not {dim}; "
+                                         "the store is damaged: move it away and rerun")
+                    found[sha] = (vec, params)
+        return found
+
+    def put_vectors(self, rows: Iterable[VectorRow]) -> int:
+        """Store one batch of vectors in a single transaction (replacing older values)."""
+        import numpy as np
+
+        now = time.time()
+        data = []
+        for r in rows:
+            vec = np.ascontiguousarray(r.vector, dtype="<f4").reshape(-1)
+            data.append((r.encoder_fp, r.image_sha, r.condition_key, int(vec.size), vec.tobytes(), r.params, now))
+        if data:
+            self._write("INSERT OR REPLACE INTO vectors VALUES (?,?,?,?,?,?,?)", data)
+        return len(data)
 
     # ------------------------------------------------------------------ failures
 

@@ -19,12 +19,12 @@ import sys
 from typing import Any, Sequence
 
 from bench.api import BenchError
-from bench_cli import analyze, dear, harness, reproduce, train, weights, world
+from bench_cli import analyze, dear, harness, probe, reproduce, train, weights, world
 from bench_cli.args import EXIT_ERROR, Command, add_commands
 
 __all__ = ["COMMANDS", "Command", "build_parser", "main", "worker_message"]
 
-COMMANDS = [*harness.COMMANDS, world.COMMAND, train.COMMAND, dear.COMMAND, analyze.COMMAND, reproduce.COMMAND, weights.COMMAND]
+COMMANDS = [*harness.COMMANDS, world.COMMAND, train.COMMAND, dear.COMMAND, probe.COMMAND, analyze.COMMAND, reproduce.COMMAND, weights.COMMAND]
 RESUMABLE = ("run", "sweep")  # commands whose finished work is saved as it comes
 
 

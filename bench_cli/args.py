@@ -27,6 +27,34 @@ class Command:
     subcommands: tuple["Command", ...] = ()
 
 
+@dataclass(frozen=True)
+class Options:
+    """A group of options: how to declare them, and the keyword values they give a handler."""
+
+    add: Callable[[argparse.ArgumentParser], None]
+    read: Callable[[argparse.Namespace], dict[str, Any]]
+
+
+def grouped(name: str, help: str, groups: tuple[Options, ...], handler: Callable[[argparse.Namespace, dict[str, Any]], int],
+            extra: Callable[[argparse.ArgumentParser], None] | None = None) -> Command:
+    """A command that declares exactly its option `groups` (plus `extra`) and calls
+    `handler(args, values)` with what those groups read, so it never takes an option it ignores."""
+
+    def add(p: argparse.ArgumentParser) -> None:
+        for g in groups:
+            g.add(p)
+        if extra is not None:
+            extra(p)
+
+    def run(args: argparse.Namespace) -> int:
+        values: dict[str, Any] = {}
+        for g in groups:
+            values.update(g.read(args))
+        return handler(args, values)
+
+    return Command(name, help, add, run)
+
+
 def add_commands(sub: Any, commands: tuple[Command, ...] | list[Command], path: str = "") -> None:
     """Declare `commands` on an argparse subparsers object, recursing into groups; each leaf
     parser carries its handler, and `_command` names the full path ("dear prune")."""

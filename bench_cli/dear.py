@@ -9,21 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from bench.api import BenchError
-from bench_cli.args import Command, count, echo, positive, torch_device
+from bench_cli.args import Command, Options, count, echo, grouped as _stage, positive, torch_device
 from dear.config import KINDS  # no torch at start-up
-
-
-@dataclass(frozen=True)
-class Options:
-    """A group of options: how to declare them, and the DearConfig fields they set."""
-
-    add: Callable[[argparse.ArgumentParser], None]
-    read: Callable[[argparse.Namespace], dict[str, Any]]
 
 
 def _add_model(q: argparse.ArgumentParser) -> None:
@@ -58,25 +49,6 @@ RAD = Options(_add_rad, lambda a: {"max_batches": a.max_batches})
 PRUNE = Options(_add_prune, lambda a: {"mode": a.mode, **({"alpha_low": a.alpha, "alpha_high": a.alpha} if a.alpha is not None else {})})
 REFIT = Options(_add_refit, lambda a: {"steps_per_epoch": a.steps_per_epoch, "freeze_bn": not a.bn_drift,
                                        **{k: v for k, v in (("max_epochs", a.max_epochs), ("lr", a.lr)) if v is not None}})
-
-
-def _stage(name: str, help: str, groups: tuple[Options, ...], handler: Callable[[argparse.Namespace, dict[str, Any]], int],
-           extra: Callable[[argparse.ArgumentParser], None] | None = None) -> Command:
-    """A stage command whose handler gets the DearConfig fields of exactly its `groups`."""
-
-    def add(p: argparse.ArgumentParser) -> None:
-        for g in groups:
-            g.add(p)
-        if extra is not None:
-            extra(p)
-
-    def run(args: argparse.Namespace) -> int:
-        fields: dict[str, Any] = {}
-        for g in groups:
-            fields.update(g.read(args))
-        return handler(args, fields)
-
-    return Command(name, help, add, run)
 
 
 def _config(kind: str | None, fields: dict[str, Any]) -> Any:

@@ -390,7 +390,8 @@ def open_clip_encoder(model: nn.Module, *, fingerprint: str, arch: str = "", wit
     tower: TextTower | None = None
     if with_text:
         context = int(model.positional_embedding.shape[0])
-        tokenizer = open_clip.get_tokenizer(arch) if arch in open_clip.list_models() else \
+        # the model's own context length: a checkpoint may differ from the named architecture's
+        tokenizer = open_clip.get_tokenizer(arch, context_length=context) if arch in open_clip.list_models() else \
             open_clip.tokenizer.SimpleTokenizer(context_length=context)
         tower = TextTower(tokenize=tokenizer, encode=lambda tokens, m=model: m.encode_text(tokens.to(m.token_embedding.weight.device)))
     visual = model.visual
