@@ -168,25 +168,31 @@ M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc mallopt parameters (malloc.h)
 KEEP_BYTES = 1 << 30  # freed heap kept for reuse, at most: about one large forward's activations
 
 
+MALLOC_VARIABLE = "AIGI_BENCH_MALLOC"  # "keep": trade memory for speed on CPU (see tune_allocator)
+
+
 def tune_allocator() -> bool:
-    """Let glibc keep large freed blocks for reuse, once per process (True when applied).
+    """When `AIGI_BENCH_MALLOC=keep`, let glibc keep large freed blocks for reuse, once per
+    process (True when applied). Off by default, because it raises the peak.
 
     By default glibc serves every allocation above its mmap threshold (at most 32 MiB) with a
-    fresh mmap and returns it to the kernel on free, so each forward of a CNN re-faults every
-    page of its large activations: on 2 cores the main job spent 76 of its 180 CPU-seconds in the
-    kernel. Serving them from the heap (M_MMAP_MAX = 0, what `MALLOC_MMAP_MAX_=0` does) and
-    trimming the heap only above 1 GiB of free space (M_TRIM_THRESHOLD) keeps those pages mapped
-    between forwards. The peak is that of the largest forward either way; what changes is that
-    the memory stays with the process instead of being handed back and faulted in again
-    (`benchmarks/speed_ratios.py --allocator` measures both). Elsewhere than glibc: nothing."""
+    fresh mmap and returns it to the kernel on free, so each CPU forward of a CNN re-faults every
+    page of its large activations (on 2 cores the main job spent 76 of its 180 CPU-seconds in
+    the kernel). Serving them from the heap (M_MMAP_MAX = 0, what `MALLOC_MMAP_MAX_=0` does)
+    and trimming the heap only above 1 GiB of free space (M_TRIM_THRESHOLD) keeps those pages
+    mapped between forwards: measured on 2 cores, Corvi and NPR on the post-processed mini
+    suite ran 1.3-1.45x faster, but peaked 0.7-2 GB higher, since freed blocks of one image
+    size fit the next image's activations only in part (README, *Runs*: Memory). glibc's own
+    dynamic mmap threshold, a fixed 32 MiB threshold and smaller trim thresholds were no
+    faster than the default. Elsewhere than glibc: nothing."""
     global _TUNED
     if _TUNED:
         return True
-    import ctypes
     import os
 
-    if os.environ.get("AIGI_BENCH_DEFAULT_MALLOC"):  # benchmarks compare against glibc's defaults
+    if os.environ.get(MALLOC_VARIABLE, "").strip().lower() != "keep":
         return False
+    import ctypes
     import ctypes.util
     import platform
 

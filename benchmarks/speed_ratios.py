@@ -4,7 +4,7 @@
                                       [--device cpu|cuda] [--precision fp32|bf16] [--repeats 3]
     python benchmarks/speed_ratios.py --feed      # main-process cost per image of the data feed
     python benchmarks/speed_ratios.py --scaling   # harness time for 2,000 and 20,000 small images
-    python benchmarks/speed_ratios.py --allocator # the main job's CPU detectors with and without the malloc tuning
+    python benchmarks/speed_ratios.py --allocator # forwards with glibc's defaults and with AIGI_BENCH_MALLOC=keep
 
 Side by side, in one process, per detector:
 - model-only: `forward` on a batch already on the device (prepared as the detector wants it), the limit;
@@ -200,7 +200,8 @@ def allocator(args: argparse.Namespace) -> None:
     """The same `bench speed` forwards in two fresh processes: glibc's defaults, then tuned."""
     import os
 
-    for label, extra in (("glibc defaults", {"AIGI_BENCH_DEFAULT_MALLOC": "1"}), ("tuned (bench.devices.tune_allocator)", {})):
+    for label, extra in (("glibc defaults", {"AIGI_BENCH_MALLOC": ""}), ("AIGI_BENCH_MALLOC=keep (bench.devices.tune_allocator)",
+                                                                        {"AIGI_BENCH_MALLOC": "keep"})):
         code = ("import resource, statistics, time, torch\nfrom bench.devices import tune_allocator\n"
                 "from bench.registry import create_detector\nfrom bench.speed import measure\ntune_allocator()\n"
                 f"names = {args.detectors.split(',')!r}\n"

@@ -167,11 +167,15 @@ def test_default_workers_follow_the_machine(monkeypatch):
     assert devices.default_workers() == 8
 
 
-def test_the_allocator_is_tuned_once_on_glibc():
+def test_the_allocator_is_tuned_only_when_asked_and_once(monkeypatch):
     import platform
 
     from bench import devices
 
+    monkeypatch.setattr(devices, "_TUNED", False)
+    monkeypatch.delenv(devices.MALLOC_VARIABLE, raising=False)
+    assert devices.tune_allocator() is False  # the default: glibc's own policy, no higher peak
+    monkeypatch.setenv(devices.MALLOC_VARIABLE, "keep")
     applied = devices.tune_allocator()
     assert applied == (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")
     assert devices.tune_allocator() == applied  # idempotent
