@@ -6,6 +6,8 @@
 #                                                  # then a few training and Stay-Positive refit steps there
 #   benchmarks/device_check.sh free [OUT_DIR]      # the training-free detectors: aeroblade.mini CPU vs CUDA,
 #                                                  # its speed, WaRPAD's speed on a random-weight ViT-L/14
+#   benchmarks/device_check.sh ratios [OUT_DIR]    # end-to-end against the model-only limit and the official
+#                                                  # loop (benchmarks/speed_ratios.py), GPU utilisation sampled
 #
 # Each part fits one 10-minute call of a lent GPU machine. Without a GPU, DEVICE=cpu rehearses
 # the same commands (the comparisons then compare CPU with CPU). OUT_DIR (default: $OUT, else
@@ -17,7 +19,7 @@
 # Exits 1 when the fp32 CUDA table does not match the CPU one within 1e-3 (after all checks ran).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-part=${1:?usage: benchmarks/device_check.sh harness|dear|free [OUT_DIR]}
+part=${1:?usage: benchmarks/device_check.sh harness|dear|free|ratios [OUT_DIR]}
 out=$(realpath -m "${2:-${OUT:-results/device-check}}")
 device=${DEVICE:-cuda}
 read -r -a run_args <<<"${RUN_ARGS:-}"
@@ -67,8 +69,25 @@ free)
   timed speed-aeroblade bench speed --detectors aeroblade.mini --device "$device" --size 512 --batch-size 16 --batches 10 --output "$out/speed-aeroblade.csv"
   timed speed-warpad python3 benchmarks/warpad_speed.py --device "$device" --batch-size 8 --batches 5
   ;;
+ratios)
+  # res50nodown (corvi.mini) at 256 and 512 px, NPR at 256 px; fp32 and bf16; batch 64. IMAGES=64
+  # makes a quick CPU rehearsal. nvidia-smi samples utilisation while it runs, where it exists.
+  images=${IMAGES:-1024}
+  if command -v nvidia-smi >/dev/null; then
+    nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv -lms 200 >"$out/gpu-util.csv" &
+    sampler=$!
+  fi
+  for p in fp32 bf16; do
+    timed "ratios-256-$p" python3 benchmarks/speed_ratios.py --detectors corvi.mini,npr.mini --device "$device" --precision "$p" \
+      --size 256 --batch-size 64 --images "$images" --repeats 3
+    timed "ratios-512-$p" python3 benchmarks/speed_ratios.py --detectors corvi.mini --device "$device" --precision "$p" \
+      --size 512 --batch-size 64 --images "$((images / 2))" --repeats 3
+  done
+  timed feed python3 benchmarks/speed_ratios.py --feed --images "$((images / 4))"
+  if [[ -n ${sampler:-} ]]; then kill "$sampler"; fi
+  ;;
 *)
-  echo "unknown part $part: choose harness, dear or free" >&2
+  echo "unknown part $part: choose harness, dear, free or ratios" >&2
   exit 2
   ;;
 esac

@@ -17,6 +17,7 @@ medians over `--repeats`, with min and max. A benchmark, never a test: nothing i
 from __future__ import annotations
 
 import argparse
+import logging
 import statistics
 import subprocess
 import sys
@@ -225,6 +226,7 @@ def main() -> int:
     parser.add_argument("--scaling", action="store_true", help="harness time for 2,000 and 20,000 small images")
     parser.add_argument("--allocator", action="store_true", help="forwards with and without the malloc tuning")
     args = parser.parse_args()
+    logging.getLogger("bench").setLevel(logging.ERROR)  # the toy-weights warning of every run, not a measurement
     if args.feed:
         feed_cost(args)
     elif args.scaling:

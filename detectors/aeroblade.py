@@ -304,8 +304,10 @@ def build(spec: Any, weights: str | None = None, *, path: str | os.PathLike | No
         aes = [load_autoencoder(ref, _DTYPES[dtype], path=file if mini and len(refs) == 1 else None) for ref in refs]
     else:
         aes = [load_autoencoder(ref, _DTYPES[dtype]) if isinstance(ref, str) else ref for ref in autoencoders]
-    label = [p for p in ("mini" if mini else "", DISTANCE_LABELS.get(distance, distance) if distance != DEFAULT_DISTANCE else "") if p]
-    info = dataclasses.replace(spec.info, display_name=spec.info.display_name + (f" ({', '.join(label)})" if label else ""))
+    # the distance names the row when it is not the paper's ("AEROBLADE-SSIM"); the weight tag is
+    # added by the runner's row label ("AEROBLADE-SSIM (mini)"), as for every detector
+    suffix = "" if distance == DEFAULT_DISTANCE else "-" + DISTANCE_LABELS.get(distance, distance)
+    info = dataclasses.replace(spec.info, display_name=spec.info.display_name + suffix)
     det = AerobladeDetector(aes, similarity, info, f"{spec.name}.{tag}", _fingerprint(aes, distance, digests, seed),
                             seed=seed, max_pixels=max_pixels)
     return det.to(device)

@@ -203,7 +203,7 @@ def test_lpips_from_torch_hub_cache(offline_weights):
     assert sorted(k for k in state if k.startswith("features.") and k.endswith(".weight")) == sorted(
         f"features.{i}.weight" for i in (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28))
     det = registry.create_detector("aeroblade.mini", distance="lpips_vgg_2")
-    assert det.similarity.name == "lpips_vgg_2" and det.info.display_name == "AEROBLADE (mini)"
+    assert det.similarity.name == "lpips_vgg_2" and det.info.display_name == "AEROBLADE"
     scores = det.score(_images())
     assert np.isfinite(scores).all() and (scores <= 0).all()  # -LPIPS
     assert det.fingerprint != registry.create_detector("aeroblade.mini").fingerprint
@@ -212,12 +212,12 @@ def test_lpips_from_torch_hub_cache(offline_weights):
 def test_mini_uses_the_registered_ldm_autoencoder():
     det = registry.create_detector("aeroblade.mini")
     assert [ae.name for ae in det.autoencoders] == ["mini:ldm"] and det.similarity.name == "ssimc"
-    assert det.info.display_name == "AEROBLADE (mini, SSIM)" and not det.info.calibrated
+    assert det.info.display_name == "AEROBLADE-SSIM" and not det.info.calibrated
     assert det.weights == "aeroblade.mini"
     assert det.fingerprint == registry.create_detector("aeroblade.mini").fingerprint
     other = registry.create_detector("aeroblade.mini", autoencoders=["mini:ldm", "mini:vq"])
     assert other.fingerprint != det.fingerprint and len(other.autoencoders) == 2
-    assert registry.create_detector("aeroblade.mini", distance="psnr").info.display_name == "AEROBLADE (mini, PSNR)"
+    assert registry.create_detector("aeroblade.mini", distance="psnr").info.display_name == "AEROBLADE-PSNR"
 
 
 def test_world_autoencoders_are_registered_and_match_the_generators():

@@ -248,7 +248,7 @@ def test_fit_install_and_clip_lr_scores_like_the_probe(clip_embeddings, tmp_path
     x = torch.stack([det.preprocess()(im) for im in images])
     y = torch.tensor([0, 1, 0, 1])
     refit_head(det.model, [(x, y)], [(x, y)], nonneg=True, max_epochs=1, progress=False)  # Stay-Positive applies
-    assert float(det.model.head.weight.min()) >= 0
+    assert float(det.model.head.weight.detach().min()) >= 0
 
 
 def test_residual_directions_and_explain_read_the_text_tower(clip_embeddings, tmp_path):
