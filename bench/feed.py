@@ -96,17 +96,25 @@ class FeedDataset:
 
     def _image(self, item: WorkItem) -> tuple[Any, str]:
         from bench.files import read_bytes  # lazy: keeps the core importable on its own
-        from bench.images import decode_image, pixel_digest
+        from bench.images import decode_image
 
         data = read_bytes(item.path)
         if sha256_bytes(data) != item.sha:
             raise BadImageError(item.path, "the file changed during the run; run again")
-        image = decode_image(data, item.path)
-        transform = self.transforms[item.cond]
-        if transform is None:
-            return image, "{}"
-        image, drawn = transform(image, random.Random(derive_seed(self.seed, transform.name, pixel_digest(image))))
-        return image, params_json(drawn)
+        return show(decode_image(data, item.path), self.transforms[item.cond], self.seed)
+
+
+def show(image: Any, transform: Transform | None, seed: int) -> tuple[Any, str]:
+    """A decoded image as a condition shows it, and the drawn parameters as stored JSON: the
+    chain seeded from the run's seed, the chain's name and the image's pixels; unchanged and
+    "{}" without a chain. The feed and `bench.export` both use this, so saved copies are the
+    pixels that were scored."""
+    from bench.images import pixel_digest
+
+    if transform is None:
+        return image, "{}"
+    image, drawn = transform(image, random.Random(derive_seed(seed, transform.name, pixel_digest(image))))
+    return image, params_json(drawn)
 
 
 def identity(x: Any) -> Any:

@@ -34,7 +34,7 @@ from typing import Any, Sequence
 import pandas as pd
 
 from bench import registry, sharding
-from bench.api import FAKE, REAL, BenchError, Detector, MissingDataError, Suite
+from bench.api import FAKE, REAL, BenchError, Detector, ImageRecord, MissingDataError, Suite
 from bench.conditions import Condition, condition_key, conditions_for
 from bench.devices import effective_precision, resolve_device
 from bench.files import FolderLock, clean_stale
@@ -72,9 +72,11 @@ class RunConfig:
     max_pixels: int | None = None  # the decompression-bomb limit for this run (None: bench.images' default)
     shard: str | None = None  # "K/N": only this shard of the images; "all": every image; None: the launcher's, else all
     compute: bool = True  # False: assemble from the store only (bench merge), compute nothing
+    save_processed: Path | None = None  # also write each chain condition's images here (bench.export)
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
+        self.save_processed = None if self.save_processed is None else Path(self.save_processed)
         if self.batch_size < 1:
             raise BenchError(f"batch size must be at least 1, got {self.batch_size}")
         if self.workers is not None and self.workers < 0:
@@ -209,6 +211,12 @@ def _execute(config: RunConfig, detectors: list[Detector] | None, suite: Suite |
         log.warning("precision %s applies to CUDA only; on %s the run computes in %s", config.precision, device, precision)
     pairs = conditions_for(config)
     conds: list[Condition] = [c for c, _ in pairs]
+    if config.save_processed is not None:
+        if shard:
+            raise BenchError("--save-processed writes one folder per condition: run it unsharded (after a sharded run "
+                             "every score comes from the store, so only the saving is done)")
+        if all(t is None for _, t in pairs):
+            raise BenchError("--save-processed saves post-processed images: add --post-process (or --chain with it)")
     errors: dict[str, str] = {}
     names: list[str] | None = None
     if detectors is None and config.detectors:
@@ -262,7 +270,21 @@ def _execute(config: RunConfig, detectors: list[Detector] | None, suite: Suite |
             log.warning("nothing was scored, so %s is left as it was", run_dir)
             return RunResult(run_dir, scores, failures, errors, manifest, written=False)
         write_run(run_dir, manifest, scores, failures)
+        if config.save_processed is not None:  # after the run folder: a failed export loses no score
+            _save_processed(config, pairs, records_of, progress)
     return RunResult(run_dir, scores, failures, errors, manifest)
+
+
+def _save_processed(config: RunConfig, pairs: list[tuple[Condition, Any]], records_of: list[list[ImageRecord]],
+                    progress: bool) -> None:
+    from bench.export import save_processed
+
+    for (cond, transform), records in zip(pairs, records_of):
+        if transform is not None:
+            folder = save_processed(Path(config.save_processed), cond.key, transform, records, config.seed,
+                                    fakes_only=cond.fakes_only, progress=progress)
+            log.info("saved the %s images to %s (score them with --suite folder --data-root %s/manifest.csv)",
+                     cond.display, folder, folder)
 
 
 def _shard_device(device: str | None, shard: sharding.Shard | None) -> str | None:
@@ -453,6 +475,7 @@ def _manifest(
 ) -> dict[str, Any]:
     cfg = dataclasses.asdict(config)
     cfg["out"] = str(config.out)
+    cfg["save_processed"] = None if config.save_processed is None else str(config.save_processed)
     scoring = failures[failures["detector"] != "-"] if len(failures) else failures
     return {
         "config": cfg,

@@ -127,6 +127,9 @@ def _add_run_options(p: argparse.ArgumentParser, post: bool = True) -> None:
                    "a guard against decompression bombs)")
     p.add_argument("--shard", help="K/N: score only shard K of N of the images (default: the shard torchrun or SLURM "
                    "assigns, else all; 'all' ignores the launcher); the last shard to finish merges, or run `bench merge`")
+    p.add_argument("--save-processed", type=Path, metavar="DIR",
+                   help="also write the post-processed images of each chain condition to DIR/<condition>/ as PNG files, "
+                   "with a manifest.csv (path,label,set,source,params) that `--suite folder --data-root` reads")
 
 
 def _config(args: argparse.Namespace) -> Any:
@@ -141,6 +144,7 @@ def _config(args: argparse.Namespace) -> Any:
         batch_size=args.batch_size, workers=args.workers, precision=args.precision, max_per_set=args.max_per_set, data_root=args.data_root,
         processed_copies=getattr(args, "processed_copies", False), detector_options=dict(args.detector_options),
         allow_outside_root=args.allow_outside_root, max_pixels=args.max_pixels, pixel_budget=args.pixel_budget, shard=args.shard,
+        save_processed=args.save_processed,
     )  # fmt: skip
 
 
