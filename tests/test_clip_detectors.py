@@ -617,3 +617,14 @@ def test_bench_run_names_the_missing_head_file_then_runs_and_records_the_preproc
     manifest = json.loads((tmp_path / "res" / "folder" / "manifest.json").read_text())
     ufd = next(d for d in manifest["detectors"] if d["name"] == "ufd")
     assert ufd["input"] == "fixed 224x224: center-crop 224, no resize; CLIP mean/std" and ufd["family"] == "CLIP"
+
+
+def test_policy_engine_and_backbone_reach_a_run_as_detector_options():
+    """`bench run --detector-option policy=harmonized` goes to the CLIP rows only, and labels them."""
+    from bench.selection import options_for, row_label
+
+    taken = options_for(["ufd", "c2p-clip", "corvi"], {"policy": "harmonized", "engine": "open_clip"})
+    assert taken == {"ufd": {"policy": "harmonized", "engine": "open_clip"},
+                     "c2p-clip": {"policy": "harmonized", "engine": "open_clip"}, "corvi": {}}
+    det = registry.detector_spec("ufd").build_tiny(policy="harmonized")
+    assert row_label(det, taken["ufd"]) == "UFD (tiny, engine=open_clip, policy=harmonized)"
