@@ -11,7 +11,7 @@ from bench_cli.args import Command, count, csv_list, echo
 
 def _add_build(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--root", type=Path, help="where to build (default: $AIGI_BENCH_HOME/worlds/mini-v1-seed<seed>)")
+    p.add_argument("--root", type=Path, help="where to build (default: $AIGI_BENCH_HOME/worlds/mini-v2-seed<seed>)")
     p.add_argument("--reduced", action="store_true", help="the small configuration used by tests")
     p.add_argument("--generators-dir", type=Path, help="generator weights to use (default: the bundled ones)")
     p.add_argument("--force", action="store_true", help="rebuild even if a current world exists")

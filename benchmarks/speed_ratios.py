@@ -96,29 +96,45 @@ def _stats(values: list[float]) -> str:
 
 
 def ratios(args: argparse.Namespace) -> None:
+    """One table row per detector and worker count; the model-only limit and the official loop
+    are measured once per detector (they use no workers). On CUDA, the peak memory the
+    detector's forwards allocated."""
+    import torch
+
     from bench.devices import resolve_device
     from bench.registry import create_detector
 
     device = resolve_device(args.device)
     names = [n.strip() for n in args.detectors.split(",") if n.strip()]
+    workers = [None if w in ("", "auto") else int(w) for w in str(args.workers or "auto").split(",")]
+    cuda = device.startswith("cuda")
     with tempfile.TemporaryDirectory() as tmp:
         root = noise_folder(Path(tmp) / "data", args.images, (args.size, args.size))
         files = sorted(root.rglob("*.png"))
         print(f"device {device}, {args.images} images of {args.size}x{args.size}, batch {args.batch_size}, precision {args.precision}\n")
-        print("| detector | model-only img/s | end-to-end img/s | official loop img/s | e2e / model | e2e / official |")
-        print("|---|---|---|---|---|---|")
+        print("| detector | workers | model-only img/s | end-to-end img/s | official loop img/s | e2e / model | e2e / official |"
+              + (" peak GPU MiB |" if cuda else ""))
+        print("|---|---|---|---|---|---|---|" + ("---|" if cuda else ""))
         for name in names:
             det = create_detector(name).to(device)
+            if cuda:
+                torch.cuda.reset_peak_memory_stats(device)
             limit = [model_only(det, (args.size, args.size), args.batch_size, device, args.precision) for _ in range(args.repeats)]
-            loop = [official_loop(det, files, device) for _ in range(args.repeats)]
-            e2e = [end_to_end([name], root, Path(tmp) / f"out-{name}-{r}", device, args.precision, args.batch_size, args.workers)
-                   for r in range(args.repeats)]
-            m, e, o = statistics.median(limit), statistics.median(e2e), statistics.median(loop)
-            print(f"| {name} | {_stats(limit)} | {_stats(e2e)} | {_stats(loop)} | {e / m:.2f} | {e / o:.2f} |")
+            peak = f" {torch.cuda.max_memory_allocated(device) / 2**20:.0f} |" if cuda else ""
+            loop = [] if args.no_official else [official_loop(det, files, device) for _ in range(args.repeats)]
+            for w in workers:
+                e2e = [end_to_end([name], root, Path(tmp) / f"out-{name}-{w}-{r}", device, args.precision, args.batch_size, w)
+                       for r in range(args.repeats)]
+                m, e = statistics.median(limit), statistics.median(e2e)
+                loop_text, loop_ratio = (_stats(loop), f"{e / statistics.median(loop):.2f}") if loop else ("-", "-")
+                print(f"| {name} | {w if w is not None else 'default'} | {_stats(limit)} | {_stats(e2e)} | "
+                      f"{loop_text} | {e / m:.2f} | {loop_ratio} |{peak}")
         if len(names) > 1:
-            e2e = [end_to_end(names, root, Path(tmp) / f"out-all-{r}", device, args.precision, args.batch_size, args.workers)
-                   for r in range(args.repeats)]
-            print(f"| all {len(names)} in one pass | | {_stats(e2e)} (scores/s) | | | |")
+            for w in workers:
+                e2e = [end_to_end(names, root, Path(tmp) / f"out-all-{w}-{r}", device, args.precision, args.batch_size, w)
+                       for r in range(args.repeats)]
+                print(f"| all {len(names)} in one pass | {w if w is not None else 'default'} | | {_stats(e2e)} (scores/s) | | | |"
+                      + (" |" if cuda else ""))
 
 
 def feed_cost(args: argparse.Namespace) -> None:
@@ -218,7 +234,10 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--images", type=int, default=96)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--workers", type=int)
+    parser.add_argument("--workers", help="worker counts of the end-to-end runs, comma-separated ('auto': the "
+                        "runner's default), e.g. auto,16 (default: auto)")
+    parser.add_argument("--no-official", action="store_true", help="skip the official-style loop (it runs fp32 at "
+                        "batch 1 whatever --precision says, so one precision's measurement serves both)")
     parser.add_argument("--device")
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--repeats", type=int, default=3)

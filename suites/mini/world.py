@@ -342,7 +342,7 @@ def ensure_world(
     config: WorldConfig | None = None,
     generators_dir: str | Path | None = None,
 ) -> Path:
-    """The world for `seed`, built on first use (default root: <home>/worlds/mini-v1-seed<seed>)."""
+    """The world for `seed`, built on first use (default root: <home>/worlds/mini-v<VERSION>-seed<seed>, now mini-v2-seed<seed>)."""
     path = Path(root).expanduser() if root is not None else default_root(seed)
     cfg = config or WorldConfig()
     if _current(path, seed, cfg, generators_dir):
