@@ -205,7 +205,7 @@ def _execute(config: RunConfig, detectors: list[Detector] | None, suite: Suite |
     shard = sharding.resolve(config.shard)
     # Names and the device are checked before any data is loaded: a typo fails in a second,
     # not after a world build.
-    device = resolve_device(_shard_device(config.device, shard))
+    device = resolve_device(shard_device(config.device, shard))
     precision = effective_precision(config.precision, device)
     if precision != config.precision:
         log.warning("precision %s applies to CUDA only; on %s the run computes in %s", config.precision, device, precision)
@@ -287,7 +287,7 @@ def _save_processed(config: RunConfig, pairs: list[tuple[Condition, Any]], recor
                      cond.display, folder, folder)
 
 
-def _shard_device(device: str | None, shard: sharding.Shard | None) -> str | None:
+def shard_device(device: str | None, shard: sharding.Shard | None) -> str | None:
     """A launcher's local rank picks the GPU of a shard: `cuda` (or no --device) -> cuda:<local rank>."""
     if shard is None or shard.local_rank is None or device not in (None, "cuda"):
         return device

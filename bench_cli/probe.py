@@ -64,6 +64,8 @@ def _add_embed(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=count(0))
     p.add_argument("--max-per-set", type=count(1))
     p.add_argument("--data-root")
+    p.add_argument("--shard", help="K/N: embed only shard K of N of the images into its own store (default: the shard "
+                   "torchrun or SLURM assigns, else all); then run once without it to gather the folder")
 
 
 def _embed(args: argparse.Namespace) -> int:
@@ -72,8 +74,12 @@ def _embed(args: argparse.Namespace) -> int:
 
     spec = encoder_spec(args.encoder, args.tap, args.backbone)
     config = EmbedConfig(args.suite, spec, args.post_process, args.chain, args.seed, args.out, args.run_name, args.device,
-                         args.batch_size, args.workers, args.max_per_set, args.data_root)
+                         args.batch_size, args.workers, args.max_per_set, args.data_root, args.shard)
     res = embed(config)
+    if res.shard:
+        echo(f"shard {res.shard}: {res.computed} vector(s) computed; when every shard is done, run the same command "
+             "with --shard all to write the folder (nothing is computed again)")
+        return 1 if res.errors else 0
     echo(json.dumps({"folder": str(res.folder), "vectors": res.count, "computed": res.computed, "failures": res.failures,
                      "seconds": round(res.seconds, 1), "errors": res.errors}, indent=1))
     return 1 if res.errors else 0

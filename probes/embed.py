@@ -37,6 +37,7 @@ class EmbedConfig:
     workers: int | None = None
     max_per_set: int | None = None
     data_root: str | None = None
+    shard: str | None = None  # "K/N": embed only that shard (as `bench run --shard`); None: the launcher's, else all
 
     @property
     def run_dir(self) -> Path:
@@ -51,6 +52,7 @@ class EmbedResult:
     errors: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     computed: int = 0
+    shard: str | None = None  # set when this call embedded one shard and wrote no folder
 
 
 def _run_config(config: EmbedConfig) -> Any:
@@ -62,11 +64,18 @@ def _run_config(config: EmbedConfig) -> Any:
 
 
 def embed(config: EmbedConfig, progress: bool = True) -> EmbedResult:
-    """Embed the suite (every condition), export the folder; see the module docstring."""
+    """Embed the suite (every condition), export the folder; see the module docstring.
+
+    With a shard ("K/N", or the one torchrun/SLURM assigns), only the images that shard owns are
+    embedded (the same stable split as `bench run --shard`), into the shard's own store
+    `<out>/cache.shard-K-of-N.sqlite`, and no folder is written. The unsharded call then reads
+    every shard store beside the main one, computes only what no shard stored, and writes the
+    folder: it is the merge."""
+    from bench import sharding
     from bench.conditions import conditions_for
     from bench.devices import effective_precision, resolve_device
     from bench.images import pixel_limit
-    from bench.runner import load_suite
+    from bench.runner import load_suite, shard_device
     from bench.scoring import compute_missing
     from bench.store import ScoreStore
     from probes.encoders import build_embedder
@@ -75,18 +84,29 @@ def embed(config: EmbedConfig, progress: bool = True) -> EmbedResult:
     started = datetime.now(timezone.utc)
     run = _run_config(config)
     pairs = conditions_for(run)  # an unknown chain fails here, before the suite or a model is loaded
-    device = resolve_device(config.device)
+    shard = sharding.resolve(config.shard)
+    device = resolve_device(shard_device(config.device, shard))  # under torchrun/SLURM: the local rank's GPU
     precision = effective_precision("fp32", device)
     suite, source = load_suite(run)
     if not suite.records:
         raise ProbeError(f"suite {suite.name!r} has no images")
     run_dir = config.run_dir
-    with locked(run_dir):
+    marker_name = f"probe-embed-{run_dir.name}"
+    with locked(sharding.marker_dir(config.out, marker_name) / shard.tag if shard else run_dir):
         embedder = build_embedder(config.encoder, device)
         records_of = [list(suite.records) for _ in pairs]
+        if shard:
+            records_of = [[r for r in recs if sharding.owner(sharding.image_key(r.path, suite.source), shard.count) == shard.index]
+                          for recs in records_of]
         errors: dict[str, str] = {}
-        with ScoreStore.in_dir(config.out) as store, pixel_limit(None):
+        store = ScoreStore(sharding.store_path(config.out, shard)) if shard else ScoreStore.in_dir(config.out)
+        store.read_also([Path(config.out) / ScoreStore.FILENAME, *sharding.shard_stores(config.out)])
+        with store, pixel_limit(None):
             done = compute_missing(store, [embedder], pairs, records_of, run, device, precision, progress, errors)
+            if shard:
+                sharding.write_marker(config.out, marker_name, shard, {"stats": done.stats, "errors": errors})
+                return EmbedResult(run_dir, 0, 0, errors, time.perf_counter() - t0,
+                                   sum(s["computed"] for s in done.stats), shard=shard.tag)
             index, vectors, failures = _gather(store, embedder.fingerprint, suite, [c for c, _ in pairs], done)
         if not len(index):
             raise ProbeError(f"no image of suite {suite.name!r} was embedded: " + (next(iter(errors.values()), "") or

@@ -88,6 +88,24 @@ def test_embeddings_equal_a_direct_forward_and_resume_from_the_store(clip_embedd
     np.testing.assert_allclose(Embeddings.load(again.folder).vectors, emb.vectors, atol=1e-6)
 
 
+def test_sharded_embedding_gathers_into_the_same_folder(clip_embeddings, clip_file, data_dir, tmp_path):
+    """Two shards embed disjoint halves into their own stores and write no folder; the unsharded
+    call computes nothing and writes the vectors a single process wrote."""
+    res, _ = clip_embeddings
+    spec = encoder_spec("clip:openai-vit-l-14", "embed", str(clip_file))
+    out = tmp_path / "sharded"
+    kw = dict(post_process=True, chain="jpeg:quality=75")
+    parts = [_embed(data_dir, out, spec, shard=f"{k}/2", **kw) for k in range(2)]
+    assert all(p.shard and not p.errors for p in parts) and not (out / "embed").exists()
+    assert sum(p.computed for p in parts) == res.count and min(p.computed for p in parts) > 0
+    assert sorted(f.name for f in out.glob("cache.shard-*.sqlite")) == ["cache.shard-0-of-2.sqlite", "cache.shard-1-of-2.sqlite"]
+    gathered = _embed(data_dir, out, spec, shard="all", **kw)
+    assert gathered.computed == 0 and gathered.count == res.count
+    mine, single = Embeddings.load(gathered.folder), Embeddings.load(res.folder)
+    pd.testing.assert_frame_equal(mine.index[["path", "condition_key"]], single.index[["path", "condition_key"]])
+    np.testing.assert_allclose(mine.vectors, single.vectors, atol=1e-6)
+
+
 def test_pooled_features_are_what_the_head_reads():
     """corvi.mini's tap 'pooled' is the penultimate vector: its head on it gives the detector's logit."""
     from bench import registry
