@@ -113,7 +113,12 @@ class ClipFeatures(Embedder):
         return len(self.encoder.blocks), self.encoder.blocks[0].heads, int(self.encoder.embed_dim)
 
     def preprocess(self) -> Callable[[Any], Any]:
-        return self.prep
+        from detectors.clip.preprocess import CropPixels
+
+        return CropPixels(self.prep)
+
+    def prepare(self, batch: Any) -> Any:
+        return self.prep.normalize_pixels(batch)
 
     def to(self, device: str) -> "ClipFeatures":
         super().to(device)

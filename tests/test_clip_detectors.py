@@ -27,7 +27,7 @@ from detectors.checkpoint import BadCheckpointError
 from detectors.clip import catalog
 from detectors.clip.build import RECIPES, tiny_open_clip
 from detectors.clip.linear import clipdet_head, ufd_head
-from detectors.clip.preprocess import IMAGENET, CropNormalize, pipeline
+from detectors.clip.preprocess import IMAGENET, POLICIES, CropNormalize, pipeline
 from detectors.preprocess import CLIP_MEAN, CLIP_STD
 from detectors.clip.rine import rine_head
 
@@ -99,6 +99,21 @@ def test_each_native_pipeline_is_what_the_catalog_says_and_harmonized_is_shared(
         pipeline(RECIPES["ufd"].native, "resized")
 
 
+def test_pixels_normalised_on_the_device_equal_the_float_pipeline():
+    """A run ships the crop as 8-bit pixels and `prepare` normalises them: bit for bit the float
+    pipeline (ToTensor + Normalize), for every recipe and both policies, padding included."""
+    from detectors.clip.preprocess import CropPixels
+
+    images = [_noise(240, 260, 1), _noise(180, 300, 2), _noise(100, 150, 3)]  # the last is padded to 224
+    for name, recipe in RECIPES.items():
+        for policy in POLICIES:
+            steps = pipeline(recipe.native, policy)
+            shipped = torch.stack([CropPixels(steps)(im) for im in images])
+            assert shipped.dtype == torch.uint8 and shipped.shape == (3, 3, 224, 224)
+            assert torch.equal(steps.normalize_pixels(shipped), torch.stack([steps(im) for im in images])), (name, policy)
+            assert CropPixels(steps).describe() == steps.describe()
+
+
 # --------------------------------------------------------------------------- tiny backbones on disk
 
 
@@ -128,7 +143,7 @@ def _images() -> list[Image.Image]:
 
 
 def _batch(det) -> torch.Tensor:
-    return torch.stack([det.preprocess()(im) for im in _images()])
+    return det.prepare(torch.stack([det.preprocess()(im) for im in _images()]))
 
 
 # --------------------------------------------------------------------------- UFD
@@ -442,7 +457,7 @@ def test_code_heads_are_converted_once_and_score_like_decision_function(offline,
         assert f"score with --detectors code.{tag}" in out.out and "runs code from the file" in out.err
         det = registry.create_detector(f"code.{tag}")
         test = [_noise(224, 224, 200 + i) for i in range(6)] + train[:4]
-        x = torch.stack([det.preprocess()(im) for im in test])
+        x = det.prepare(torch.stack([det.preprocess()(im) for im in test]))
         with torch.no_grad():
             f = vit(pixel_values=x).last_hidden_state[:, 0].numpy()
         got = det.forward(x).numpy()

@@ -74,7 +74,7 @@ def test_embeddings_equal_a_direct_forward_and_resume_from_the_store(clip_embedd
     spec = emb.encoder
     embedder = ClipFeatures(load_clip_encoder(spec), spec)
     row = emb.index[(emb.index["condition_key"] == "original")].iloc[3]
-    x = embedder.preprocess()(Image.open(row["path"]).convert("RGB"))[None]
+    x = embedder.prepare(embedder.preprocess()(Image.open(row["path"]).convert("RGB"))[None])
     torch.testing.assert_close(torch.as_tensor(emb.vectors[row.name]), embedder.forward(x)[0], atol=1e-5, rtol=0)
     pp = emb.index[(emb.index["path"] == row["path"]) & (emb.index["condition_key"] != "original")].iloc[0]
     assert not np.allclose(emb.vectors[pp.name], emb.vectors[row.name], atol=1e-4)  # the JPEG copy was embedded
@@ -263,7 +263,7 @@ def test_fit_install_and_clip_lr_scores_like_the_probe(clip_embeddings, tmp_path
     probe = ProbeFile.load(tmp_path / "weights" / "clip-lr" / "clip-openai-vit-l-14-gan.safetensors")
     np.testing.assert_allclose(det.score(images), emb.vectors[rows.index] @ probe.weight, atol=1e-4)
     assert det.info.family == "CLIP" and float(det.model.head.bias.detach()) == 0.0
-    x = torch.stack([det.preprocess()(im) for im in images])
+    x = det.prepare(torch.stack([det.preprocess()(im) for im in images]))
     y = torch.tensor([0, 1, 0, 1])
     refit_head(det.model, [(x, y)], [(x, y)], nonneg=True, max_epochs=1, progress=False)  # Stay-Positive applies
     assert float(det.model.head.weight.detach().min()) >= 0
@@ -309,7 +309,7 @@ def test_head_tap_sums_to_the_embedding_and_selection_runs(clip_file, data_dir, 
     assert emb.manifest["layout"] == [2, 2, 16] and emb.dim == 64
     enc = load_clip_encoder(spec)
     feats = ClipFeatures(enc, spec)
-    x = feats.preprocess()(Image.open(emb.index.iloc[0]["path"]).convert("RGB"))[None]
+    x = feats.prepare(feats.preprocess()(Image.open(emb.index.iloc[0]["path"]).convert("RGB"))[None])
     with torch.no_grad():
         c = project(enc, decompose(enc, x))
         total = torch.as_tensor(emb.vectors[0]).view(2, 2, 16).sum(dim=(0, 1)) + c.embedding[0] + c.mlps[0].sum(0)

@@ -28,7 +28,7 @@ from detectors.clip import catalog
 from detectors.clip.backbones import locate, require_library
 from detectors.clip.encoders import Encoder, HFViTAdapter, hf_clip_encoder, hf_clip_to_open_clip, load_backbone, load_hf_clip_vision, \
     load_open_clip, open_clip_encoder
-from detectors.clip.preprocess import CLIP, IMAGENET, POLICIES, CropNormalize, pipeline
+from detectors.clip.preprocess import CLIP, IMAGENET, POLICIES, CropNormalize, CropPixels, pipeline
 
 
 class FrozenEncoderDetector(Detector):
@@ -43,8 +43,13 @@ class FrozenEncoderDetector(Detector):
         self.weights = weights
         self.fingerprint = fingerprint if policy == "native" else f"{fingerprint}+{policy}"
 
-    def preprocess(self) -> CropNormalize:
-        return self.prep
+    def preprocess(self) -> CropPixels:
+        """The cropped 8-bit pixels; `prepare` normalises them on the device (`self.prep` is the
+        same pipeline in float, for direct use)."""
+        return CropPixels(self.prep)
+
+    def prepare(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.prep.normalize_pixels(batch)
 
     def to(self, device: str) -> "FrozenEncoderDetector":
         super().to(device)

@@ -19,7 +19,10 @@ centre 224 pixels to a crop-only detector but the whole scene to a resize-then-c
 center-crop 224, each model's own mean/std), named in `info.input` and the run manifest.
 
 The geometry is torchvision's functional API on PIL images, i.e. the official transforms
-themselves (PIL resampling, which always antialiases).
+themselves (PIL resampling, which always antialiases). In a run the workers stop at the cropped
+8-bit pixels (`CropPixels`, a quarter of the bytes) and the detector normalises them on the
+device (`CropNormalize.normalize_pixels`), with the same arithmetic as ToTensor + Normalize, so
+the numbers are identical; `CropNormalize` itself stays the float pipeline for direct use.
 """
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 
-from detectors.preprocess import CLIP, IMAGENET, normalize, to_tensor
+from detectors.preprocess import CLIP, IMAGENET, normalize, normalize_pixels, pixels, to_tensor
 POLICIES = ("native", "harmonized")
 
 
@@ -43,21 +46,42 @@ class CropNormalize:
     resize: str | None = None
     size: int = 224
 
-    def __call__(self, image: Image.Image) -> torch.Tensor:
+    def crop(self, image: Image.Image) -> Image.Image:
+        """The geometry alone: the `size` x `size` RGB image the model sees."""
         from torchvision.transforms import InterpolationMode
         from torchvision.transforms import functional as TF
 
         image = image.convert("RGB")
         if self.resize is not None:
             image = TF.resize(image, self.size, interpolation=InterpolationMode(self.resize))
-        image = TF.center_crop(image, [self.size, self.size])
-        return normalize(to_tensor(image), self.mean, self.std)
+        return TF.center_crop(image, [self.size, self.size])
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        return normalize(to_tensor(self.crop(image)), self.mean, self.std)
+
+    def normalize_pixels(self, batch: torch.Tensor) -> torch.Tensor:
+        """A batch of `CropPixels` outputs (uint8, on any device) -> what `__call__` gives; a float
+        batch (already normalised) is returned as it is."""
+        return normalize_pixels(batch, self.mean, self.std) if batch.dtype == torch.uint8 else batch
 
     def describe(self) -> str:
         norm = "CLIP" if (self.mean, self.std) == CLIP else "ImageNet" if (self.mean, self.std) == IMAGENET else "custom"
         geometry = (f"shorter side to {self.size} ({self.resize}), center-crop {self.size}" if self.resize else
                     f"center-crop {self.size}, no resize")
         return f"{geometry}; {norm} mean/std"
+
+
+@dataclass(frozen=True)
+class CropPixels:
+    """The geometry of `steps`, stopping at uint8 CHW pixels: the runner's half of `steps`."""
+
+    steps: CropNormalize
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        return pixels(self.steps.crop(image))
+
+    def describe(self) -> str:
+        return self.steps.describe()
 
 
 def pipeline(native: CropNormalize, policy: str) -> CropNormalize:
