@@ -26,7 +26,11 @@ def two_class_logit(z: torch.Tensor) -> torch.Tensor:
 
 class ModuleDetector(Detector):
     """`model(batch) -> (B,)` logits with the preprocessing `transform`; fingerprint = the
-    weights' digest (plus a suffix for any option that changes scores)."""
+    weights' digest (plus a suffix for any option that changes scores).
+
+    A transform that can stop at 8-bit pixels (`pixels()` and `normalize_pixels(batch)`, as
+    `CenterCropNormalize` and `ResizeNormalize`) ships those from the workers and is finished on
+    the device in `prepare`, with the same arithmetic, so the numbers are identical."""
 
     def __init__(self, model: nn.Module, info: DetectorInfo, transform: Callable[[Any], torch.Tensor], weights: str = "",
                  fingerprint: str = ""):
@@ -35,7 +39,12 @@ class ModuleDetector(Detector):
         self.weights, self.fingerprint = weights, fingerprint
 
     def preprocess(self) -> Callable[[Any], torch.Tensor]:
-        return self.transform
+        pixels = getattr(self.transform, "pixels", None)
+        return pixels() if pixels is not None else self.transform
+
+    def prepare(self, batch: torch.Tensor) -> torch.Tensor:
+        finish = getattr(self.transform, "normalize_pixels", None)
+        return finish(batch) if finish is not None else batch
 
     def to(self, device: str) -> "ModuleDetector":
         super().to(device)

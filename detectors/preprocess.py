@@ -102,6 +102,13 @@ class ResizeNormalize:
     def __call__(self, image: Image.Image) -> torch.Tensor:
         return normalize(to_tensor(_resized(image, self.size)))
 
+    def pixels(self) -> "ResizePixels":
+        """The runner's half: the resized 8-bit pixels (`normalize_pixels` does the rest)."""
+        return ResizePixels(self.size)
+
+    def normalize_pixels(self, batch: torch.Tensor) -> torch.Tensor:
+        return normalize_pixels(batch) if batch.dtype == torch.uint8 else batch
+
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # OpenAI CLIP's, also open_clip's OPENAI_DATASET_MEAN
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -138,11 +145,31 @@ class CenterCropNormalize:
         if self.rounding not in ("round", "floor"):
             raise ValueError(f"rounding must be 'round' (torchvision) or 'floor' (albumentations), not {self.rounding!r}")
 
-    def __call__(self, image: Image.Image) -> torch.Tensor:
+    def crop(self, image: Image.Image) -> torch.Tensor:
+        """The padded, centre-cropped uint8 CHW pixels."""
         arr = np.asarray(image.convert("RGB"), dtype=np.uint8)
         (ph0, ph1, top), (pw0, pw1, left) = (center_crop_box(n, c, self.rounding) for n, c in zip(arr.shape[:2], self.size))
         if ph0 or ph1 or pw0 or pw1:
             arr = np.pad(arr, ((ph0, ph1), (pw0, pw1), (0, 0)))
         arr = arr[top : top + self.size[0], left : left + self.size[1]].copy()  # writable and contiguous
-        x = torch.from_numpy(arr).permute(2, 0, 1).float().div_(255.0)
-        return normalize(x, self.mean, self.std)
+        return torch.from_numpy(arr).permute(2, 0, 1)
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        return normalize(self.crop(image).float().div_(255.0), self.mean, self.std)
+
+    def pixels(self) -> "CenterCropPixels":
+        """The runner's half: the cropped 8-bit pixels (`normalize_pixels` does the rest)."""
+        return CenterCropPixels(self)
+
+    def normalize_pixels(self, batch: torch.Tensor) -> torch.Tensor:
+        return normalize_pixels(batch, self.mean, self.std) if batch.dtype == torch.uint8 else batch
+
+
+@dataclass(frozen=True)
+class CenterCropPixels:
+    """The geometry of a `CenterCropNormalize`, stopping at uint8 CHW pixels."""
+
+    steps: CenterCropNormalize
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        return self.steps.crop(image)

@@ -70,7 +70,7 @@ def test_drct_crop_is_albumentations(size):
     padded = np.pad(arr, ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)))
     y, x = (padded.shape[0] - 224) // 2, (padded.shape[1] - 224) // 2
     ref = (padded[y : y + 224, x : x + 224] / 255.0 - np.array(IMAGENET_MEAN)) / np.array(IMAGENET_STD)
-    got = create_detector_tiny("drct").preprocess()(Image.fromarray(arr))
+    got = _prepared(create_detector_tiny("drct"), Image.fromarray(arr))
     np.testing.assert_allclose(got.permute(1, 2, 0).numpy(), ref, atol=1e-5)
     if (h - 224) % 4 == 3:  # here torchvision's rounding picks the next pixel
         tv = transforms.Compose([transforms.CenterCrop(224), transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
@@ -80,7 +80,22 @@ def test_drct_crop_is_albumentations(size):
 def test_ladeda_preprocess_is_resize_256():
     image = _image(300, 411)
     ref = transforms.Compose([transforms.Resize((256, 256)), transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])(image)
-    torch.testing.assert_close(create_detector_tiny("ladeda").preprocess()(image), ref, rtol=0, atol=1e-5)
+    torch.testing.assert_close(_prepared(create_detector_tiny("ladeda"), image), ref, rtol=0, atol=1e-5)
+
+
+def _prepared(det: ModuleDetector, image: Image.Image) -> torch.Tensor:
+    """What `forward` gets for one image in a run: the worker's preprocessing, then `prepare`."""
+    return det.prepare(det.preprocess()(image)[None])[0]
+
+
+@pytest.mark.parametrize("name", ["safe", "ferretnet", "drct", "drct-clip", "ladeda"])
+def test_fixed_crops_ship_as_pixels_and_finish_on_the_device_bit_for_bit(name):
+    """The workers send 8-bit pixels; `prepare` gives exactly the float pipeline's tensor."""
+    det = create_detector_tiny(name)
+    for image in (_image(300, 411), _image(100, 150)):  # a crop and a padded one
+        shipped = det.preprocess()(image)
+        assert shipped.dtype == torch.uint8
+        assert torch.equal(det.prepare(shipped[None])[0], det.transform(image)), name
 
 
 def create_detector_tiny(name: str) -> ModuleDetector:
