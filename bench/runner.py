@@ -249,13 +249,8 @@ def _execute(config: RunConfig, detectors: list[Detector] | None, suite: Suite |
         if not shard:
             _warn_if_replacing(run_dir, [label(d) for d in built], [c.key for c in conds])
         copies = _load_copies(config, suite, source) if any(c.copies for c in conds) else None
-        records_of = [list(copies.records if c.copies else suite.records) for c in conds]  # per condition
-        if shard:
-            records_of = [[r for r in recs if sharding.owner(sharding.image_key(r.path, suite.source), shard.count) == shard.index]
-                          for recs in records_of]
-        store = ScoreStore(sharding.store_path(config.out, shard)) if shard else ScoreStore.in_dir(config.out)
-        if shard:  # scores another shard or an earlier split already holds are not computed again
-            store.read_also([config.out / ScoreStore.FILENAME, *sharding.shard_stores(config.out)])
+        records_of = [sharding.owned(copies.records if c.copies else suite.records, suite.source, shard) for c in conds]
+        store = sharding.open_store(config.out, shard)
         with store, pixel_limit(config.max_pixels):
             scores, failures, stats, memory = score_all(store, suite, built, pairs, records_of, config, device, precision,
                                                         progress, errors, options)

@@ -98,6 +98,25 @@ def store_path(out: Path, shard: Shard) -> Path:
     return Path(out) / f"cache.shard-{shard.tag}.sqlite"
 
 
+def owned(records: list[Any], source: str, shard: Shard | None) -> list[Any]:
+    """The records (anything with a `path`) that `shard` owns; all of them without a shard."""
+    if shard is None:
+        return list(records)
+    return [r for r in records if owner(image_key(r.path, source), shard.count) == shard.index]
+
+
+def open_store(out: Path, shard: Shard | None, *, read_shards: bool = False) -> Any:
+    """The store a process writes: a shard's own file, which also reads the main store and every
+    other shard's (so nothing another shard or an earlier split stored is computed again); else
+    the main store, which reads the shard stores too with `read_shards` (gathering after a split)."""
+    from bench.store import ScoreStore
+
+    if shard is not None:
+        return ScoreStore(store_path(out, shard)).read_also([Path(out) / ScoreStore.FILENAME, *shard_stores(out)])
+    store = ScoreStore.in_dir(out)
+    return store.read_also(shard_stores(out)) if read_shards else store
+
+
 def marker_dir(out: Path, run_name: str) -> Path:
     return Path(out) / "shards" / run_name
 

@@ -77,7 +77,6 @@ def embed(config: EmbedConfig, progress: bool = True) -> EmbedResult:
     from bench.images import pixel_limit
     from bench.runner import load_suite, shard_device
     from bench.scoring import compute_missing
-    from bench.store import ScoreStore
     from probes.encoders import build_embedder
 
     t0 = time.perf_counter()
@@ -94,13 +93,9 @@ def embed(config: EmbedConfig, progress: bool = True) -> EmbedResult:
     marker_name = f"probe-embed-{run_dir.name}"
     with locked(sharding.marker_dir(config.out, marker_name) / shard.tag if shard else run_dir):
         embedder = build_embedder(config.encoder, device)
-        records_of = [list(suite.records) for _ in pairs]
-        if shard:
-            records_of = [[r for r in recs if sharding.owner(sharding.image_key(r.path, suite.source), shard.count) == shard.index]
-                          for recs in records_of]
+        records_of = [sharding.owned(suite.records, suite.source, shard) for _ in pairs]
         errors: dict[str, str] = {}
-        store = ScoreStore(sharding.store_path(config.out, shard)) if shard else ScoreStore.in_dir(config.out)
-        store.read_also([Path(config.out) / ScoreStore.FILENAME, *sharding.shard_stores(config.out)])
+        store = sharding.open_store(config.out, shard, read_shards=True)  # unsharded: the gather reads every shard's
         with store, pixel_limit(None):
             done = compute_missing(store, [embedder], pairs, records_of, run, device, precision, progress, errors)
             if shard:
