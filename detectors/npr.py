@@ -141,7 +141,7 @@ class NPRDetector(Detector):
 
     def prepare(self, batch: torch.Tensor) -> torch.Tensor:
         """uint8 pixels -> ImageNet-normalised float, on the device."""
-        return normalize_pixels(batch, *self.model.normalization) if batch.dtype == torch.uint8 else batch
+        return normalize_pixels(batch, *self.model.normalization)
 
     def to(self, device: str) -> "NPRDetector":
         super().to(device)

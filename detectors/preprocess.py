@@ -46,8 +46,10 @@ def pixels(image: Image.Image) -> torch.Tensor:
 
 
 def normalize_pixels(batch: torch.Tensor, mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD) -> torch.Tensor:
-    """uint8 (B, 3, H, W) on any device -> float32 normalised, as `to_tensor` + `normalize` would."""
-    return normalize(batch.float().div_(255.0), mean, std)
+    """uint8 (B, 3, H, W) on any device -> float32 normalised, as `to_tensor` + `normalize` would.
+    A float batch is taken as already normalised and returned as it is, so every detector's
+    `prepare` accepts both what the runner ships and what training and analyses build."""
+    return normalize(batch.float().div_(255.0), mean, std) if batch.dtype == torch.uint8 else batch
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,7 @@ class ResizeNormalize:
         return ResizePixels(self.size)
 
     def normalize_pixels(self, batch: torch.Tensor) -> torch.Tensor:
-        return normalize_pixels(batch) if batch.dtype == torch.uint8 else batch
+        return normalize_pixels(batch)
 
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # OpenAI CLIP's, also open_clip's OPENAI_DATASET_MEAN
@@ -162,7 +164,7 @@ class CenterCropNormalize:
         return CenterCropPixels(self)
 
     def normalize_pixels(self, batch: torch.Tensor) -> torch.Tensor:
-        return normalize_pixels(batch, self.mean, self.std) if batch.dtype == torch.uint8 else batch
+        return normalize_pixels(batch, self.mean, self.std)
 
 
 @dataclass(frozen=True)

@@ -237,7 +237,7 @@ class ResNetDetector(Detector):
 
     def prepare(self, batch: torch.Tensor) -> torch.Tensor:
         """uint8 pixels -> ImageNet-normalised float, on the device."""
-        return normalize_pixels(batch, *self.model.normalization) if batch.dtype == torch.uint8 else batch
+        return normalize_pixels(batch, *self.model.normalization)
 
     def to(self, device: str) -> "ResNetDetector":
         super().to(device)

@@ -226,7 +226,7 @@ class WarpadDetector(Detector):
 
     def prepare(self, batch: torch.Tensor) -> torch.Tensor:
         """uint8 pixels -> ToTensor + ImageNet mean/std; float input is taken as normalised."""
-        return normalize_pixels(batch, self.mean, self.std) if batch.dtype == torch.uint8 else batch
+        return normalize_pixels(batch, self.mean, self.std)
 
     def to(self, device: str) -> "WarpadDetector":
         super().to(device)

@@ -62,7 +62,7 @@ class CropNormalize:
     def normalize_pixels(self, batch: torch.Tensor) -> torch.Tensor:
         """A batch of `CropPixels` outputs (uint8, on any device) -> what `__call__` gives; a float
         batch (already normalised) is returned as it is."""
-        return normalize_pixels(batch, self.mean, self.std) if batch.dtype == torch.uint8 else batch
+        return normalize_pixels(batch, self.mean, self.std)
 
     def describe(self) -> str:
         norm = "CLIP" if (self.mean, self.std) == CLIP else "ImageNet" if (self.mean, self.std) == IMAGENET else "custom"
