@@ -52,7 +52,7 @@ def save_processed(
 
     target = Path(out) / condition_folder(key)
     rows: list[dict[str, str | int]] = []
-    saved: dict[str, str] = {}  # sha256 of the source -> its saved file, so a file listed twice is written once
+    saved: dict[str, dict[str, str | int]] = {}  # sha256 of a source -> its row: a file listed twice is written once
     taken: set[str] = set()
     failed: list[str] = []
     with replace_folder(target) as stage:
@@ -66,11 +66,10 @@ def save_processed(
                     rel = _free_name(f"{condition_folder(r.set)}/{('real', 'fake')[r.label == FAKE]}/{Path(r.path).stem}", taken)
                     (stage / rel).parent.mkdir(parents=True, exist_ok=True)
                     processed.save(stage / rel, format="PNG")
-                    saved[sha] = rel
-                    rows.append({"path": rel, "label": r.label, "set": r.set, "source": r.path, "params": params})
+                    saved[sha] = {"path": rel, "label": r.label, "set": r.set, "source": r.path, "params": params}
+                    rows.append(saved[sha])
                 else:
-                    first = next(row for row in rows if row["path"] == saved[sha])
-                    rows.append({**first, "label": r.label, "set": r.set, "source": r.path})
+                    rows.append({**saved[sha], "label": r.label, "set": r.set, "source": r.path})
             except (BadImageError, OSError) as exc:
                 failed.append(f"{r.path}: {exc}")
         text = io.StringIO()
