@@ -12,7 +12,6 @@
 """
 from __future__ import annotations
 
-import inspect
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -96,13 +95,8 @@ def builder_options(name: str) -> set[str] | None:
     target = spec.make if isinstance(spec, registry.DetectorSpec) else spec
     if isinstance(target, str):
         target = registry.resolve_object(target)
-    try:
-        params = inspect.signature(target).parameters.values()
-    except (TypeError, ValueError):
-        return None
-    if any(p.kind is p.VAR_KEYWORD for p in params):
-        return None
-    return {p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)} - _BUILDER_ARGS
+    params = registry.chain_parameters(target)  # the same signature reading as a chain factory's
+    return None if params is None else {p.name for p in params} - _BUILDER_ARGS
 
 
 def options_for(names: Sequence[str], options: dict[str, Any]) -> dict[str, dict[str, Any]]:
