@@ -19,11 +19,9 @@ import dataclasses
 import importlib.util
 import os
 import re
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from bench.api import MissingDependencyError, MissingWeightsError
 from bench.weights import weights_dir
@@ -82,24 +80,17 @@ def require_library(library: str) -> None:
 
 
 def hub_unreachable() -> str | None:
-    """Why the Hugging Face Hub cannot be used now (None when it can): HF_HUB_OFFLINE, or no
-    connection to its endpoint within 3 s. Checked once before any download, instead of letting
+    """Why the Hugging Face Hub cannot be used now (None when it can): `bench.weights.hub_offline`
+    (an offline variable, or no connection within 3 s, checked once per process), or no
+    huggingface_hub to download with. Checked before any download, instead of letting
     huggingface_hub retry for tens of seconds."""
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
-        return "HF_HUB_OFFLINE is set"
+    from bench.weights import hub_offline
+
     try:
-        from huggingface_hub import constants
+        import huggingface_hub  # noqa: F401
     except ImportError:
         return "huggingface_hub is not installed"
-    if constants.HF_HUB_OFFLINE:
-        return "HF_HUB_OFFLINE is set"
-    url = urlparse(constants.ENDPOINT)
-    host, port = url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443)
-    try:
-        socket.create_connection((host, port), timeout=3).close()
-    except OSError as exc:
-        return f"{host} cannot be reached ({exc.strerror or type(exc).__name__})"
-    return None
+    return hub_offline()
 
 
 def _weights_file(folder: Path, names: tuple[str, ...]) -> Path | None:
