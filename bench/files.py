@@ -124,6 +124,10 @@ def clean_stale(folder: str | os.PathLike, older_than_s: float = 60.0) -> list[P
     return removed
 
 
+class FolderBusyError(BenchError):
+    """Another bench process holds the lock of the folder this one wants to write."""
+
+
 class FolderLock:
     """An exclusive lock on writing one folder, held by this process until `release` (or exit).
 
@@ -148,7 +152,7 @@ class FolderLock:
             fh.seek(0)
             holder = fh.read().strip() or "another process"
             fh.close()
-            raise BenchError(f"{self.folder} is being written by another bench process ({holder}); wait for it to "
+            raise FolderBusyError(f"{self.folder} is being written by another bench process ({holder}); wait for it to "
                              "finish or write elsewhere (--run-name or --out)") from None
         fh.seek(0)
         fh.truncate()

@@ -37,7 +37,7 @@ from bench import registry, sharding
 from bench.api import FAKE, REAL, BenchError, Detector, ImageRecord, MissingDataError, Suite
 from bench.conditions import Condition, condition_key, conditions_for
 from bench.devices import effective_precision, resolve_device
-from bench.files import FolderLock, clean_stale
+from bench.files import FolderBusyError, FolderLock, clean_stale
 from bench.images import pixel_limit
 from bench.rundir import FAILURE_COLUMNS, SCORE_COLUMNS, write_run
 from bench.selection import default_selection, explain_defaults, options_for, row_label, warn_about_toys
@@ -308,9 +308,7 @@ def _finish_shard(config: RunConfig, shard: sharding.Shard, run_name: str, built
         return result
     try:
         return merge(config.out, run_name, count=shard.count, detectors=built, progress=progress)
-    except BenchError as exc:  # another shard is merging right now: it writes the folder
-        if "being written by another bench process" not in str(exc):
-            raise
+    except FolderBusyError:  # another shard is merging right now: it writes the folder
         log.warning("shard %s done; another shard is merging the run", shard)
         return result
 
@@ -333,8 +331,9 @@ def merge(out: Path, run_name: str, *, count: int | None = None, detectors: list
     failed = {k: m["errors"] for k, m in done.items() if m.get("errors")}
     if failed:
         log.warning("shards with detectors that did not finish: %s", failed)
-    imported = sharding.import_stores(out / ScoreStore.FILENAME, sharding.shard_stores(out))
-    log.info("merged %s score rows from %d shard store(s)", imported["scores"], len(sharding.shard_stores(out)))
+    stores = sharding.shard_stores(out)
+    imported = sharding.import_stores(out / ScoreStore.FILENAME, stores)
+    log.info("merged %s score rows from %d shard store(s)", imported["scores"], len(stores))
     cfg = dict(next(iter(done.values()))["config"])
     cfg.update(out=out, shard=sharding.ALL, compute=False)  # one process, even under the launcher that ran the shards
     fields = {f.name for f in dataclasses.fields(RunConfig)}
