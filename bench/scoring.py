@@ -121,7 +121,7 @@ def _feed(
     bar = tqdm(total=total, unit="score", desc=names if len(names) < 40 else f"{len(scorers)} detectors", disable=not progress,
                dynamic_ncols=True)
 
-    def flush(d: int, entries: list[_Entry], chunk_params: dict[int, str]) -> None:
+    def flush(d: int, entries: list[_Entry]) -> None:
         sc = scorers[d]
         try:
             logits = sc.forward(entries, device)
@@ -149,12 +149,10 @@ def _feed(
         with compute_precision(config.precision, device):  # once per pass: flags set and restored around it
             for chunk in loader:
                 params.update(chunk.params)
-                for i, d, reason in chunk.failures:
-                    w = work[i]
-                    for dd in (w.dets if d < 0 else (d,)):
-                        if dd in scorers:
-                            store.record_failure(w.path, scorers[dd].fp, conds[w.cond].store_key, reason)
-                            bar.update(1)
+                failed = [(work[i].path, scorers[dd].fp, conds[work[i].cond].store_key, reason)
+                          for i, d, reason in chunk.failures for dd in (work[i].dets if d < 0 else (d,)) if dd in scorers]
+                store.record_failures(failed)  # one transaction per chunk, as for scores
+                bar.update(len(failed))
                 for block in chunk.blocks:
                     sc = scorers[block.det]
                     if sc.failed:
@@ -162,11 +160,11 @@ def _feed(
                         continue
                     for row, i in enumerate(block.items):  # conditions may share a batch: each entry knows its own
                         for batch in sc.batcher.add(_Entry(i, block.tensor[row], block, row)):
-                            flush(block.det, batch, params)
+                            flush(block.det, batch)
             for d, sc in scorers.items():
                 for batch in sc.batcher.drain():
                     if not sc.failed:
-                        flush(d, batch, params)
+                        flush(d, batch)
     finally:
         bar.close()
 
