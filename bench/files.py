@@ -29,14 +29,15 @@ from typing import Iterator
 from bench.api import BadImageError, BenchError
 
 
-def _plain_file_mode() -> int:
-    """The mode `open(path, "w")` gives a new file under this process's umask."""
+def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
-    return 0o666 & ~mask
+    return mask
 
 
-PLAIN_FILE_MODE = _plain_file_mode()  # read once, at import, before any thread could race on the umask
+_UMASK = _umask()  # read once, at import, before any thread could race on it
+PLAIN_FILE_MODE = 0o666 & ~_UMASK  # what `open(path, "w")` gives a new file
+PLAIN_FOLDER_MODE = 0o777 & ~_UMASK  # what `mkdir` gives a new folder
 STAGING_PREFIXES = (".writing-", ".staging-", ".replaced-")
 
 
@@ -70,6 +71,7 @@ def replace_folder(target: str | os.PathLike) -> Iterator[Path]:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".staging-{os.getpid()}-{target.name}-"))
+    os.chmod(staging, PLAIN_FOLDER_MODE)  # mkdtemp's 0700 would become the target's: others sharing results could not read it
     try:
         yield staging
         old = None

@@ -236,3 +236,17 @@ def test_saved_weights_are_readable_by_others_under_the_umask(tmp_path, name):
     os.umask(mask)
     assert PLAIN_FILE_MODE == 0o666 & ~mask
     assert stat.S_IMODE((tmp_path / name).stat().st_mode) == PLAIN_FILE_MODE
+
+
+def test_a_folder_written_whole_gets_the_mode_mkdir_gives(tmp_path):
+    """Run, probe and export folders are staged with mkdtemp (0700) and renamed into place; they
+    must end with the mode a plain `mkdir` gives (0755 under umask 022), or others sharing a
+    results folder cannot read the run."""
+    import stat
+
+    from bench.files import PLAIN_FOLDER_MODE, replace_folder
+
+    (tmp_path / "plain").mkdir()
+    with replace_folder(tmp_path / "run") as staging:
+        (staging / "a.txt").write_text("x")
+    assert stat.S_IMODE((tmp_path / "run").stat().st_mode) == PLAIN_FOLDER_MODE == stat.S_IMODE((tmp_path / "plain").stat().st_mode)
