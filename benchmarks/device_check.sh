@@ -35,11 +35,12 @@ command -v bench >/dev/null || python3 -m pip install -q --no-deps --no-build-is
 command -v bench >/dev/null || bench() { python3 -m bench "$@"; }  # installed, but its bin/ is not on PATH
 python3 -c "import torch; print('torch', torch.__version__, '| cuda', torch.cuda.is_available() and torch.cuda.get_device_name())" | tee "$out/$part.log"
 
-timed() {  # timed NAME CMD...: run, keep the log, print the wall time
-  local name=$1 start=$SECONDS; shift
+timed() {  # timed NAME CMD...: run, keep the log, print the wall time; returns the command's status
+  local name=$1 start=$SECONDS rc=0; shift
   echo "== $name: $*" | tee -a "$out/$part.log"
-  "$@" 2>&1 | tee -a "$out/$part.log"
+  "$@" 2>&1 | tee -a "$out/$part.log" || rc=$?
   echo "== $name took $((SECONDS - start)) s" | tee -a "$out/$part-times.txt"
+  return "$rc"
 }
 
 case $part in
