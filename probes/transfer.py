@@ -73,9 +73,6 @@ class Matrix:
     probes: dict[str, Any] = field(default_factory=dict)  # generator -> fitted probe
     groups: dict[str, list[str]] = field(default_factory=dict)
 
-    def off_diagonal(self, values: np.ndarray) -> np.ndarray:
-        return values[~np.eye(len(self.generators), dtype=bool)]
-
     def ood_mean(self, metric: str = "accuracy", among: list[str] | None = None) -> float:
         """Mean over cells with train != test (both in `among`, default all)."""
         values = getattr(self, metric)
@@ -150,18 +147,19 @@ def transfer_matrix(splits: Splits, method: str = "lr", *, generators: list[str]
     if method not in METHODS:
         raise ProbeError(f"unknown probe method {method!r}; known: {', '.join(METHODS)}")
     train_splits = train_splits or splits
-    for g in gens:  # every problem checked before the first fit
-        train_splits.problem(g, "train", features).check(f"generator {g!r}, training split ({train_splits.condition})")
-        splits.problem(g, "test", features).check(f"generator {g!r}, test split ({splits.condition})")
+    trains, tests = {}, {}
+    for g in gens:  # every problem built and checked once, before the first fit
+        trains[g] = train_splits.problem(g, "train", features).check(f"generator {g!r}, training split ({train_splits.condition})")
+        tests[g] = splits.problem(g, "test", features).check(f"generator {g!r}, test split ({splits.condition})")
     acc, area = np.zeros((len(gens), len(gens))), np.zeros((len(gens), len(gens)))
     probes: dict[str, Any] = {}
     for i, g in enumerate(gens):
         if progress:
             progress(g)
-        probe = fit_method(method, train_splits.problem(g, "train", features), train_splits.seed, grid)
+        probe = fit_method(method, trains[g], train_splits.seed, grid)
         probes[g] = probe
         for j, h in enumerate(gens):
-            test = splits.problem(h, "test", features)
+            test = tests[h]
             logits = probe.logits(test.x)
             acc[i, j], area[i, j] = accuracy(logits, test.y), auc(logits, test.y)
     dim = splits.emb.dim if features is None else len(features)
