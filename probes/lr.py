@@ -90,19 +90,6 @@ def fit_lr(train: Problem, *, seed: int = 0, grid: dict[str, tuple[Any, ...]] | 
                  time.perf_counter() - t0)
 
 
-def fit_fixed(train: Problem, C: float, *, solver: str = "lbfgs", max_iter: int = 1000, seed: int = 0) -> LRFit:
-    """One LogisticRegression without intercept at fixed settings (no grid)."""
-    from sklearn.exceptions import ConvergenceWarning
-
-    train.check("the probe's training data")
-    t0 = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        model = _model(solver, C, max_iter, seed).fit(train.x, train.y)
-    return LRFit(model.coef_[0].astype(np.float64), solver, float(C), int(max_iter), float("nan"), 1,
-                 int(np.any(model.n_iter_ >= max_iter)), time.perf_counter() - t0)
-
-
 def accuracy(logits: np.ndarray, y: np.ndarray) -> float:
     """Percentage of rows on the right side of logit 0 (> 0 = fake): the paper's accuracy."""
     return float(100.0 * np.mean((np.asarray(logits) > 0) == (np.asarray(y) == 1)))

@@ -119,7 +119,7 @@ def search(train: Problem, ood: Problem, C: float, *, drop_per_step: int = 1, ma
     bar = tqdm(total=total, initial=done, unit="fit", desc=f"removal {label}".strip(), disable=not progress, dynamic_ncols=True)
     try:
         while len(order) < max_removed:
-            alive = np.array([f for f in range(d) if f not in set(order)], dtype=np.int64)
+            alive = np.setdiff1d(np.arange(d, dtype=np.int64), np.asarray(order, dtype=np.int64))
             base = torch.ones(d, dtype=torch.float64, device=device)
             base[list(order)] = 0
             masks = base.repeat(len(alive), 1)

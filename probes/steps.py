@@ -187,7 +187,7 @@ def removal_step(common: Common, pair: list[str], *, drop_per_step: int = 1, max
         for key, path in paths.items():
             removed = np.arange(len(path.accuracy))
             points = np.unique(np.linspace(0, len(path.accuracy) - 1, min(40, len(path.accuracy))).astype(int))
-            iso = {i: removal.isotropy(x_all[:, [f for f in range(emb.dim) if f not in set(path.order[:i])]]) for i in points}
+            iso = {i: removal.isotropy(np.delete(x_all, path.order[:i], axis=1)) for i in points}
             curves[key] = pd.DataFrame({"removed": removed, "accuracy": np.where(np.array(path.accuracy) < 0, np.nan, path.accuracy),
                                         "loss": path.loss, "isotropy": [iso.get(i, np.nan) for i in removed],
                                         "feature": [None, *path.order]})
