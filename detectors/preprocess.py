@@ -17,6 +17,7 @@ between worker processes and to the GPU, converted and normalised on the device 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,8 +30,7 @@ IMAGENET = (IMAGENET_MEAN, IMAGENET_STD)
 
 def to_tensor(image: Image.Image) -> torch.Tensor:
     """PIL image -> float CHW tensor in [0, 1] (what torchvision's ToTensor gives for RGB)."""
-    arr = np.asarray(image.convert("RGB"), dtype=np.uint8)
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
+    return pixels(image).float().div_(255.0)
 
 
 def normalize(x: torch.Tensor, mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD) -> torch.Tensor:
@@ -147,7 +147,7 @@ class CenterCropNormalize:
         if self.rounding not in ("round", "floor"):
             raise ValueError(f"rounding must be 'round' (torchvision) or 'floor' (albumentations), not {self.rounding!r}")
 
-    def crop(self, image: Image.Image) -> torch.Tensor:
+    def pixels_of(self, image: Image.Image) -> torch.Tensor:
         """The padded, centre-cropped uint8 CHW pixels."""
         arr = np.asarray(image.convert("RGB"), dtype=np.uint8)
         (ph0, ph1, top), (pw0, pw1, left) = (center_crop_box(n, c, self.rounding) for n, c in zip(arr.shape[:2], self.size))
@@ -157,21 +157,26 @@ class CenterCropNormalize:
         return torch.from_numpy(arr).permute(2, 0, 1)
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
-        return normalize(self.crop(image).float().div_(255.0), self.mean, self.std)
+        return self.normalize_pixels(self.pixels_of(image))
 
-    def pixels(self) -> "CenterCropPixels":
+    def pixels(self) -> "PixelsOf":
         """The runner's half: the cropped 8-bit pixels (`normalize_pixels` does the rest)."""
-        return CenterCropPixels(self)
+        return PixelsOf(self)
 
     def normalize_pixels(self, batch: torch.Tensor) -> torch.Tensor:
         return normalize_pixels(batch, self.mean, self.std)
 
 
 @dataclass(frozen=True)
-class CenterCropPixels:
-    """The geometry of a `CenterCropNormalize`, stopping at uint8 CHW pixels."""
+class PixelsOf:
+    """A normalising transform's geometry alone (`steps.pixels_of`), stopping at uint8 CHW pixels:
+    what the runner's workers ship; `steps.normalize_pixels` finishes it on the device with the
+    same arithmetic as `steps` itself."""
 
-    steps: CenterCropNormalize
+    steps: Any
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
-        return self.steps.crop(image)
+        return self.steps.pixels_of(image)
+
+    def describe(self) -> str:
+        return getattr(self.steps, "describe", lambda: type(self.steps).__name__)()

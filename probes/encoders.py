@@ -113,9 +113,7 @@ class ClipFeatures(Embedder):
         return len(self.encoder.blocks), self.encoder.blocks[0].heads, int(self.encoder.embed_dim)
 
     def preprocess(self) -> Callable[[Any], Any]:
-        from detectors.clip.preprocess import CropPixels
-
-        return CropPixels(self.prep)
+        return self.prep.pixels()
 
     def prepare(self, batch: Any) -> Any:
         return self.prep.normalize_pixels(batch)

@@ -102,16 +102,14 @@ def test_each_native_pipeline_is_what_the_catalog_says_and_harmonized_is_shared(
 def test_pixels_normalised_on_the_device_equal_the_float_pipeline():
     """A run ships the crop as 8-bit pixels and `prepare` normalises them: bit for bit the float
     pipeline (ToTensor + Normalize), for every recipe and both policies, padding included."""
-    from detectors.clip.preprocess import CropPixels
-
     images = [_noise(240, 260, 1), _noise(180, 300, 2), _noise(100, 150, 3)]  # the last is padded to 224
     for name, recipe in RECIPES.items():
         for policy in POLICIES:
             steps = pipeline(recipe.native, policy)
-            shipped = torch.stack([CropPixels(steps)(im) for im in images])
+            shipped = torch.stack([steps.pixels()(im) for im in images])
             assert shipped.dtype == torch.uint8 and shipped.shape == (3, 3, 224, 224)
             assert torch.equal(steps.normalize_pixels(shipped), torch.stack([steps(im) for im in images])), (name, policy)
-            assert CropPixels(steps).describe() == steps.describe()
+            assert steps.pixels().describe() == steps.describe()
 
 
 # --------------------------------------------------------------------------- tiny backbones on disk

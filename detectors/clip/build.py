@@ -28,7 +28,7 @@ from detectors.clip import catalog
 from detectors.clip.backbones import locate, require_library
 from detectors.clip.encoders import Encoder, HFViTAdapter, hf_clip_encoder, hf_clip_to_open_clip, load_backbone, load_hf_clip_vision, \
     load_open_clip, open_clip_encoder
-from detectors.clip.preprocess import CLIP, IMAGENET, POLICIES, CropNormalize, CropPixels, pipeline
+from detectors.clip.preprocess import CLIP, IMAGENET, POLICIES, CropNormalize, pipeline
 
 
 class FrozenEncoderDetector(Detector):
@@ -43,10 +43,10 @@ class FrozenEncoderDetector(Detector):
         self.weights = weights
         self.fingerprint = fingerprint if policy == "native" else f"{fingerprint}+{policy}"
 
-    def preprocess(self) -> CropPixels:
+    def preprocess(self) -> Any:
         """The cropped 8-bit pixels; `prepare` normalises them on the device (`self.prep` is the
         same pipeline in float, for direct use)."""
-        return CropPixels(self.prep)
+        return self.prep.pixels()
 
     def prepare(self, batch: torch.Tensor) -> torch.Tensor:
         return self.prep.normalize_pixels(batch)

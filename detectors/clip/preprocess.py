@@ -20,7 +20,7 @@ center-crop 224, each model's own mean/std), named in `info.input` and the run m
 
 The geometry is torchvision's functional API on PIL images, i.e. the official transforms
 themselves (PIL resampling, which always antialiases). In a run the workers stop at the cropped
-8-bit pixels (`CropPixels`, a quarter of the bytes) and the detector normalises them on the
+8-bit pixels (`CropNormalize.pixels()`, a quarter of the bytes) and the detector normalises them on the
 device (`CropNormalize.normalize_pixels`), with the same arithmetic as ToTensor + Normalize, so
 the numbers are identical; `CropNormalize` itself stays the float pipeline for direct use.
 """
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 
-from detectors.preprocess import CLIP, IMAGENET, normalize, normalize_pixels, pixels, to_tensor
+from detectors.preprocess import CLIP, IMAGENET, PixelsOf, normalize, normalize_pixels, pixels, to_tensor
 POLICIES = ("native", "harmonized")
 
 
@@ -47,7 +47,7 @@ class CropNormalize:
     size: int = 224
 
     def crop(self, image: Image.Image) -> Image.Image:
-        """The geometry alone: the `size` x `size` RGB image the model sees."""
+        """The geometry: the `size` x `size` RGB image the model sees."""
         from torchvision.transforms import InterpolationMode
         from torchvision.transforms import functional as TF
 
@@ -56,11 +56,19 @@ class CropNormalize:
             image = TF.resize(image, self.size, interpolation=InterpolationMode(self.resize))
         return TF.center_crop(image, [self.size, self.size])
 
+    def pixels_of(self, image: Image.Image) -> torch.Tensor:
+        """The crop as uint8 CHW pixels."""
+        return pixels(self.crop(image))
+
     def __call__(self, image: Image.Image) -> torch.Tensor:
         return normalize(to_tensor(self.crop(image)), self.mean, self.std)
 
+    def pixels(self) -> PixelsOf:
+        """The runner's half: the cropped 8-bit pixels (`normalize_pixels` does the rest)."""
+        return PixelsOf(self)
+
     def normalize_pixels(self, batch: torch.Tensor) -> torch.Tensor:
-        """A batch of `CropPixels` outputs (uint8, on any device) -> what `__call__` gives; a float
+        """A batch of `pixels()` outputs (uint8, on any device) -> what `__call__` gives; a float
         batch (already normalised) is returned as it is."""
         return normalize_pixels(batch, self.mean, self.std)
 
@@ -69,19 +77,6 @@ class CropNormalize:
         geometry = (f"shorter side to {self.size} ({self.resize}), center-crop {self.size}" if self.resize else
                     f"center-crop {self.size}, no resize")
         return f"{geometry}; {norm} mean/std"
-
-
-@dataclass(frozen=True)
-class CropPixels:
-    """The geometry of `steps`, stopping at uint8 CHW pixels: the runner's half of `steps`."""
-
-    steps: CropNormalize
-
-    def __call__(self, image: Image.Image) -> torch.Tensor:
-        return pixels(self.steps.crop(image))
-
-    def describe(self) -> str:
-        return self.steps.describe()
 
 
 def pipeline(native: CropNormalize, policy: str) -> CropNormalize:
