@@ -56,7 +56,7 @@ from bench import registry
 from bench.api import Autoencoder, BenchError, Detector, DetectorInfo, MissingWeightsError
 from bench.weights import load_state, resolve, resolve_tag, sha256_file, state_digest
 from detectors.distances import Similarity, needs_lpips_weights, similarity_from_name
-from detectors.preprocess import pixels
+from detectors.preprocess import pixels, to_unit
 
 DEFAULT_DISTANCE = "lpips_vgg_2"
 MINI_DISTANCE = "ssimc"
@@ -240,7 +240,7 @@ class AerobladeDetector(Detector):
 
     def prepare(self, batch: torch.Tensor) -> torch.Tensor:
         """uint8 pixels -> float in [0, 1] (ToTensor's scaling); float input is taken as it is."""
-        return batch.float().div_(255.0) if batch.dtype == torch.uint8 else batch
+        return to_unit(batch)
 
     def to(self, device: str) -> "AerobladeDetector":
         super().to(device)

@@ -49,7 +49,12 @@ def normalize_pixels(batch: torch.Tensor, mean: tuple[float, ...] = IMAGENET_MEA
     """uint8 (B, 3, H, W) on any device -> float32 normalised, as `to_tensor` + `normalize` would.
     A float batch is taken as already normalised and returned as it is, so every detector's
     `prepare` accepts both what the runner ships and what training and analyses build."""
-    return normalize(batch.float().div_(255.0), mean, std) if batch.dtype == torch.uint8 else batch
+    return normalize(to_unit(batch), mean, std) if batch.dtype == torch.uint8 else batch
+
+
+def to_unit(batch: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels -> float in [0, 1] (ToTensor's scaling); a float batch is returned as it is."""
+    return batch.float().div_(255.0) if batch.dtype == torch.uint8 else batch
 
 
 @dataclass(frozen=True)
