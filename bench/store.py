@@ -160,20 +160,25 @@ class ScoreStore:
 
     def get_many(self, detector_fp: str, condition_key: str, shas: Iterable[str]) -> dict[str, tuple[float, str]]:
         """Stored (logit, params JSON) for those of `shas` already scored."""
+        rows = self._lookup("SELECT image_sha, logit, params FROM scores WHERE detector_fp=? AND condition_key=? "
+                            "AND image_sha IN ({marks})", (detector_fp, condition_key), shas)
+        return {sha: (logit, params) for sha, logit, params in rows}
+
+    def _lookup(self, sql: str, args: tuple[Any, ...], shas: Iterable[str]) -> Iterator[tuple[Any, ...]]:
+        """The rows of `sql` (first column the image sha; `{marks}` its IN list) for `shas`, from
+        this store and then the others it reads: a sha found in one store is not looked up in the
+        next. A store without the table yet (still being created, or older) holds nothing."""
         wanted = list(dict.fromkeys(shas))
-        found: dict[str, tuple[float, str]] = {}
-        for db in [self._db, *getattr(self, "_others", [])]:
-            for chunk in _chunks([s for s in wanted if s not in found]):
-                marks = ",".join("?" * len(chunk))
+        seen: set[str] = set()
+        for db in [self._db, *self._others]:
+            for chunk in _chunks([s for s in wanted if s not in seen]):
                 try:
-                    cur = db.execute(
-                        f"SELECT image_sha, logit, params FROM scores WHERE detector_fp=? AND condition_key=? AND image_sha IN ({marks})",
-                        (detector_fp, condition_key, *chunk),
-                    )
-                except sqlite3.OperationalError:  # another store still being created: nothing in it yet
+                    cur = db.execute(sql.format(marks=",".join("?" * len(chunk))), (*args, *chunk))
+                except sqlite3.OperationalError:
                     continue
-                found.update((sha, (logit, params)) for sha, logit, params in cur)
-        return found
+                for row in cur:
+                    seen.add(row[0])
+                    yield row
 
     def put_many(self, rows: Iterable[ScoreRow]) -> int:
         """Store one batch of scores in a single transaction (replacing older values)."""
@@ -199,22 +204,14 @@ class ScoreStore:
         as a scoring run is (the `vectors` table; one row per image, condition and encoder tap)."""
         import numpy as np
 
-        wanted = list(dict.fromkeys(shas))
         found: dict[str, tuple[Any, str]] = {}
-        for db in [self._db, *getattr(self, "_others", [])]:
-            for chunk in _chunks([s for s in wanted if s not in found]):
-                marks = ",".join("?" * len(chunk))
-                try:
-                    cur = db.execute(f"SELECT image_sha, dim, data, params FROM vectors WHERE encoder_fp=? AND condition_key=? "
-                                     f"AND image_sha IN ({marks})", (encoder_fp, condition_key, *chunk))
-                except sqlite3.OperationalError:  # a store from before the vectors table: nothing in it
-                    continue
-                for sha, dim, data, params in cur:
-                    vec = np.frombuffer(data, dtype="<f4")
-                    if vec.size != dim:
-                        raise BenchError(f"{self.path}: a stored vector of {encoder_fp} has {vec.size} values, not {dim}; "
-                                         "the store is damaged: move it away and rerun")
-                    found[sha] = (vec, params)
+        for sha, dim, data, params in self._lookup("SELECT image_sha, dim, data, params FROM vectors WHERE encoder_fp=? "
+                                                   "AND condition_key=? AND image_sha IN ({marks})", (encoder_fp, condition_key), shas):
+            vec = np.frombuffer(data, dtype="<f4")
+            if vec.size != dim:
+                raise BenchError(f"{self.path}: a stored vector of {encoder_fp} has {vec.size} values, not {dim}; "
+                                 "the store is damaged: move it away and rerun")
+            found[sha] = (vec, params)
         return found
 
     def put_vectors(self, rows: Iterable[VectorRow]) -> int:
