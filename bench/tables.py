@@ -57,6 +57,11 @@ class _Group:
     def small(self) -> bool:
         return self.kind != "avg" and min(self.n_real, self.n_fake) < SMALL_SET
 
+    @property
+    def heading(self) -> str:
+        """The terminal summary's name of the group: "Avg", or the set with its real/fake counts."""
+        return "Avg" if self.kind == "avg" else f"{self.display} {self.n_real}/{self.n_fake}{' †' if self.small else ''}"
+
 
 @dataclass
 class _Row:
@@ -297,8 +302,7 @@ def _text(groups: list[_Group], rows: list[_Row], digits: int, width: int = 100)
     used = label_w
     for i in order:
         g = groups[i]
-        head = f"{g.display} {g.n_real}/{g.n_fake}{' †' if g.small else ''}" if g.kind != "avg" else "Avg"
-        need = max(len(head), 7 * len(g.metrics)) + 2
+        need = max(len(g.heading), 7 * len(g.metrics)) + 2
         if pages[-1] and used + need > width:
             pages.append([])
             used = label_w
@@ -309,8 +313,7 @@ def _text(groups: list[_Group], rows: list[_Row], digits: int, width: int = 100)
         headers = ["Detector"]
         for i in page:
             g = groups[i]
-            name = "Avg" if g.kind == "avg" else f"{g.display} {g.n_real}/{g.n_fake}{' †' if g.small else ''}"
-            headers += [f"{name}\n{HEADERS[m]}" if k == 0 else f"\n{HEADERS[m]}" for k, m in enumerate(g.metrics)]
+            headers += [f"{g.heading}\n{HEADERS[m]}" if k == 0 else f"\n{HEADERS[m]}" for k, m in enumerate(g.metrics)]
         table = []
         for r in rows:
             if r.kind == "detector":
