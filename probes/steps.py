@@ -68,7 +68,8 @@ def fit_step(common: Common, generator: str, *, tag: str | None = None, install:
     run_dir = common.out / "fit" / (common.run_name or tag)
     with locked(run_dir):
         probe = fit_lr(train, seed=common.seed, grid=grid or GRID)
-        metrics = [{"test": g, "accuracy": accuracy(probe.logits(p.x), p.y), "auc": auc(probe.logits(p.x), p.y), "images": len(p.y)}
+        logits = {g: probe.logits(p.x) for g, p in tests.items()}
+        metrics = [{"test": g, "accuracy": accuracy(logits[g], p.y), "auc": auc(logits[g], p.y), "images": len(p.y)}
                    for g, p in tests.items()]
         meta = {"encoder": emb.encoder.to_json(), "fingerprint": emb.manifest["fingerprint"], "generator": generator,
                 "condition": splits.condition, "tag": tag, "embeddings": str(emb.folder), "split": splits.manifest(),

@@ -7,6 +7,7 @@ sets as numbered bins. A set holding both labels (real/ + fake/ subfolders) is k
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass
@@ -48,9 +49,7 @@ class Draw:
         """`paths` as records, sampled to the cap; `roots` are the folders strata are read below
         (none: a file's parent folder is its stratum); `labelled` marks a set of both labels."""
 
-        def stratum(p: Path | str) -> str:
-            return stratum_of(p, roots) if roots else str(Path(p).parent)
-
+        stratum = functools.partial(stratum_of, roots=roots)  # without roots: the file's parent folder
         kept = subsample(list(paths), self.cap, self.seed, stratum=stratum, key=f"{set_name}/{label}")
         if len(kept) < len(paths):
             self.sampled.append(Sampled(set_name, len(kept), len(paths), len({stratum(p) for p in paths}),
