@@ -72,13 +72,14 @@ class ResizePixels:
     size: tuple[int, int] = (256, 256)
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
-        return pixels(_resized(image, self.size))
+        return pixels(resized(image, self.size))
 
 
-def _resized(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+def resized(image: Image.Image, size: tuple[int, int], resample: int = Image.BILINEAR) -> Image.Image:
+    """RGB at (H, W) = `size` (PIL's `resample`, bilinear by default; aspect ratio not kept)."""
     h, w = size
     image = image.convert("RGB")
-    return image if image.size == (w, h) else image.resize((w, h), Image.BILINEAR)
+    return image if image.size == (w, h) else image.resize((w, h), resample)
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ class ResizeNormalize:
     size: tuple[int, int] = (256, 256)
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
-        return normalize(to_tensor(_resized(image, self.size)))
+        return normalize(to_tensor(resized(image, self.size)))
 
     def pixels(self) -> "ResizePixels":
         """The runner's half: the resized 8-bit pixels (`normalize_pixels` does the rest)."""

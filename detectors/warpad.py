@@ -49,7 +49,7 @@ from torch import nn
 
 from bench.api import BenchError, Detector, DetectorInfo, MissingWeightsError
 from bench.weights import load_state, resolve_tag, state_digest
-from detectors.preprocess import IMAGENET_MEAN, IMAGENET_STD, normalize_pixels, pixels
+from detectors.preprocess import IMAGENET_MEAN, IMAGENET_STD, normalize_pixels, pixels, resized
 from detectors.checkpoint import BadCheckpointError, unwrap_checkpoint
 from detectors.wavelets import haar_highpass
 
@@ -86,14 +86,9 @@ class WarpadInput:
     the same arithmetic), so a 896 x 896 image travels as 2.4 MB instead of 9.6 MB."""
 
     size: int = IMAGE_SIZE
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
-        image = image.convert("RGB")
-        if image.size != (self.size, self.size):
-            image = image.resize((self.size, self.size), Image.BICUBIC)
-        return pixels(image)
+        return pixels(resized(image, (self.size, self.size), Image.BICUBIC))
 
 
 def patchify(x: torch.Tensor, patch: int = PATCH_SIZE) -> torch.Tensor:
@@ -222,7 +217,7 @@ class WarpadDetector(Detector):
         self.noise_level, self.levels, self.patch_batch = noise_level, levels, patch_batch
 
     def preprocess(self) -> WarpadInput:
-        return WarpadInput(self.size, self.mean, self.std)
+        return WarpadInput(self.size)
 
     def prepare(self, batch: torch.Tensor) -> torch.Tensor:
         """uint8 pixels -> ToTensor + ImageNet mean/std; float input is taken as normalised."""
